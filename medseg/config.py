@@ -1,0 +1,98 @@
+"""Typed configuration of a medseg run (loaded once at the edge, passed down explicitly)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelFamily(StrEnum):
+    """Trainable model families."""
+
+    CNN = "cnn"
+    GAN = "gan"
+
+
+class DeviceChoice(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class DaskConfig(_Strict):
+    """Where Dask work runs: an existing scheduler (``address``) or a LocalCluster."""
+
+    address: str | None = Field(None, description="tcp://host:8786 of an existing scheduler; None = LocalCluster")
+    n_workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = "4GiB"
+
+
+class IngestConfig(_Strict):
+    deid_secret: str = Field("medseg-demo-secret", min_length=8, description="key of the patient/study hash")
+    files_per_batch: int = Field(256, ge=1)
+
+
+class PreprocessConfig(_Strict):
+    target_spacing: tuple[float, float, float] | None = Field(None, description="(z, y, x) mm; None = from data")
+    patch_size: tuple[int, int, int] | None = Field(None, description="(z, y, x) voxels; None = from data")
+    max_patch_voxels: int = Field(64 * 96 * 96, ge=4096, description="memory budget for the patch")
+    anisotropy_threshold: float = Field(3.0, gt=1.0)
+
+
+class GanConfig(_Strict):
+    adversarial_weight: float = Field(0.05, ge=0.0, description="lambda of the adversarial generator loss")
+    warmup_epochs: int = Field(2, ge=0, description="epochs before the adversarial term is ramped in")
+    discriminator_lr: float = Field(2e-4, gt=0)
+    discriminator_channels: int = Field(16, ge=4)
+
+
+class TrainConfig(_Strict):
+    models: list[ModelFamily] = Field(default_factory=lambda: [ModelFamily.CNN, ModelFamily.GAN])
+    max_epochs: int = Field(50, ge=1)
+    iterations_per_epoch: int = Field(250, ge=1)
+    batch_size: int = Field(2, ge=1)
+    learning_rate: float = Field(1e-2, gt=0)
+    weight_decay: float = Field(3e-5, ge=0)
+    momentum: float = Field(0.99, ge=0, lt=1)
+    grad_clip: float = Field(12.0, gt=0)
+    foreground_oversample: float = Field(0.33, ge=0, le=1)
+    filters: list[int] = Field(default_factory=lambda: [32, 64, 128, 256, 320])
+    deep_supervision: bool = True
+    val_every: int = Field(5, ge=1)
+    max_minutes: float | None = Field(None, gt=0, description="wall-clock budget per model")
+    device: DeviceChoice = DeviceChoice.AUTO
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = all cores")
+    gan: GanConfig = Field(default_factory=GanConfig)
+
+
+class InferConfig(_Strict):
+    overlap: float = Field(0.5, ge=0, lt=1)
+    sw_batch_size: int = Field(2, ge=1)
+    mirror_tta: bool = False
+
+
+class SplitConfig(_Strict):
+    test_fraction: float = Field(0.25, ge=0, lt=1, description="held-out cases, never trained on")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="of the remaining training cases")
+
+
+class MedsegConfig(_Strict):
+    """Root of the configuration (``configs/*.yaml``)."""
+
+    name: str = "medseg"
+    workspace: Path = Path("medseg-workspace")
+    sources: list[Path] = Field(default_factory=list, description="DICOM folders to ingest")
+    seed: int = 0
+    dask: DaskConfig = Field(default_factory=DaskConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    infer: InferConfig = Field(default_factory=InferConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)

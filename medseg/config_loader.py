@@ -1,0 +1,86 @@
+"""Load a :class:`MedsegConfig` from YAML plus ``key=value`` overrides, with one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from medseg.config import MedsegConfig
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the field and the fix."""
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split ``"a.b=value"``; the value is parsed as YAML (numbers, lists, null, strings)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.max_epochs=5")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _format_error(err: ValidationError, origin: str) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "<root>"
+    got = first.get("input")
+    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
+    return f"invalid config {origin}: field '{field}': {first['msg']}{got_text}{more}"
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> MedsegConfig:
+    """Read ``path`` (YAML) if given, apply ``overrides`` and validate.
+
+    Relative ``workspace`` and ``sources`` paths stay relative to the current directory.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML or a field that fails validation.
+    """
+    data: dict[str, Any] = {}
+    origin = "(defaults)"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        data = loaded
+    for item in overrides or []:
+        key, value = parse_override(item)
+        _set_dotted(data, key, value)
+    try:
+        return MedsegConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, origin)) from None
+
+
+def dump_config(cfg: MedsegConfig) -> str:
+    """YAML text of a config (round-trips through :func:`load_config`)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,58 @@
+"""Dask client for a stage: an existing scheduler by address, or a LocalCluster of processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from distributed import Client, LocalCluster
+
+from medseg.config import DaskConfig
+
+log = logging.getLogger(__name__)
+
+_BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@contextmanager
+def dask_client(cfg: DaskConfig) -> Iterator[Client]:
+    """Yield a connected client; a LocalCluster is started (and closed) only when no address is set.
+
+    Local workers are processes with one BLAS thread per Dask thread, so N workers never
+    oversubscribe the cores.
+    """
+    if cfg.address:
+        client = Client(cfg.address, timeout="30s")
+        log.info("connected to Dask scheduler %s (dashboard: %s)", cfg.address, client.dashboard_link)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    env = {k: str(cfg.threads_per_worker) for k in _BLAS_THREAD_VARS}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # inherited by the spawned worker processes
+    try:
+        cluster = LocalCluster(
+            n_workers=cfg.n_workers,
+            threads_per_worker=cfg.threads_per_worker,
+            processes=True,
+            memory_limit=cfg.memory_limit,
+            dashboard_address=":0",
+            silence_logs=logging.WARNING,
+        )
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    client = Client(cluster)
+    log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
