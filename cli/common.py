@@ -1,0 +1,70 @@
+"""Shared CLI plumbing: Prefect environment defaults, config loading, clean error exits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from medseg.config import MedsegConfig
+from medseg.config_loader import ConfigError, load_config
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "false",
+}
+
+
+def prefect_env() -> None:
+    """Defaults for the embedded Prefect server; a user's PREFECT_API_URL / settings win."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def build_config(config: Path | None, overrides: list[str] | None, workspace: Path | None = None,
+                 sources: list[Path] | None = None) -> MedsegConfig:
+    """Load the YAML config, apply ``--set`` overrides and explicit CLI options (which win)."""
+    items = list(overrides or [])
+    if workspace is not None:
+        items.append(f"workspace={workspace}")
+    try:
+        cfg = load_config(config, items)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    if sources:
+        cfg = cfg.model_copy(update={"sources": [Path(s) for s in sources]})
+    return cfg
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn expected failures into one red line and a non-zero exit (tracebacks stay in the Prefect logs)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise fail(f"{exc}", code=1) from None
+
+
+def run_quietly(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    with friendly_errors():
+        return fn(*args, **kwargs)

@@ -1,0 +1,251 @@
+"""The ``medseg`` command line (typer). Stage commands run as Prefect flows; lookups call the library."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cli.common import CONFIG_DIR, build_config, console, fail, friendly_errors, prefect_env
+from cli.render import print_outcomes, print_report_table, print_status
+from medseg.config import MedsegConfig, ModelFamily
+from medseg.config_loader import dump_config
+from medseg.workspace import Workspace
+
+app = typer.Typer(
+    name="medseg",
+    help="DICOM archives → catalog → preprocessed Zarr → 3D U-Net / GAN models → segmentations → reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see configs/)")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override, e.g. --set train.max_epochs=5")]
+WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", help="workspace dir [default: ./medseg-workspace]")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="re-run even when inputs are unchanged")]
+ModelOpt = Annotated[list[ModelFamily] | None, typer.Option("--model", "-m", help="cnn and/or gan [default: both]")]
+
+
+def _families(cfg: MedsegConfig, models: list[ModelFamily] | None) -> list[str]:
+    return [m.value for m in (models or cfg.train.models)]
+
+
+def _cfg_dict(cfg: MedsegConfig) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")
+
+
+def _generate_demo(out: Path, cases: int, seed: int) -> Path:
+    from medseg.demo.archive import generate_demo_archive
+
+    with Progress(TextColumn("[bold]demo data"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        job = bar.add_task("cases", total=cases)
+
+        def _tick(done: int, total: int) -> None:
+            bar.update(job, completed=done, total=total)
+
+        manifest = generate_demo_archive(out, cases=cases, seed=seed, progress=_tick)
+    console.print(f"demo archive: {out} ({len(manifest.cases)} studies)")
+    return out
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path, typer.Argument(help="output folder for the synthetic DICOM archive")],
+    cases: Annotated[int, typer.Option("--cases", "-n", min=3, help="number of studies")] = 12,
+    seed: Annotated[int, typer.Option("--seed", help="random seed (same seed → same files)")] = 0,
+) -> None:
+    """Write a synthetic CT archive (DICOM + DICOM SEG ground truth) for demos and tests."""
+    with friendly_errors():
+        _generate_demo(out, cases, seed)
+
+
+def _run_pipeline(cfg: MedsegConfig, force: bool) -> dict[str, Any]:
+    prefect_env()
+    from flows.pipeline import pipeline_flow
+
+    with friendly_errors():
+        result: dict[str, Any] = pipeline_flow(_cfg_dict(cfg), force=force)
+    return result
+
+
+@app.command()
+def demo(
+    root: Annotated[Path, typer.Option("--dir", help="where the demo archive and workspace go")] = Path("medseg-demo"),
+    cases: Annotated[int, typer.Option("--cases", "-n", min=4)] = 12,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Generate the demo archive (once) and run the whole pipeline on it; prints the per-model table."""
+    archive = root / "archive"
+    cfg = build_config(config or CONFIG_DIR / "demo.yaml", overrides, workspace=root / "workspace",
+                       sources=[archive])
+    if not (archive / "manifest.json").is_file():
+        with friendly_errors():
+            _generate_demo(archive, cases, seed)
+    result = _run_pipeline(cfg, force)
+    print_outcomes(result["stages"])
+    print_report_table(result["table"])
+    console.print(f"report: {result['report']}")
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML config with sources and workspace")],
+    overrides: SetOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Run the whole pipeline as configured."""
+    cfg = build_config(config, overrides)
+    result = _run_pipeline(cfg, force)
+    print_outcomes(result["stages"])
+    print_report_table(result["table"])
+    console.print(f"report: {result['report']}")
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[Path], typer.Argument(help="DICOM folders (searched recursively)")],
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Index DICOM files into the catalog and write geometry-correct volumes (+ labels)."""
+    cfg = build_config(config, overrides, workspace, sources)
+    with friendly_errors():
+        from medseg.stages.ingest import check_sources
+
+        check_sources(cfg.sources)
+    prefect_env()
+    from flows.stages import ingest_flow
+
+    with friendly_errors():
+        print_outcomes([ingest_flow(_cfg_dict(cfg), force=force)])
+
+
+@app.command()
+def preprocess(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrides: SetOpt = None,
+               force: ForceOpt = False) -> None:
+    """Fingerprint, plan and preprocess the ingested labeled volumes into Zarr (Dask-parallel)."""
+    cfg = build_config(config, overrides, workspace)
+    prefect_env()
+    from flows.stages import preprocess_flow
+
+    with friendly_errors():
+        print_outcomes([preprocess_flow(_cfg_dict(cfg), force=force)])
+
+
+@app.command()
+def train(workspace: WorkspaceOpt = None, model: ModelOpt = None, config: ConfigOpt = None,
+          overrides: SetOpt = None, force: ForceOpt = False) -> None:
+    """Train the CNN (3D U-Net) and/or the GAN on the preprocessed data; promotes better models."""
+    cfg = build_config(config, overrides, workspace)
+    prefect_env()
+    from flows.stages import train_flow
+
+    with friendly_errors():
+        print_outcomes(train_flow(_cfg_dict(cfg), _families(cfg, model), force=force))
+
+
+@app.command()
+def infer(
+    workspace: WorkspaceOpt = None,
+    model: ModelOpt = None,
+    cases: Annotated[list[str] | None, typer.Option("--case", help="case ids [default: held-out test split]")] = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Predict cases with each family's champion model (Zarr + NIfTI outputs)."""
+    cfg = build_config(config, overrides, workspace)
+    prefect_env()
+    from flows.stages import infer_flow
+
+    with friendly_errors():
+        print_outcomes(infer_flow(_cfg_dict(cfg), _families(cfg, model), case_ids=cases))
+
+
+@app.command()
+def report(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrides: SetOpt = None) -> None:
+    """Evaluate the champions' predictions against ground truth; write summary.json + report."""
+    cfg = build_config(config, overrides, workspace)
+    from medseg.stages.report import champion_predictions
+
+    predictions = champion_predictions(Workspace.at(cfg.workspace))
+    if not predictions:
+        raise fail(f"no predictions in {cfg.workspace}: run `medseg infer` first", code=1)
+    prefect_env()
+    from flows.pipeline import new_run_id
+    from flows.stages import report_flow
+
+    with friendly_errors():
+        outcome = report_flow(_cfg_dict(cfg), predictions, new_run_id())
+    print_report_table(outcome["stats"]["table"])
+    console.print(f"report: {outcome['outputs'][0]}")
+
+
+@app.command()
+def status(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrides: SetOpt = None) -> None:
+    """Last stage runs (state, duration), workspace contents and champion models."""
+    cfg = build_config(config, overrides, workspace)
+    print_status(Workspace.at(cfg.workspace))
+
+
+@app.command()
+def catalog(
+    workspace: WorkspaceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    quarantine: Annotated[bool, typer.Option("--quarantine", help="list quarantined files/series")] = False,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """The series table (status, quarantine reasons) of the workspace catalog."""
+    from cli.render import print_rows
+    from medseg.ingest.catalog import Catalog
+
+    cfg = build_config(config, overrides, workspace)
+    ws = Workspace.at(cfg.workspace)
+    if not ws.catalog_path.is_file():
+        raise fail(f"no catalog at {ws.catalog_path}: run `medseg ingest SOURCE --workspace {cfg.workspace}`", 1)
+    cat = Catalog(ws.catalog_path)
+    rows = cat.quarantine() if quarantine else cat.series_table()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        print_rows(rows, title="quarantine" if quarantine else "series")
+
+
+@app.command()
+def export(
+    series: Annotated[str, typer.Argument(help="SeriesInstanceUID or case id")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output file, e.g. volume.nii.gz")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="nifti")] = "nifti",
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Write an ingested volume with its affine (to check geometry in a viewer)."""
+    if fmt != "nifti":
+        raise fail(f"--format {fmt!r} is not supported; use --format nifti")
+    from medseg.ingest.export import export_nifti
+
+    cfg = build_config(config, overrides, workspace)
+    with friendly_errors():
+        path = export_nifti(Workspace.at(cfg.workspace), series, out)
+    console.print(f"wrote {path}")
+
+
+@app.command("config")
+def show_config(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
+    """Print the effective configuration (after --config and --set)."""
+    typer.echo(dump_config(build_config(config, overrides)))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv and install medseg with the pins this machine class needs.
+#   bash deploy/install.sh          # runtime
+#   bash deploy/install.sh --dev    # + test/lint tools
+# torch goes in first (the CPU wheel 2.13.0); the constraints keep every later install on it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=""
+[ "${1:-}" = "--dev" ] && extras="[dev]"
+python3 -m venv .venv
+quiet() { grep -v "is ignored: it is neither a file nor a directory" || true; }
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet
+.venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | quiet
+.venv/bin/python -m pip install -q -c constraints.txt -e ".${extras}" 2>&1 | quiet
+if .venv/bin/python -m pip list 2>/dev/null | grep -qi '^nvidia'; then
+  echo "install.sh: CUDA wheels were pulled in (torch other than 2.13.0?); fix constraints.txt" >&2
+  exit 1
+fi
+.venv/bin/python -c "import torch, medseg; print(f'medseg {medseg.__version__} ready (torch {torch.__version__})')"

@@ -1,0 +1,41 @@
+"""Single-stage flows behind the CLI's stage commands (each a flow run visible in the Prefect UI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from medseg.config import MedsegConfig, ModelFamily
+from tasks.infer import infer_task
+from tasks.ingest import ingest_task
+from tasks.preprocess import preprocess_task
+from tasks.report import report_task
+from tasks.train import train_task
+
+
+@flow(name="medseg-ingest")
+def ingest_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    return ingest_task(MedsegConfig.model_validate(config), force=force).model_dump(mode="json")
+
+
+@flow(name="medseg-preprocess")
+def preprocess_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    return preprocess_task(MedsegConfig.model_validate(config), force=force).model_dump(mode="json")
+
+
+@flow(name="medseg-train")
+def train_flow(config: dict[str, Any], families: list[str], force: bool = False) -> list[dict[str, Any]]:
+    cfg = MedsegConfig.model_validate(config)
+    return [train_task(cfg, ModelFamily(f), force=force).model_dump(mode="json") for f in families]
+
+
+@flow(name="medseg-infer")
+def infer_flow(config: dict[str, Any], families: list[str], case_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    cfg = MedsegConfig.model_validate(config)
+    return [infer_task(cfg, ModelFamily(f), case_ids=case_ids).model_dump(mode="json") for f in families]
+
+
+@flow(name="medseg-report")
+def report_flow(config: dict[str, Any], predictions: dict[str, str], run_id: str) -> dict[str, Any]:
+    return report_task(MedsegConfig.model_validate(config), predictions, run_id).model_dump(mode="json")

@@ -1,0 +1,42 @@
+"""Stage 4: batch inference of one model bundle over a selection of cases."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from medseg.config import MedsegConfig, ModelFamily
+from medseg.inference.predict import run_inference
+from medseg.splits import Splits
+from medseg.stages.outcome import ProgressFn, StageOutcome
+from medseg.training.bundle import champion
+from medseg.workspace import Workspace
+
+
+class NoModelError(FileNotFoundError):
+    """No bundle was given and the family has no champion yet."""
+
+
+def run_infer_stage(
+    cfg: MedsegConfig,
+    family: ModelFamily,
+    bundle_path: Path | None = None,
+    case_ids: list[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> StageOutcome:
+    """Predict ``case_ids`` (default: the held-out test split) with ``bundle_path`` (default: the champion).
+
+    Cases already predicted by the same model version are skipped inside :func:`run_inference`.
+    """
+    started = time.time()
+    stage = f"infer-{family.value}"
+    ws = Workspace.at(cfg.workspace).ensure()
+    bundle = bundle_path or champion(ws, family)
+    if bundle is None:
+        raise NoModelError(f"no {family.value} model in {ws.model_family_dir(family.value)}: run `medseg train` first")
+    if case_ids is None:
+        case_ids = Splits.load(ws.splits_path).test
+    summary = run_inference(ws, cfg, family, case_ids, bundle_path=Path(bundle), progress=progress)
+    stats = summary.model_dump(mode="json")
+    return StageOutcome(stage=stage, seconds=time.time() - started, stats=stats,
+                        outputs=[str(summary.prediction_dir)])

@@ -1,0 +1,63 @@
+"""Stage 1: ingest DICOM sources into the catalog and per-series volume stores."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from medseg.config import MedsegConfig
+from medseg.ingest.run import ingest
+from medseg.parallel import dask_client
+from medseg.stage_record import hash_inputs, save_record, up_to_date
+from medseg.stages.outcome import ProgressFn, StageOutcome
+from medseg.workspace import Workspace
+
+STAGE = "ingest"
+
+
+class SourceNotFoundError(FileNotFoundError):
+    """A configured DICOM source folder does not exist."""
+
+
+def source_listing_key(sources: list[Path]) -> str:
+    """Hash of every file's (path, size, mtime) under the sources: changes when anything arrives."""
+    entries: list[tuple[str, int, int]] = []
+    for src in sources:
+        for dirpath, _dirs, files in os.walk(src):
+            for name in files:
+                p = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(p)
+                except OSError:
+                    continue
+                entries.append((p, st.st_size, st.st_mtime_ns))
+    entries.sort()
+    return hash_inputs(entries)
+
+
+def check_sources(sources: list[Path]) -> list[Path]:
+    if not sources:
+        raise SourceNotFoundError("no DICOM source given: pass SOURCE folders or set `sources` in the config")
+    resolved = [Path(s).expanduser().resolve() for s in sources]
+    missing = [str(s) for s in resolved if not s.exists()]
+    if missing:
+        raise SourceNotFoundError(f"DICOM source not found: {', '.join(missing)}")
+    return resolved
+
+
+def run_ingest_stage(cfg: MedsegConfig, progress: ProgressFn | None = None, force: bool = False) -> StageOutcome:
+    """Ingest ``cfg.sources`` into ``cfg.workspace`` unless nothing changed since the last run."""
+    started = time.time()
+    ws = Workspace.at(cfg.workspace).ensure()
+    sources = check_sources(cfg.sources)
+    key = hash_inputs(STAGE, source_listing_key(sources), cfg.ingest.model_dump(mode="json"))
+    rec = None if force else up_to_date(ws, STAGE, key)
+    if rec is not None:
+        return StageOutcome(stage=STAGE, skipped=True, reason="sources unchanged since last ingest",
+                            stats=rec.stats, outputs=rec.outputs)
+    with dask_client(cfg.dask) as client:
+        summary = ingest(sources, ws, cfg.ingest, client=client, progress=progress)
+    stats = summary.model_dump(mode="json")
+    rec = save_record(ws, STAGE, key, [ws.catalog_path], stats, started)
+    return StageOutcome(stage=STAGE, seconds=rec.seconds, stats=stats, outputs=rec.outputs)

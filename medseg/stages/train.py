@@ -1,0 +1,42 @@
+"""Stage 3: train one model family (CNN or GAN) into a new bundle and promote it if it is better."""
+
+from __future__ import annotations
+
+import time
+
+from medseg.config import MedsegConfig, ModelFamily
+from medseg.plan import Plan
+from medseg.splits import Splits
+from medseg.stage_record import hash_inputs, save_record, up_to_date
+from medseg.stages.outcome import StageOutcome
+from medseg.stages.preprocess import stores_key
+from medseg.training.bundle import promote
+from medseg.training.train import train_model
+from medseg.workspace import Workspace
+
+
+def training_key(ws: Workspace, cfg: MedsegConfig, family: ModelFamily) -> str:
+    """Everything a trained model depends on: plan, split, preprocessed data, training config, seed."""
+    plan = Plan.load(ws.plan_path)
+    splits = Splits.load(ws.splits_path)
+    return hash_inputs("train", family.value, plan.plan_hash(), splits.model_dump(),
+                       stores_key(ws.preprocessed_dir / "cases"), cfg.train.model_dump(mode="json"), cfg.seed)
+
+
+def run_train_stage(cfg: MedsegConfig, family: ModelFamily, force: bool = False,
+                    progress: object | None = None) -> StageOutcome:
+    started = time.time()
+    stage = f"train-{family.value}"
+    ws = Workspace.at(cfg.workspace).ensure()
+    if not ws.plan_path.is_file():
+        raise FileNotFoundError(f"no plan at {ws.plan_path}: run `medseg preprocess` first")
+    key = training_key(ws, cfg, family)
+    rec = None if force else up_to_date(ws, stage, key)
+    if rec is not None:
+        return StageOutcome(stage=stage, skipped=True, reason="same data, plan and training config as the last model",
+                            stats=rec.stats, outputs=rec.outputs)
+    result = train_model(ws, cfg, family, progress=progress)  # type: ignore[arg-type]
+    promoted = promote(ws, family, result.bundle_path)
+    stats = {**result.summary(), "promoted": promoted}
+    rec = save_record(ws, stage, key, [result.bundle_path], stats, started)
+    return StageOutcome(stage=stage, seconds=rec.seconds, stats=stats, outputs=rec.outputs)

@@ -1,0 +1,19 @@
+"""Prefect task: fingerprint, plan and preprocess (wraps :func:`medseg.stages.preprocess.run_preprocess_stage`)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from medseg.config import MedsegConfig
+from medseg.stages.outcome import StageOutcome
+from medseg.stages.preprocess import run_preprocess_stage
+from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome
+from tasks.progress import TaskProgress
+
+
+@task(name="preprocess", tags=["medseg", "preprocess"], retries=2, retry_delay_seconds=RETRY_DELAYS,
+      retry_jitter_factor=RETRY_JITTER, cache_policy=NO_CACHE)
+def preprocess_task(cfg: MedsegConfig, force: bool = False) -> StageOutcome:
+    """Preprocess every new or changed case into Zarr; skipped when volumes and settings are unchanged."""
+    return log_outcome(run_preprocess_stage(cfg, progress=TaskProgress("preprocess"), force=force))

@@ -1,0 +1,31 @@
+"""Prefect task: metrics + report files, published as Prefect artifacts."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from medseg.config import MedsegConfig
+from medseg.stages.outcome import StageOutcome
+from medseg.stages.report import run_report_stage
+from tasks.common import log_outcome
+
+
+def _artifact_key(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "medseg"
+
+
+@task(name="report", tags=["medseg", "report"], retries=1, cache_policy=NO_CACHE)
+def report_task(cfg: MedsegConfig, predictions: dict[str, str], run_id: str) -> StageOutcome:
+    """Evaluate predictions, write summary.json/report.md/report.html, publish table + markdown artifacts."""
+    outcome = run_report_stage(cfg, predictions, run_id)
+    key = _artifact_key(f"{cfg.name}-report")
+    try:
+        create_table_artifact(table=outcome.stats["table"], key=key,
+                              description=f"Per-model metrics on held-out cases ({run_id})")
+        create_markdown_artifact(markdown=outcome.stats["markdown"], key=f"{key}-summary",
+                                 description=f"medseg report {run_id}")
+    except Exception:  # no API (task.fn() in unit tests): the files are the source of truth
+        pass
+    return log_outcome(outcome)

@@ -1,0 +1,23 @@
+"""Prefect task: train one model family (wraps :func:`medseg.stages.train.run_train_stage`).
+
+Tagged ``gpu`` so a tag concurrency limit can allow one training at a time per GPU.
+A retry resumes from the last checkpoint of the interrupted run.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from medseg.config import MedsegConfig, ModelFamily
+from medseg.stages.outcome import StageOutcome
+from medseg.stages.train import run_train_stage
+from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome
+from tasks.progress import TaskProgress
+
+
+@task(name="train", task_run_name="train-{family}", tags=["medseg", "train", "gpu"], retries=1,
+      retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=RETRY_JITTER, cache_policy=NO_CACHE)
+def train_task(cfg: MedsegConfig, family: ModelFamily, force: bool = False) -> StageOutcome:
+    """Train ``family`` into a new bundle; skipped when data, plan and config are unchanged."""
+    return log_outcome(run_train_stage(cfg, family, force=force, progress=TaskProgress(f"train-{family.value}")))

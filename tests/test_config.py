@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import pytest
+
+from medseg.config import ModelFamily
+from medseg.config_loader import ConfigError, dump_config, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "default.yaml"])
+def test_shipped_configs_validate_and_round_trip(name: str, tmp_path: Path) -> None:
+    cfg = load_config(CONFIGS / name)
+    (tmp_path / "again.yaml").write_text(dump_config(cfg))
+    assert load_config(tmp_path / "again.yaml") == cfg
+
+
+def test_overrides_are_typed() -> None:
+    cfg = load_config(CONFIGS / "demo.yaml", ["train.max_epochs=7", "dask.address=tcp://127.0.0.1:8786",
+                                              "train.models=[cnn]", "preprocess.target_spacing=[3, 1.5, 1.5]"])
+    assert cfg.train.max_epochs == 7
+    assert cfg.dask.address == "tcp://127.0.0.1:8786"
+    assert cfg.train.models == [ModelFamily.CNN]
+    assert cfg.preprocess.target_spacing == (3.0, 1.5, 1.5)
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [("train.max_epochs=zero", "train.max_epochs"), ("train.typo=1", "train.typo"),
+     ("infer.overlap=1.5", "infer.overlap"), ("train.models=[cnn, vae]", "train.models.1")],
+)
+def test_invalid_value_names_the_field(override: str, field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "demo.yaml", [override])
+    assert f"field '{field}'" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_file_and_bad_override_syntax(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("train: [1, 2")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["train.max_epochs"])

@@ -1,0 +1,24 @@
+from medseg.config import SplitConfig
+from medseg.splits import make_splits
+
+
+def test_splits_are_disjoint_complete_and_deterministic() -> None:
+    ids = [f"case_{i:03d}" for i in range(40)]
+    a = make_splits(ids, SplitConfig(test_fraction=0.25, val_fraction=0.2), seed=1)
+    b = make_splits(list(reversed(ids)), SplitConfig(test_fraction=0.25, val_fraction=0.2), seed=1)
+    assert a == b
+    assert sorted(a.train + a.val + a.test) == ids
+    assert not set(a.train) & set(a.test) and not set(a.val) & set(a.test)
+    assert 4 <= len(a.test) <= 18
+
+
+def test_new_cases_never_move_existing_cases() -> None:
+    cfg = SplitConfig(test_fraction=0.3, val_fraction=0.2)
+    old = make_splits([f"c{i}" for i in range(30)], cfg, seed=0)
+    new = make_splits([f"c{i}" for i in range(45)], cfg, seed=0)
+    assert set(old.test) <= set(new.test)
+
+
+def test_tiny_dataset_still_gets_test_and_val_cases() -> None:
+    s = make_splits(["a", "b", "c", "d"], SplitConfig(test_fraction=0.25, val_fraction=0.2), seed=0)
+    assert len(s.test) >= 1 and len(s.val) >= 1 and len(s.train) >= 1
