@@ -62,7 +62,7 @@ class Geometry:
         return cls(
             spacing=tuple(float(s) for s in np.asarray(spacing, dtype=float).ravel()),  # type: ignore[arg-type]
             origin=tuple(float(o) for o in np.asarray(origin, dtype=float).ravel()),  # type: ignore[arg-type]
-            direction=tuple(tuple(float(v) for v in row) for row in d),
+            direction=tuple(tuple(float(v) for v in row) for row in d),  # type: ignore[misc]
         )
 
     @property
