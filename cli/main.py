@@ -25,7 +25,9 @@ app = typer.Typer(
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see configs/)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override, e.g. --set train.max_epochs=5")]
-WorkspaceOpt = Annotated[Path | None, typer.Option("--workspace", "-w", help="workspace dir [default: ./medseg-workspace]")]
+WorkspaceOpt = Annotated[
+    Path | None, typer.Option("--workspace", "-w", help="workspace dir [default: ./medseg-workspace]")
+]
 ForceOpt = Annotated[bool, typer.Option("--force", help="re-run even when inputs are unchanged")]
 ModelOpt = Annotated[list[ModelFamily] | None, typer.Option("--model", "-m", help="cnn and/or gan [default: both]")]
 

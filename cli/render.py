@@ -71,5 +71,6 @@ def print_status(ws: Workspace) -> None:
         champions.add_column(col)
     for pointer in sorted(ws.models_dir.glob("*/champion.json")):
         data = json.loads(pointer.read_text())
-        champions.add_row(pointer.parent.name, str(data.get("version", "?")), json.dumps(data.get("val_metrics", {}))[:80])
+        metrics = json.dumps(data.get("val_metrics", {}))[:80]
+        champions.add_row(pointer.parent.name, str(data.get("version", "?")), metrics)
     console.print(champions)

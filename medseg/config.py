@@ -44,6 +44,8 @@ class PreprocessConfig(_Strict):
     patch_size: tuple[int, int, int] | None = Field(None, description="(z, y, x) voxels; None = from data")
     max_patch_voxels: int = Field(64 * 96 * 96, ge=4096, description="memory budget for the patch")
     anisotropy_threshold: float = Field(3.0, gt=1.0)
+    spatial_dims: int = Field(3, ge=2, le=3, description="3 = 3D U-Net; 2 = slice-wise (strongly anisotropic data)")
+    freeze_plan: bool = Field(False, description="re-use the saved plan (nightly: new cases don't re-plan)")
 
 
 class GanConfig(_Strict):

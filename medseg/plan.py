@@ -39,6 +39,9 @@ class Plan(BaseModel):
     intensity_std: float | None = Field(None, description="CT: dataset foreground std (after clipping)")
     target_spacing: tuple[float, float, float]
     anisotropic_axis: int | None = Field(None, description="axis resampled separately (order 0), if any")
+    anisotropy_threshold: float = Field(
+        3.0, gt=1.0, description="max/min spacing ratio above which a case is resampled with separate z"
+    )
     crop_to_nonzero: bool = True
     median_shape: tuple[int, int, int] = Field(description="median shape after resampling (voxels)")
     patch_size: tuple[int, int, int] = Field(description="network patch; (1, y, x) for a 2D plan")

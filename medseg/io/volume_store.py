@@ -104,8 +104,17 @@ def _write_array(group: zarr.Group, name: str, data: NDArray[Any], chunks: tuple
     arr[...] = data
 
 
-def write_case(path: Path, case: CaseVolume, chunks: tuple[int, int, int] | None = None) -> Path:
-    """Atomically write ``case`` to ``path`` (a ``.zarr`` directory), replacing any previous store."""
+def write_case(
+    path: Path,
+    case: CaseVolume,
+    chunks: tuple[int, int, int] | None = None,
+    extra_arrays: Mapping[str, NDArray[Any]] | None = None,
+) -> Path:
+    """Atomically write ``case`` to ``path`` (a ``.zarr`` directory), replacing any previous store.
+
+    ``extra_arrays`` maps a relative array path (e.g. ``"fg/1"``) to a small array written whole
+    (one chunk) in the same atomic write; read it back with :func:`open_array`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
@@ -129,6 +138,10 @@ def write_case(path: Path, case: CaseVolume, chunks: tuple[int, int, int] | None
                     ],
                 },
             }
+        for name, extra in (extra_arrays or {}).items():
+            if name == "0" or name.split("/")[0] == "labels":
+                raise ValueError(f"case {case.case_id}: extra array {name!r} clashes with image/labels")
+            _write_array(root, name, np.ascontiguousarray(extra), tuple(max(1, s) for s in extra.shape))
         meta = {
             "schema": SCHEMA_VERSION,
             "kind": case.kind,

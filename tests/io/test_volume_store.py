@@ -84,4 +84,5 @@ def test_add_label_keeps_existing_labels(tmp_path: Path) -> None:
 
 def test_label_shape_mismatch_is_rejected() -> None:
     with pytest.raises(ValueError, match="shape"):
-        CaseVolume("x", np.zeros((2, 3, 4)), Geometry.create([1, 1, 1], [0, 0, 0]), labels={"gt": np.zeros((1, 1, 1), np.uint8)})
+        CaseVolume("x", np.zeros((2, 3, 4)), Geometry.create([1, 1, 1], [0, 0, 0]),
+                   labels={"gt": np.zeros((1, 1, 1), np.uint8)})

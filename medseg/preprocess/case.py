@@ -1,0 +1,256 @@
+"""Per-case preprocessing (crop -> normalise -> resample) and its inverse; shared by training and inference.
+
+Inference calls :func:`preprocess_image`, predicts on ``pre.data``, then maps the prediction back with
+:func:`restore_labels_to_native` or :func:`restore_probabilities_to_native`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel
+
+from medseg.geometry import Geometry
+from medseg.io.volume_store import CaseVolume, read_case, write_case
+from medseg.plan import Normalization, Plan
+from medseg.preprocess.crop import BBox, bbox_of_mask, bbox_shape, bbox_slices, full_bbox, nonzero_mask
+from medseg.preprocess.foreground import (
+    MAX_PER_CLASS,
+    foreground_array_name,
+    sample_foreground_locations,
+)
+from medseg.preprocess.normalize import normalize
+from medseg.preprocess.resample import (
+    compute_new_shape,
+    resample_labels_to_shape,
+    resample_to_shape,
+    separate_z_axis,
+)
+from medseg.preprocess.source import case_seed, source_hash
+
+Shape3 = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class PreprocessedImage:
+    """A case on the plan's grid, plus what is needed to map predictions back to the native grid.
+
+    Attributes:
+        data: float32 ``(z, y, x)`` normalised image at (about) ``plan.target_spacing``.
+        geometry: geometry of ``data`` (origin shifted by the crop; spacing = the exact spacing of
+            the resampled grid, which differs from the target by the rounding of the shape).
+        crop_bbox: half-open native voxel ranges ``((z0, z1), (y0, y1), (x0, x1))`` that were kept.
+        native_shape: shape of the native image.
+        native_geometry: geometry of the native image.
+        anisotropic_axis: axis resampled with nearest neighbour (separate z), if any.
+    """
+
+    data: NDArray[np.float32]
+    geometry: Geometry
+    crop_bbox: BBox
+    native_shape: Shape3
+    native_geometry: Geometry
+    anisotropic_axis: int | None
+
+    @property
+    def cropped_shape(self) -> Shape3:
+        """Native-resolution shape of the cropped region."""
+        return bbox_shape(self.crop_bbox)
+
+
+def _grid_geometry(native: Geometry, bbox: BBox, cropped: Shape3, new_shape: Shape3) -> Geometry:
+    """Geometry of an extent-aligned resampling of the native region ``bbox`` to ``new_shape``."""
+    scale = np.asarray(cropped, dtype=float) / np.asarray(new_shape, dtype=float)
+    first_centre = np.asarray([b[0] for b in bbox], dtype=float) + 0.5 * scale - 0.5
+    spacing = np.asarray(native.spacing) * scale
+    origin = native.index_to_lps(first_centre)
+    return Geometry.create(spacing=spacing, origin=origin, direction=native.direction_matrix)
+
+
+def _shape3(shape: tuple[int, ...]) -> Shape3:
+    return (int(shape[0]), int(shape[1]), int(shape[2]))
+
+
+def preprocess_image(image_zyx: NDArray[Any], geometry: Geometry, plan: Plan) -> PreprocessedImage:
+    """Crop to nonzero, normalise (nnU-Net order: before resampling), resample to the plan spacing.
+
+    Args:
+        image_zyx: native image ``(z, y, x)`` (int16 / float32, scanner units).
+        geometry: its geometry.
+        plan: the plan.
+
+    Returns:
+        The preprocessed image and its mapping back to the native grid.
+    """
+    if image_zyx.ndim != 3:
+        raise ValueError(f"image must be 3D (z, y, x), got shape {image_zyx.shape}")
+    native_shape = _shape3(image_zyx.shape)
+    mask_full = nonzero_mask(image_zyx) if plan.crop_to_nonzero else None
+    bbox = bbox_of_mask(mask_full) if mask_full is not None else full_bbox(native_shape)
+    region = bbox_slices(bbox)
+    cropped = image_zyx[region]
+    mask = mask_full[region] if mask_full is not None else None
+    if plan.normalization == Normalization.ZSCORE and mask is None:
+        mask = nonzero_mask(cropped)
+    normed = normalize(cropped, plan, mask)
+    axis = separate_z_axis(geometry.spacing, plan.target_spacing, plan.anisotropy_threshold)
+    new_shape = _shape3(compute_new_shape(cropped.shape, geometry.spacing, plan.target_spacing))
+    data = np.asarray(resample_to_shape(normed, new_shape, order=3, anisotropic_axis=axis), dtype=np.float32)
+    return PreprocessedImage(
+        data=data,
+        geometry=_grid_geometry(geometry, bbox, _shape3(cropped.shape), new_shape),
+        crop_bbox=bbox,
+        native_shape=native_shape,
+        native_geometry=geometry,
+        anisotropic_axis=axis,
+    )
+
+
+def preprocess_labels(labels_zyx: NDArray[Any], pre: PreprocessedImage) -> NDArray[np.uint8]:
+    """Crop and resample a native label map exactly like the image of ``pre`` (one-hot linear)."""
+    if labels_zyx.shape != pre.native_shape:
+        raise ValueError(f"labels shape {labels_zyx.shape} != native image shape {pre.native_shape}")
+    cropped = labels_zyx[bbox_slices(pre.crop_bbox)]
+    return resample_labels_to_shape(cropped, pre.data.shape, pre.anisotropic_axis)
+
+
+def restore_labels_to_native(label_pre: NDArray[Any], pre: PreprocessedImage) -> NDArray[np.uint8]:
+    """Map a label map on the preprocessed grid back to the native grid (nearest; 0 outside the crop).
+
+    Args:
+        label_pre: uint8 ``(z, y, x)`` with the shape of ``pre.data``.
+        pre: the preprocessing record of the case.
+
+    Returns:
+        uint8 array of shape ``pre.native_shape``.
+    """
+    if label_pre.shape != pre.data.shape:
+        raise ValueError(f"label shape {label_pre.shape} != preprocessed shape {pre.data.shape}")
+    out = np.zeros(pre.native_shape, dtype=np.uint8)
+    out[bbox_slices(pre.crop_bbox)] = resample_to_shape(np.asarray(label_pre, np.uint8), pre.cropped_shape, 0)
+    return out
+
+
+def restore_probabilities_to_native(prob_czyx: NDArray[Any], pre: PreprocessedImage) -> NDArray[np.float32]:
+    """Map class probabilities ``(c, z, y, x)`` on the preprocessed grid back to the native grid.
+
+    Each class is resampled linearly on its own (memory: one native volume per class plus one
+    temporary). Outside the crop, background (class 0) has probability 1.
+
+    Returns:
+        float32 ``(c, *pre.native_shape)``.
+    """
+    if prob_czyx.ndim != 4 or prob_czyx.shape[1:] != pre.data.shape:
+        raise ValueError(f"probabilities shape {prob_czyx.shape} != (c, *{pre.data.shape})")
+    out = np.zeros((prob_czyx.shape[0], *pre.native_shape), dtype=np.float32)
+    out[0] = 1.0
+    region = bbox_slices(pre.crop_bbox)
+    for c in range(prob_czyx.shape[0]):
+        out[c][region] = resample_to_shape(np.asarray(prob_czyx[c]), pre.cropped_shape, order=1)
+    return out
+
+
+def load_preprocessed_image(path: Path) -> PreprocessedImage:
+    """Rebuild the :class:`PreprocessedImage` of a preprocessed store (to map its arrays back to native).
+
+    Raises:
+        ValueError: the store was not written by :func:`preprocess_case`.
+    """
+    case = read_case(Path(path), labels=False)
+    src = case.source
+    missing = [k for k in ("crop_bbox", "native_shape", "native_geometry") if k not in src]
+    if case.kind != "preprocessed" or missing:
+        raise ValueError(f"{path} is not a preprocessed store (kind={case.kind!r}, missing {missing})")
+    b = [(int(lo), int(hi)) for lo, hi in src["crop_bbox"]]
+    return PreprocessedImage(
+        data=np.asarray(case.image, dtype=np.float32),
+        geometry=case.geometry,
+        crop_bbox=(b[0], b[1], b[2]),
+        native_shape=_shape3(tuple(src["native_shape"])),
+        native_geometry=Geometry.from_dict(src["native_geometry"]),
+        anisotropic_axis=src.get("anisotropic_axis"),
+    )
+
+
+class CaseResult(BaseModel):
+    """What :func:`preprocess_case` did for one case."""
+
+    case_id: str
+    out_path: str
+    shape: Shape3
+    native_shape: Shape3
+    fg_counts: dict[int, int]
+    seconds: float
+
+
+def _chunks(patch_size: tuple[int, int, int], shape: Shape3) -> Shape3:
+    return (
+        max(1, min(patch_size[0], shape[0])),
+        max(1, min(patch_size[1], shape[1])),
+        max(1, min(patch_size[2], shape[2])),
+    )
+
+
+def preprocess_case(volume_path: Path, out_path: Path, plan: Plan, src_hash: str | None = None) -> CaseResult:
+    """Preprocess one ingested labeled store into a ``kind="preprocessed"`` store at ``out_path``.
+
+    The output has image ``0`` (float32, normalised, plan grid), ``labels/gt`` (uint8, same classes),
+    chunks of the patch size, ``fg/<class>`` foreground samples (see
+    :mod:`medseg.preprocess.foreground`) and ``source`` attrs ``{source_hash, plan_hash, crop_bbox,
+    native_shape, native_geometry, anisotropic_axis, fg_classes, source_case}``.
+    """
+    start = time.perf_counter()
+    volume_path, out_path = Path(volume_path), Path(out_path)
+    case = read_case(volume_path)
+    gt = case.labels.get("gt")
+    if gt is None:
+        raise ValueError(f"{volume_path}: no 'gt' label volume; only labeled cases are preprocessed")
+    present = np.unique(gt)
+    unknown = [int(v) for v in present if v >= plan.num_classes]
+    if unknown:
+        raise ValueError(
+            f"{volume_path}: label values {unknown} are outside the plan's {plan.num_classes} classes;"
+            " re-plan (run `medseg preprocess`) after fixing the labels"
+        )
+    pre = preprocess_image(case.image, case.geometry, plan)
+    lab = preprocess_labels(gt, pre)
+    classes = list(range(1, plan.num_classes))
+    fg = sample_foreground_locations(lab, classes, MAX_PER_CLASS, case_seed(case.case_id, "fg"))
+    shape = _shape3(pre.data.shape)
+    source = {
+        "source_hash": src_hash or source_hash(volume_path),
+        "plan_hash": plan.plan_hash(),
+        "crop_bbox": [list(b) for b in pre.crop_bbox],
+        "native_shape": list(pre.native_shape),
+        "native_geometry": pre.native_geometry.to_dict(),
+        "anisotropic_axis": pre.anisotropic_axis,
+        "fg_classes": classes,
+        "source_case": dict(case.source),
+    }
+    write_case(
+        out_path,
+        CaseVolume(
+            case_id=case.case_id,
+            image=pre.data,
+            geometry=pre.geometry,
+            labels={"gt": lab},
+            label_names=dict(plan.label_names),
+            source=source,
+            kind="preprocessed",
+        ),
+        chunks=_chunks(plan.patch_size, shape),
+        extra_arrays={foreground_array_name(c): fg[c] for c in classes},
+    )
+    return CaseResult(
+        case_id=case.case_id,
+        out_path=str(out_path),
+        shape=shape,
+        native_shape=pre.native_shape,
+        fg_counts={c: int(len(fg[c])) for c in classes},
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,245 @@
+"""Dataset fingerprint (nnU-Net): per-case geometry, foreground intensities and class counts.
+
+Computed once per labeled case (in parallel on Dask workers) and aggregated into what the planner
+needs: median spacing, median cropped shape, pooled foreground intensity statistics and modality.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from distributed import Client
+from numpy.typing import NDArray
+from pydantic import BaseModel, Field
+
+from medseg.io.volume_store import read_case
+from medseg.preprocess.crop import bbox_of_mask, bbox_shape, nonzero_mask
+from medseg.preprocess.fanout import fan_out
+from medseg.preprocess.source import case_seed, source_hash
+
+FINGERPRINT_SCHEMA_VERSION = 1
+#: nnU-Net samples this many foreground voxels per case for the dataset intensity statistics.
+SAMPLES_PER_CASE = 10_000
+
+
+class IntensityStats(BaseModel):
+    """Statistics of foreground intensities (raw scanner units, e.g. HU)."""
+
+    n: int
+    mean: float
+    std: float
+    median: float
+    minimum: float
+    maximum: float
+    p00_5: float
+    p99_5: float
+
+
+class CaseFingerprint(BaseModel):
+    """Fingerprint of one labeled case (tuples in ``(z, y, x)`` order)."""
+
+    case_id: str
+    source_hash: str
+    modality: str
+    spacing: tuple[float, float, float]
+    shape: tuple[int, int, int]
+    shape_after_crop: tuple[int, int, int]
+    intensity: IntensityStats | None = Field(description="over all voxels with gt > 0; None if no foreground")
+    class_voxels: dict[int, int] = Field(description="label value -> voxel count (0 = background)")
+    label_names: dict[int, str]
+
+
+class CaseError(BaseModel):
+    """A case that could not be processed."""
+
+    case_id: str
+    error: str
+
+
+class Fingerprint(BaseModel):
+    """Dataset fingerprint: per-case entries plus the aggregates the planner uses."""
+
+    schema_version: int = FINGERPRINT_SCHEMA_VERSION
+    cases: list[CaseFingerprint]
+    failed: list[CaseError] = Field(default_factory=list)
+    modality: str
+    modalities: dict[str, int]
+    median_spacing: tuple[float, float, float]
+    median_shape_after_crop: tuple[float, float, float]
+    foreground_intensity: IntensityStats | None = Field(description="pooled samples of every case")
+    foreground_intensity_clipped: IntensityStats | None = Field(
+        None, description="pooled samples clipped to [p00_5, p99_5] of foreground_intensity (CT mean/std)"
+    )
+    label_names: dict[int, str]
+    samples_per_case: int = SAMPLES_PER_CASE
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(self.model_dump_json(indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Fingerprint:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"fingerprint not found: {path} (run `medseg preprocess` first)")
+        return cls.model_validate(json.loads(Path(path).read_text()))
+
+
+def intensity_stats(values: NDArray[np.floating] | NDArray[np.integer]) -> IntensityStats | None:
+    """Statistics of a 1D sample (None when empty)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        return None
+    p005, p50, p995 = np.percentile(v, [0.5, 50.0, 99.5])
+    return IntensityStats(
+        n=int(v.size),
+        mean=float(v.mean()),
+        std=float(v.std()),
+        median=float(p50),
+        minimum=float(v.min()),
+        maximum=float(v.max()),
+        p00_5=float(p005),
+        p99_5=float(p995),
+    )
+
+
+def fingerprint_case(
+    volume_path: Path, num_samples: int = SAMPLES_PER_CASE, src_hash: str | None = None
+) -> tuple[CaseFingerprint, NDArray[np.float32]]:
+    """Fingerprint one ingested store that has a ``gt`` label.
+
+    Returns:
+        The case fingerprint and ``num_samples`` foreground intensities drawn with replacement
+        (seeded by the case id; empty when the case has no foreground).
+    """
+    path = Path(volume_path)
+    case = read_case(path)
+    if case.case_id != path.stem:
+        raise ValueError(
+            f"{path}: store name does not match its case_id {case.case_id!r}; re-ingest the case"
+        )
+    gt = case.labels.get("gt")
+    if gt is None:
+        raise ValueError(f"{path}: no 'gt' label volume (only labeled cases are training data)")
+    image = case.image
+    fg = image[gt > 0]
+    rng = np.random.default_rng(case_seed(case.case_id, "fingerprint"))
+    samples = (
+        rng.choice(fg, size=num_samples, replace=True).astype(np.float32)
+        if fg.size
+        else np.zeros(0, np.float32)
+    )
+    counts = np.bincount(gt.ravel())
+    shape_after_crop = bbox_shape(bbox_of_mask(nonzero_mask(image)))
+    fp = CaseFingerprint(
+        case_id=case.case_id,
+        source_hash=src_hash or source_hash(path),
+        modality=str(case.source.get("modality", "")).upper(),
+        spacing=case.geometry.spacing,
+        shape=(int(image.shape[0]), int(image.shape[1]), int(image.shape[2])),
+        shape_after_crop=shape_after_crop,
+        intensity=intensity_stats(fg),
+        class_voxels={int(k): int(n) for k, n in enumerate(counts) if n > 0},
+        label_names=dict(case.label_names),
+    )
+    return fp, samples
+
+
+def _cache_file(cache_dir: Path, case_id: str) -> Path:
+    return cache_dir / f"{case_id}.npz"
+
+
+def fingerprint_case_cached(
+    volume_path: Path, cache_dir: Path | None = None, num_samples: int = SAMPLES_PER_CASE
+) -> tuple[CaseFingerprint, NDArray[np.float32]]:
+    """:func:`fingerprint_case`, re-using ``cache_dir/<case_id>.npz`` while the store's hash is unchanged."""
+    path = Path(volume_path)
+    src = source_hash(path)
+    if cache_dir is not None:
+        cached = _cache_file(cache_dir, path.stem)
+        if cached.is_file():
+            try:
+                with np.load(cached) as z:
+                    fp = CaseFingerprint.model_validate_json(str(z["fingerprint"]))
+                    samples = np.asarray(z["samples"], dtype=np.float32)
+                if fp.source_hash == src and len(samples) in (0, num_samples):
+                    return fp, samples
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable cache entry: recompute
+    fp, samples = fingerprint_case(path, num_samples, src)
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        target = _cache_file(cache_dir, path.stem)
+        tmp = target.with_name(f".{target.stem}.tmp.npz")
+        np.savez(tmp, fingerprint=np.array(fp.model_dump_json()), samples=samples)
+        tmp.replace(target)
+    return fp, samples
+
+
+def _majority_label_names(cases: list[CaseFingerprint]) -> dict[int, str]:
+    votes: dict[int, Counter[str]] = {}
+    for c in cases:
+        for k, v in c.label_names.items():
+            votes.setdefault(int(k), Counter())[v] += 1
+    return {k: votes[k].most_common(1)[0][0] for k in sorted(votes)}
+
+
+def aggregate(
+    cases: list[CaseFingerprint], samples: list[NDArray[np.float32]], failed: list[CaseError] | None = None
+) -> Fingerprint:
+    """Dataset aggregates over case fingerprints (sorted by case id) and their intensity samples."""
+    if not cases:
+        detail = "; ".join(f"{e.case_id}: {e.error}" for e in failed or [])
+        raise ValueError(f"no labeled case could be fingerprinted{': ' + detail if detail else ''}")
+    modalities = Counter(c.modality for c in cases)
+    pooled = np.concatenate(samples) if samples else np.zeros(0, np.float32)
+    stats = intensity_stats(pooled)
+    clipped = intensity_stats(np.clip(pooled, stats.p00_5, stats.p99_5)) if stats is not None else None
+    return Fingerprint(
+        cases=cases,
+        failed=list(failed or []),
+        modality=modalities.most_common(1)[0][0],
+        modalities=dict(sorted(modalities.items())),
+        median_spacing=tuple(float(v) for v in np.median([c.spacing for c in cases], axis=0)),  # type: ignore[arg-type]
+        median_shape_after_crop=tuple(  # type: ignore[arg-type]
+            float(v) for v in np.median([c.shape_after_crop for c in cases], axis=0)
+        ),
+        foreground_intensity=stats,
+        foreground_intensity_clipped=clipped,
+        label_names=_majority_label_names(cases),
+        samples_per_case=int(max((len(s) for s in samples), default=SAMPLES_PER_CASE)) or SAMPLES_PER_CASE,
+    )
+
+
+def compute_fingerprint(
+    volume_paths: list[Path],
+    client: Client | None,
+    cache_dir: Path | None = None,
+    num_samples: int = SAMPLES_PER_CASE,
+) -> Fingerprint:
+    """Fingerprint labeled ingested stores, fanned out over ``client`` (sequential when None).
+
+    Cases that fail are listed in ``Fingerprint.failed`` and left out of the aggregates.
+
+    Args:
+        volume_paths: completed ``volumes/<case_id>.zarr`` stores, each with a ``gt`` label.
+        client: Dask client, or None to run in this process.
+        cache_dir: optional per-case cache keyed on the store hash (skips re-reading unchanged cases).
+        num_samples: foreground intensities sampled per case.
+    """
+    paths = sorted((Path(p) for p in volume_paths), key=lambda p: p.stem)
+    outcomes = fan_out(fingerprint_case_cached, paths, client, cache_dir=cache_dir, num_samples=num_samples)
+    cases, samples, failed = [], [], []
+    for o in outcomes:
+        if o.value is None:
+            failed.append(CaseError(case_id=o.item.stem, error=o.error or "unknown error"))
+        else:
+            cases.append(o.value[0])
+            samples.append(o.value[1])
+    return aggregate(cases, samples, failed)

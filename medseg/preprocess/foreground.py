@@ -1,0 +1,63 @@
+"""Sampled foreground voxel locations per class, stored with each preprocessed case.
+
+Training oversamples patches centred on foreground (nnU-Net's ``foreground_oversample``); reading a
+few thousand coordinates is much cheaper than scanning the label volume for every patch.
+
+Storage: one int32 array ``fg/<class>`` of shape ``(N, 3)`` (``(z, y, x)`` voxel indices in the
+preprocessed grid, ``N <= max_per_class``, sorted) per class of the plan, empty ``(0, 3)`` when the
+class is absent; the list of classes is in the store's ``source["fg_classes"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medseg.io.volume_store import open_array, read_meta
+
+FG_PREFIX = "fg"
+MAX_PER_CLASS = 1000
+
+
+def sample_foreground_locations(
+    labels: NDArray[Any], classes: Iterable[int], max_per_class: int = MAX_PER_CLASS, seed: int = 0
+) -> dict[int, NDArray[np.int32]]:
+    """Up to ``max_per_class`` random voxel coordinates of each class.
+
+    Args:
+        labels: label map ``(z, y, x)``.
+        classes: class values to sample (background 0 is skipped).
+        max_per_class: sample size cap per class.
+        seed: RNG seed (same seed, same labels -> same samples).
+
+    Returns:
+        ``{class: int32 array (N, 3)}`` of ``(z, y, x)`` indices, sorted in C order.
+    """
+    rng = np.random.default_rng(seed)
+    flat = labels.reshape(-1)
+    out: dict[int, NDArray[np.int32]] = {}
+    for cls in sorted({int(c) for c in classes} - {0}):
+        idx = np.flatnonzero(flat == cls)
+        if len(idx) > max_per_class:
+            idx = np.sort(rng.choice(idx, size=max_per_class, replace=False))
+        coords = np.stack(np.unravel_index(idx, labels.shape), axis=1) if len(idx) else np.zeros((0, 3))
+        out[cls] = coords.astype(np.int32)
+    return out
+
+
+def foreground_array_name(cls: int) -> str:
+    """Array path of class ``cls`` inside a preprocessed store."""
+    return f"{FG_PREFIX}/{int(cls)}"
+
+
+def read_foreground_locations(path: Path) -> dict[int, NDArray[np.int32]]:
+    """Read back every ``fg/<class>`` array of a preprocessed store as ``{class: (N, 3) int32}``."""
+    classes = read_meta(path).get("source", {}).get("fg_classes", [])
+    return {
+        int(c): np.asarray(open_array(path, foreground_array_name(int(c)))[...], dtype=np.int32)
+        for c in classes
+    }
