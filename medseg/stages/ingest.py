@@ -24,7 +24,7 @@ def source_listing_key(sources: list[Path]) -> str:
     """Hash of every file's (path, size, mtime) under the sources: changes when anything arrives."""
     entries: list[tuple[str, int, int]] = []
     for src in sources:
-        for dirpath, _dirs, files in os.walk(src):
+        for dirpath, _dirs, files in os.walk(src, followlinks=True):
             for name in files:
                 p = os.path.join(dirpath, name)
                 try:

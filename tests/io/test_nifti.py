@@ -44,9 +44,7 @@ def test_file_layout_is_xyz_with_ras_affine(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.asarray(img.affine, float), g.nifti_affine(), atol=1e-6)
     # voxel (i=3, j=2, k=1) in RAS = LPS of array index (1, 2, 3) with x, y negated
     lps = g.index_to_lps(np.array([1, 2, 3]))
-    np.testing.assert_allclose(
-        np.asarray(img.affine, float) @ [3, 2, 1, 1], [-lps[0], -lps[1], lps[2], 1], atol=1e-6
-    )
+    np.testing.assert_allclose(np.asarray(img.affine, float) @ [3, 2, 1, 1], [-lps[0], -lps[1], lps[2], 1], atol=1e-6)
     assert int(img.header.get_sform(coded=True)[1]) == 1 and int(img.header.get_qform(coded=True)[1]) == 1
 
 

@@ -1,0 +1,380 @@
+"""SQLite catalog of an ingested archive (``<workspace>/catalog.sqlite``).
+
+Tables (schema version in ``PRAGMA user_version``):
+
+* ``files``       every file seen: path, size, mtime_ns, status, header summary (JSON), UIDs, keys
+* ``series``      every stack / SEG series: case_id, geometry, status, reason, content hash ...
+* ``studies``     study_key → patient_key, number of series
+* ``quarantine``  path, series, reason code, message (rebuilt by every ingest run)
+* ``ingest_runs`` run_id, times, sources, summary
+
+De-identification: no PatientName/PatientID/BirthDate/AccessionNumber/dates are stored; patients
+and studies appear only as keyed hashes. SeriesInstanceUID and SOPInstanceUID *are* stored (needed
+to resolve SEG references and to write DICOM SEG results back): treat the catalog file as
+confidential and do not ship it with models or reports.
+
+A connection is opened per call (WAL mode), so readers never block the ingest writer for long.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, status TEXT NOT NULL,
+    kind TEXT, sop_uid TEXT, series_uid TEXT, study_key TEXT, patient_key TEXT, modality TEXT,
+    reason TEXT, message TEXT, header TEXT, run_id TEXT
+);
+CREATE INDEX IF NOT EXISTS files_series ON files(series_uid);
+CREATE TABLE IF NOT EXISTS series (
+    series_key TEXT PRIMARY KEY, case_id TEXT, series_uid TEXT, stack_key TEXT, kind TEXT,
+    study_key TEXT, patient_key TEXT, modality TEXT, description TEXT, n_instances INTEGER,
+    shape TEXT, spacing TEXT, geometry TEXT, status TEXT, reason TEXT, message TEXT,
+    content_hash TEXT, volume_path TEXT, has_labels INTEGER, label_names TEXT, label_source TEXT,
+    sop_uids TEXT, run_id TEXT, updated_at REAL
+);
+CREATE INDEX IF NOT EXISTS series_uid ON series(series_uid);
+CREATE TABLE IF NOT EXISTS studies (
+    study_key TEXT PRIMARY KEY, patient_key TEXT, n_series INTEGER, run_id TEXT
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT, series_uid TEXT, case_id TEXT,
+    reason TEXT NOT NULL, message TEXT, run_id TEXT
+);
+CREATE TABLE IF NOT EXISTS ingest_runs (
+    run_id TEXT PRIMARY KEY, started_at REAL, finished_at REAL, sources TEXT, summary TEXT
+);
+"""
+
+FILE_COLUMNS = (
+    "path",
+    "size",
+    "mtime_ns",
+    "status",
+    "kind",
+    "sop_uid",
+    "series_uid",
+    "study_key",
+    "patient_key",
+    "modality",
+    "reason",
+    "message",
+    "header",
+    "run_id",
+)
+SERIES_COLUMNS = (
+    "series_key",
+    "case_id",
+    "series_uid",
+    "stack_key",
+    "kind",
+    "study_key",
+    "patient_key",
+    "modality",
+    "description",
+    "n_instances",
+    "shape",
+    "spacing",
+    "geometry",
+    "status",
+    "reason",
+    "message",
+    "content_hash",
+    "volume_path",
+    "has_labels",
+    "label_names",
+    "label_source",
+    "sop_uids",
+    "run_id",
+    "updated_at",
+)
+QUARANTINE_COLUMNS = ("path", "series_uid", "case_id", "reason", "message", "run_id")
+
+
+class CatalogSchemaError(RuntimeError):
+    """The catalog file was written by an incompatible medseg version."""
+
+
+class CaseRecord(BaseModel):
+    """An ingested image series with a complete volume store (arrays are ``(z, y, x)``)."""
+
+    case_id: str
+    series_uid: str
+    patient_key: str
+    study_key: str
+    modality: str
+    description: str
+    shape: tuple[int, int, int] = Field(description="(z, y, x) voxels")
+    spacing: tuple[float, float, float] = Field(description="(z, y, x) mm")
+    volume_path: Path
+    has_labels: bool
+    label_names: dict[int, str] = Field(default_factory=dict)
+    n_instances: int
+
+
+class Catalog:
+    """Read/write access to the ingest catalog at ``path`` (created on first use)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise CatalogSchemaError(
+                    f"{self.path} has catalog schema {version}, this medseg reads {SCHEMA_VERSION}; "
+                    "re-ingest into a new workspace or upgrade medseg"
+                )
+            con.executescript(_SCHEMA)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(str(self.path), timeout=60)
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA foreign_keys=ON")
+            with con:  # one transaction
+                yield con
+        finally:
+            con.close()
+
+    # --- files --------------------------------------------------------------------------------
+    def known_files(self) -> dict[str, tuple[int, int]]:
+        """``{path: (size, mtime_ns)}`` of every indexed file."""
+        with self._connect() as con:
+            return {
+                r["path"]: (r["size"], r["mtime_ns"]) for r in con.execute("SELECT path, size, mtime_ns FROM files")
+            }
+
+    def upsert_files(self, headers: Iterable[dict[str, Any]], run_id: str) -> int:
+        """Insert or replace file rows from header dicts (see :mod:`medseg.ingest.headers`)."""
+        rows = []
+        for h in headers:
+            header = {
+                k: v for k, v in h.items() if k not in ("path", "size", "mtime_ns", "status", "reason", "message")
+            }
+            rows.append(
+                (
+                    h["path"],
+                    h["size"],
+                    h["mtime_ns"],
+                    h["status"],
+                    h.get("kind"),
+                    h.get("sop_uid"),
+                    h.get("series_uid"),
+                    h.get("study_key"),
+                    h.get("patient_key"),
+                    h.get("modality"),
+                    h.get("reason"),
+                    h.get("message"),
+                    json.dumps(header),
+                    run_id,
+                )
+            )
+        with self._connect() as con:
+            con.executemany(
+                f"INSERT OR REPLACE INTO files ({', '.join(FILE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(FILE_COLUMNS))})",
+                rows,
+            )
+        return len(rows)
+
+    def delete_files(self, paths: Iterable[str]) -> int:
+        items = [(p,) for p in paths]
+        with self._connect() as con:
+            con.executemany("DELETE FROM files WHERE path = ?", items)
+        return len(items)
+
+    def file_headers(self, status: str = "ok") -> list[dict[str, Any]]:
+        """Header dicts (as read by :func:`~medseg.ingest.headers.read_header`) of files with ``status``."""
+        with self._connect() as con:
+            cur = con.execute(
+                "SELECT path, size, mtime_ns, status, reason, message, header FROM files "
+                "WHERE status = ? ORDER BY path",
+                (status,),
+            )
+            return [
+                {
+                    **json.loads(r["header"] or "{}"),
+                    "path": r["path"],
+                    "size": r["size"],
+                    "mtime_ns": r["mtime_ns"],
+                    "status": r["status"],
+                    "reason": r["reason"],
+                    "message": r["message"],
+                }
+                for r in cur
+            ]
+
+    # --- series / studies / quarantine (rewritten by each run) ---------------------------------
+    def series_rows(self) -> dict[str, dict[str, Any]]:
+        """Raw series rows keyed by ``series_key``."""
+        with self._connect() as con:
+            return {r["series_key"]: dict(r) for r in con.execute("SELECT * FROM series")}
+
+    def replace_run_state(
+        self, series: list[dict[str, Any]], quarantine: list[dict[str, Any]], studies: list[dict[str, Any]]
+    ) -> None:
+        """Atomically replace the series, quarantine and studies tables."""
+        now = time.time()
+        with self._connect() as con:
+            con.execute("DELETE FROM series")
+            con.executemany(
+                f"INSERT INTO series ({', '.join(SERIES_COLUMNS)}) VALUES ({', '.join('?' * len(SERIES_COLUMNS))})",
+                [tuple(_sql(row.get(c, now if c == "updated_at" else None)) for c in SERIES_COLUMNS) for row in series],
+            )
+            con.execute("DELETE FROM quarantine")
+            con.executemany(
+                f"INSERT INTO quarantine ({', '.join(QUARANTINE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(QUARANTINE_COLUMNS))})",
+                [tuple(row.get(c) for c in QUARANTINE_COLUMNS) for row in quarantine],
+            )
+            con.execute("DELETE FROM studies")
+            con.executemany(
+                "INSERT INTO studies (study_key, patient_key, n_series, run_id) VALUES (?, ?, ?, ?)",
+                [(s["study_key"], s["patient_key"], s["n_series"], s.get("run_id")) for s in studies],
+            )
+
+    # --- runs ---------------------------------------------------------------------------------
+    def start_run(self, run_id: str, sources: list[str]) -> None:
+        with self._connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO ingest_runs (run_id, started_at, sources) VALUES (?, ?, ?)",
+                (run_id, time.time(), json.dumps(sources)),
+            )
+
+    def finish_run(self, run_id: str, summary: dict[str, Any]) -> None:
+        with self._connect() as con:
+            con.execute(
+                "UPDATE ingest_runs SET finished_at = ?, summary = ? WHERE run_id = ?",
+                (time.time(), json.dumps(summary), run_id),
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM ingest_runs ORDER BY started_at").fetchall()
+        return [
+            {
+                **dict(r),
+                "sources": json.loads(r["sources"] or "[]"),
+                "summary": json.loads(r["summary"]) if r["summary"] else None,
+            }
+            for r in rows
+        ]
+
+    # --- public queries -----------------------------------------------------------------------
+    def cases(self) -> list[CaseRecord]:
+        """Ingested image series that have a volume store, sorted by case_id."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT * FROM series WHERE kind = 'image' AND status = 'ingested' "
+                "AND volume_path IS NOT NULL ORDER BY case_id"
+            ).fetchall()
+        return [_case(dict(r)) for r in rows if Path(r["volume_path"]).is_dir()]
+
+    def case(self, key: str) -> CaseRecord:
+        """The case whose case_id or SeriesInstanceUID is ``key``.
+
+        Raises:
+            KeyError: No ingested case matches, or a SeriesInstanceUID maps to several stacks.
+        """
+        matches = [c for c in self.cases() if key in (c.case_id, c.series_uid)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise KeyError(
+                f"no ingested case with case_id or SeriesInstanceUID {key!r} in {self.path} "
+                "(see `series_table()` / the quarantine for series that were not ingested)"
+            )
+        raise KeyError(
+            f"SeriesInstanceUID {key!r} was split into {len(matches)} stacks; use one of the case ids "
+            f"{[c.case_id for c in matches]}"
+        )
+
+    def series_table(self, details: bool = False) -> list[dict[str, Any]]:
+        """Every series/stack, image cases first.
+
+        Keys: case_id, kind ("image" | "mask" | "seg"), modality, description, n_instances,
+        shape (z, y, x), spacing (z, y, x mm, rounded to 0.1 µm), status ("ingested" |
+        "label_source" | "quarantined"), reason, has_labels. ``details=True`` adds message,
+        label_source, study_key and patient_key.
+        """
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM series ORDER BY kind, status, case_id").fetchall()
+        out = []
+        for r in rows:
+            row: dict[str, Any] = {
+                "case_id": r["case_id"],
+                "kind": r["kind"],
+                "modality": r["modality"],
+                "description": r["description"],
+                "n_instances": r["n_instances"],
+                "shape": tuple(json.loads(r["shape"])) if r["shape"] else None,
+                "spacing": tuple(round(v, 4) for v in json.loads(r["spacing"])) if r["spacing"] else None,
+                "status": r["status"],
+                "reason": r["reason"],
+                "has_labels": bool(r["has_labels"]),
+            }
+            if details:
+                row.update(
+                    message=r["message"],
+                    label_source=r["label_source"],
+                    study_key=r["study_key"],
+                    patient_key=r["patient_key"],
+                )
+            out.append(row)
+        return out
+
+    def quarantine(self) -> list[dict[str, Any]]:
+        """Every quarantined file or series: path, series (UID, if any), case_id, reason code, message."""
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM quarantine ORDER BY reason, path").fetchall()
+        return [
+            {
+                "path": r["path"],
+                "series": r["series_uid"],
+                "case_id": r["case_id"],
+                "reason": r["reason"],
+                "message": r["message"],
+                "run_id": r["run_id"],
+            }
+            for r in rows
+        ]
+
+
+def _sql(value: Any) -> Any:
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _case(r: dict[str, Any]) -> CaseRecord:
+    return CaseRecord(
+        case_id=r["case_id"],
+        series_uid=r["series_uid"],
+        patient_key=r["patient_key"] or "",
+        study_key=r["study_key"] or "",
+        modality=r["modality"] or "",
+        description=r["description"] or "",
+        shape=tuple(json.loads(r["shape"])),
+        spacing=tuple(json.loads(r["spacing"])),
+        volume_path=Path(r["volume_path"]),
+        has_labels=bool(r["has_labels"]),
+        label_names={int(k): v for k, v in json.loads(r["label_names"] or "{}").items()},
+        n_instances=int(r["n_instances"] or 0),
+    )

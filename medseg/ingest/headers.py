@@ -1,0 +1,253 @@
+"""Read the header of one file into a small, de-identified, JSON-serialisable dict.
+
+This runs on Dask workers (one batch of files per task), so it returns plain dicts and never
+pixel data. Identifying attributes (PatientID, StudyInstanceUID) are replaced by keyed hashes
+*here*, so they never leave the worker. SeriesInstanceUID / SOPInstanceUID are kept: the catalog
+needs them to resolve DICOM SEG references and to write DICOM SEG back later.
+
+Header dict (``status == "ok"``)::
+
+    path, size, mtime_ns, status, kind ("image" | "seg"), sop_class, sop_uid, series_uid,
+    study_key, patient_key, modality, description, series_number, for_uid, image_type,
+    rows, cols, samples, transfer_syntax, n_frames,
+    frames: [{"ipp": [x, y, z] | None, "iop": [6] | None, "spacing": [row, col] | None}, ...]
+    (image only), and for SEG: ref_series_uids, ref_sop_uids
+
+``status == "quarantined"`` dicts carry ``reason`` and ``message`` instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from medseg.deid import keyed_hash
+from medseg.ingest.reasons import IngestError, Reason
+
+SEG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"}
+_NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "PR", "KO", "ANN", "REG", "DOC"}
+
+
+def _floats(value: Any, n: int) -> list[float] | None:
+    try:
+        out = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n else None
+
+
+def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
+    seq = ds.get(keyword)
+    if seq is None:
+        return None
+    try:
+        return seq[0] if len(seq) else None
+    except (TypeError, IndexError):
+        return None
+
+
+def _functional(frame_group: Dataset | None, shared: Dataset | None, seq: str, attr: str) -> Any:
+    """Value of ``seq[0].attr`` from the per-frame group, else the shared group."""
+    for group in (frame_group, shared):
+        if group is None:
+            continue
+        item = _first_item(group, seq)
+        if item is not None and attr in item:
+            return item.get(attr)
+    return None
+
+
+def frame_geometry(ds: Dataset) -> list[dict[str, list[float] | None]]:
+    """Per-frame IPP/IOP/PixelSpacing of a (single- or multi-frame) image dataset."""
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    top = {
+        "ipp": _floats(ds.get("ImagePositionPatient"), 3),
+        "iop": _floats(ds.get("ImageOrientationPatient"), 6),
+        "spacing": _floats(ds.get("PixelSpacing"), 2),
+    }
+    if per_frame is None and shared is None:
+        if n_frames == 1:
+            return [top]
+        # classic multi-frame without functional groups: no per-frame position
+        return [{"ipp": None, "iop": top["iop"], "spacing": top["spacing"]} for _ in range(n_frames)]
+    frames = []
+    for f in range(n_frames):
+        fg = per_frame[f] if per_frame is not None and f < len(per_frame) else None
+        frames.append(
+            {
+                "ipp": _floats(_functional(fg, shared, "PlanePositionSequence", "ImagePositionPatient"), 3)
+                or (top["ipp"] if n_frames == 1 else None),
+                "iop": _floats(_functional(fg, shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+                or top["iop"],
+                "spacing": _floats(_functional(fg, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)
+                or top["spacing"],
+            }
+        )
+    return frames
+
+
+def _seg_references(ds: Dataset) -> tuple[list[str], list[str]]:
+    series: list[str] = []
+    sops: list[str] = []
+    for item in ds.get("ReferencedSeriesSequence", []) or []:
+        if "SeriesInstanceUID" in item:
+            series.append(str(item.SeriesInstanceUID))
+        for inst in item.get("ReferencedInstanceSequence", []) or []:
+            if "ReferencedSOPInstanceUID" in inst:
+                sops.append(str(inst.ReferencedSOPInstanceUID))
+    for fg in ds.get("PerFrameFunctionalGroupsSequence", []) or []:
+        for der in fg.get("DerivationImageSequence", []) or []:
+            for src in der.get("SourceImageSequence", []) or []:
+                if "ReferencedSOPInstanceUID" in src:
+                    sops.append(str(src.ReferencedSOPInstanceUID))
+    return sorted(set(series)), sorted(set(sops))
+
+
+def _read_dataset(path: Path) -> Dataset:
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=True)
+    except InvalidDicomError:
+        # A DICOM file without preamble/file meta still starts with a group 0x0008 tag.
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head[:2] not in (b"\x08\x00", b"\x00\x08"):
+            raise
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
+        if "SOPClassUID" not in ds and "SeriesInstanceUID" not in ds:
+            raise
+        return ds
+
+
+def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -1) -> dict[str, Any]:
+    """Read one file's header; never raises (problems become a ``quarantined`` dict).
+
+    Args:
+        path: File to read (any name, any extension).
+        secret: De-identification key for patient/study pseudonyms.
+        size: File size in bytes (recorded as given; -1 = stat it).
+        mtime_ns: Modification time (ns) as given; -1 = stat it.
+    """
+    p = Path(path)
+    base: dict[str, Any] = {"path": str(p), "size": size, "mtime_ns": mtime_ns}
+    try:
+        if size < 0 or mtime_ns < 0:
+            st = p.stat()
+            base["size"], base["mtime_ns"] = st.st_size, st.st_mtime_ns
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = _read_dataset(p)
+            return {**base, **_describe(ds, p, secret)}
+    except IngestError as exc:
+        return {**base, "status": "quarantined", "reason": exc.reason.value, "message": exc.message}
+    except InvalidDicomError as exc:
+        return {
+            **base,
+            "status": "quarantined",
+            "reason": Reason.NOT_DICOM.value,
+            "message": f"{p}: not a DICOM file ({exc}); ignore it or remove it from the source folder",
+        }
+    except Exception as exc:  # noqa: BLE001 - any parser failure quarantines the file
+        return {
+            **base,
+            "status": "quarantined",
+            "reason": Reason.UNREADABLE.value,
+            "message": f"{p}: DICOM header cannot be parsed ({type(exc).__name__}: {exc}); "
+            "re-export the file from the PACS",
+        }
+
+
+def _describe(ds: Dataset, p: Path, secret: str) -> dict[str, Any]:
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    sop_uid = str(ds.get("SOPInstanceUID", "") or "")
+    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+    modality = str(ds.get("Modality", "") or "")
+    media_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    if media_class == "1.2.840.10008.1.3.10":  # DICOMDIR: an index of other files, not an image
+        raise IngestError(
+            Reason.UNSUPPORTED_OBJECT,
+            f"{p}: DICOMDIR (media directory index); the files it lists are ingested on their own",
+        )
+    if not sop_uid or not series_uid:
+        raise IngestError(
+            Reason.MISSING_UIDS,
+            f"{p}: DICOM without SOPInstanceUID/SeriesInstanceUID; it cannot be grouped into a series",
+        )
+    study_uid = str(ds.get("StudyInstanceUID", "") or "")
+    patient_id = str(ds.get("PatientID", "") or "")
+    try:
+        sop_name = pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
+    except Exception:  # noqa: BLE001
+        sop_name = sop_class
+    try:
+        image_type = [str(v) for v in (ds.get("ImageType") or [])]
+    except TypeError:
+        image_type = [str(ds.get("ImageType"))]
+    out: dict[str, Any] = {
+        "status": "ok",
+        "sop_class": sop_class,
+        "sop_name": sop_name,
+        "sop_uid": sop_uid,
+        "series_uid": series_uid,
+        "study_key": keyed_hash(secret, study_uid or f"series:{series_uid}", prefix="study_"),
+        "patient_key": keyed_hash(secret, patient_id or f"study:{study_uid or series_uid}", prefix="pat_"),
+        "modality": modality,
+        "description": str(ds.get("SeriesDescription", "") or ""),
+        "series_number": _int(ds.get("SeriesNumber")),
+        "for_uid": str(ds.get("FrameOfReferenceUID", "") or ""),
+        "image_type": image_type,
+        "rows": _int(ds.get("Rows")),
+        "cols": _int(ds.get("Columns")),
+        "samples": _int(ds.get("SamplesPerPixel")) or 1,
+        "transfer_syntax": str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ""),
+        "n_frames": _int(ds.get("NumberOfFrames")) or 1,
+    }
+    if sop_class in SEG_SOP_CLASSES or modality == "SEG":
+        out["kind"] = "seg"
+        out["ref_series_uids"], out["ref_sop_uids"] = _seg_references(ds)
+        return out
+    if not out["rows"] or not out["cols"] or modality in _NON_IMAGE_MODALITIES:
+        raise IngestError(
+            Reason.UNSUPPORTED_OBJECT,
+            f"{p}: {sop_name} ({modality or 'no modality'}) "
+            + ("is not an image" if modality in _NON_IMAGE_MODALITIES else "has no image matrix (no Rows/Columns)")
+            + "; not used by medseg",
+        )
+    if out["samples"] != 1:
+        raise IngestError(
+            Reason.COLOR_IMAGE,
+            f"{p}: {sop_name} has SamplesPerPixel={out['samples']} "
+            f"({ds.get('PhotometricInterpretation', '?')}); only grayscale "
+            "volumes can be segmented",
+        )
+    frames = frame_geometry(ds)
+    missing = [k for k in ("ipp", "iop", "spacing") if any(f[k] is None for f in frames)]
+    if missing:
+        names = {"ipp": "ImagePositionPatient", "iop": "ImageOrientationPatient", "spacing": "PixelSpacing"}
+        raise IngestError(
+            Reason.NO_GEOMETRY,
+            f"{p}: {sop_name} ({modality}) lacks "
+            f"{', '.join(names[m] for m in missing)}; it cannot be placed in "
+            "patient space (not a cross-sectional volume)",
+        )
+    out["kind"] = "image"
+    out["frames"] = frames
+    return out
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def read_header_batch(items: list[tuple[str, int, int]], secret: str) -> list[dict[str, Any]]:
+    """Read the headers of ``(path, size, mtime_ns)`` items (one Dask task)."""
+    return [read_header(Path(path), secret, size, mtime) for path, size, mtime in items]

@@ -1,0 +1,101 @@
+"""Read the pixels of a validated stack into a ``(z, y, x)`` volume of modality values.
+
+RescaleSlope/RescaleIntercept (top level or, for enhanced multi-frame, the per-frame / shared
+PixelValueTransformationSequence) are applied. The result is ``int16`` when every rescaled value
+is an integer inside the int16 range (CT in HU, most MR), else ``float32``. Compressed transfer
+syntaxes are decoded by pydicom's pylibjpeg/openjpeg/rle plugins.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pydicom
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+
+from medseg.ingest.reasons import IngestError, Reason
+from medseg.ingest.stacks import Frame
+
+_INT16 = np.iinfo(np.int16)
+
+
+def _rescale(ds: Dataset, frame: int) -> tuple[float, float]:
+    """(slope, intercept) of one frame."""
+    groups: list[Any] = []
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and frame < len(per_frame):
+        groups.append(per_frame[frame])
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        groups.append(shared[0])
+    for g in groups:
+        seq = g.get("PixelValueTransformationSequence")
+        if seq:
+            item = seq[0]
+            return float(item.get("RescaleSlope", 1.0) or 1.0), float(item.get("RescaleIntercept", 0.0) or 0.0)
+    return float(ds.get("RescaleSlope", 1.0) or 1.0), float(ds.get("RescaleIntercept", 0.0) or 0.0)
+
+
+def decode_file(path: str) -> tuple[Dataset, NDArray[Any]]:
+    """Read a file with pixels; return the dataset and its frames as ``(n_frames, rows, cols)``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+            arr = np.asarray(ds.pixel_array)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure quarantines the series
+        raise IngestError(
+            Reason.PIXEL_ERROR,
+            f"{path}: pixel data cannot be decoded ({type(exc).__name__}: "
+            f"{exc}); check the pylibjpeg plugins or re-export the file "
+            "uncompressed",
+        ) from exc
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] != n_frames:
+        raise IngestError(
+            Reason.PIXEL_ERROR,
+            f"{path}: decoded pixel array has shape {arr.shape}, expected ({n_frames}, rows, cols)",
+        )
+    return ds, arr
+
+
+def read_stack(frames: list[Frame]) -> NDArray[Any]:
+    """Decode ``frames`` (already sorted along the normal) into a ``(z, y, x)`` int16/float32 volume."""
+    by_path: dict[str, list[int]] = defaultdict(list)
+    for z, f in enumerate(frames):
+        by_path[f.path].append(z)
+    raw: list[NDArray[Any] | None] = [None] * len(frames)
+    scale: list[tuple[float, float]] = [(1.0, 0.0)] * len(frames)
+    for path, zs in by_path.items():
+        ds, arr = decode_file(path)
+        for z in zs:
+            f = frames[z]
+            if f.frame >= arr.shape[0] or arr.shape[1:] != (f.rows, f.cols):
+                raise IngestError(
+                    Reason.PIXEL_ERROR,
+                    f"{path}: frame {f.frame} of shape {arr.shape[1:]} does not match the header ({f.rows}, {f.cols})",
+                )
+            raw[z] = np.array(arr[f.frame])
+            scale[z] = _rescale(ds, f.frame)
+    lo, hi, integral = np.inf, -np.inf, True
+    for r, (slope, inter) in zip(raw, scale, strict=True):
+        assert r is not None
+        vmin, vmax = float(r.min()), float(r.max())
+        a, b = sorted((vmin * slope + inter, vmax * slope + inter))
+        lo, hi = min(lo, a), max(hi, b)
+        integral &= float(slope).is_integer() and float(inter).is_integer() and np.issubdtype(r.dtype, np.integer)
+    as_int = integral and lo >= _INT16.min and hi <= _INT16.max
+    out = np.empty((len(frames), frames[0].rows, frames[0].cols), dtype=np.int16 if as_int else np.float32)
+    for z, (r, (slope, inter)) in enumerate(zip(raw, scale, strict=True)):
+        assert r is not None
+        if as_int:
+            out[z] = (r.astype(np.int64) * int(slope) + int(inter)).astype(np.int16)
+        else:
+            out[z] = (r.astype(np.float64) * slope + inter).astype(np.float32)
+    return out

@@ -1,0 +1,45 @@
+"""Quarantine reason codes and the exception that carries one.
+
+Every file or series that does not become (part of) a case gets exactly one of these codes in the
+catalog's ``quarantine`` table, with a message naming the file and what to do about it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a file or series was not ingested."""
+
+    NOT_DICOM = "not_dicom"  # no DICOM header could be parsed
+    UNREADABLE = "unreadable_header"  # DICOM, but the header is malformed
+    MISSING_UIDS = "missing_uids"  # no SOPInstanceUID / SeriesInstanceUID
+    UNSUPPORTED_OBJECT = "unsupported_object"  # SR, RTSTRUCT, RTPLAN, annotations ... (no image)
+    NO_GEOMETRY = "no_geometry"  # image without ImagePositionPatient/Orientation/PixelSpacing
+    COLOR_IMAGE = "color_image"  # SamplesPerPixel > 1 (RGB/YBR): not a scalar volume
+    DUPLICATE_INSTANCE = "duplicate_instance"  # same SOPInstanceUID as another file (kept that one)
+    DUPLICATE_SERIES = "duplicate_series"  # another copy of an already kept stack (same positions)
+    DUPLICATE_POSITIONS = "duplicate_positions"  # several slices at one position (4D, not a volume)
+    TOO_FEW_SLICES = "too_few_slices"  # fewer than MIN_SLICES slices
+    SLICE_GAP = "slice_gap"  # inconsistent slice increment (missing slice ...)
+    IRREGULAR_POSITIONS = "irregular_positions"  # slice positions not on a straight line
+    INCONSISTENT_ORIENTATION = "inconsistent_orientation"  # orientations differ within a series/stack
+    GANTRY_TILT = "gantry_tilt"  # slice step not parallel to the slice normal
+    PIXEL_ERROR = "pixel_error"  # pixel data cannot be decoded / has the wrong size
+    SEG_UNREFERENCED = "seg_unreferenced"  # SEG whose referenced image series is not ingestible
+    SEG_MISMATCH = "seg_mismatch"  # SEG frames do not fall on the referenced image grid
+    SEG_ERROR = "seg_error"  # SEG cannot be read
+    LABEL_UNMATCHED = "label_unmatched"  # mask series with no image series on the same grid
+    LABEL_NOT_MASK = "label_not_mask"  # "mask" series whose values are not small label integers
+    WRITE_ERROR = "write_error"  # volume store could not be written
+    INTERNAL_ERROR = "internal_error"  # unexpected exception (bug): message has the traceback tail
+
+
+class IngestError(Exception):
+    """A file or series cannot be ingested; carries a :class:`Reason` and a readable message."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(f"[{reason.value}] {message}")
+        self.reason = reason
+        self.message = message

@@ -1,0 +1,354 @@
+"""Ingest DICOM sources into the workspace catalog and per-case volume stores.
+
+Phases (``progress(phase, done, total)`` is called for each): ``scan`` (list every file, any
+name), ``headers`` (read new/changed files only; Dask batches of ``cfg.files_per_batch`` when a
+client is given), ``plan`` (assemble stacks, link labels), ``volumes`` (decode + write changed cases;
+one Dask task per case when a client is given).
+
+Incremental: a file whose (path, size, mtime_ns) is already in the catalog is not read again; a
+case whose content hash (instances + label sources + build version) is unchanged and whose volume
+store is complete is not rewritten. Inputs are only ever read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import distributed
+from pydantic import BaseModel, Field
+
+from medseg.config import IngestConfig
+from medseg.ingest.build import build_case
+from medseg.ingest.catalog import Catalog
+from medseg.ingest.headers import read_header_batch
+from medseg.ingest.planning import IngestPlan, PlannedCase, plan_ingest, stack_row
+from medseg.io.volume_store import is_complete
+from medseg.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+class IngestSummary(BaseModel):
+    """What one :func:`ingest` call did."""
+
+    run_id: str
+    files_seen: int = Field(0, description="files found under the sources")
+    files_indexed: int = Field(0, description="new or changed files whose header was read")
+    files_skipped: int = Field(0, description="files already indexed with the same size and mtime")
+    files_removed: int = Field(0, description="catalog files no longer present under the sources")
+    series_total: int = Field(0, description="image stacks + label series known to the catalog")
+    series_ingested: int = Field(0, description="cases whose volume store was (re)written")
+    series_unchanged: int = Field(0, description="cases whose volume store was already up to date")
+    cases: int = Field(0, description="ingested cases (with a volume store) after this run")
+    labeled_cases: int = Field(0, description="ingested cases with a gt label")
+    quarantined: int = Field(0, description="quarantine entries (files/series) after this run")
+    volumes_removed: int = Field(0, description="stores of cases that are no longer ingested (deleted)")
+    seconds: float = 0.0
+
+
+def scan_sources(sources: list[Path]) -> Iterator[tuple[str, int, int]]:
+    """Yield ``(absolute path, size, mtime_ns)`` of every regular file under ``sources`` (sorted).
+
+    Symlinked folders are followed (each real folder once, so link loops terminate); paths are
+    reported as found under the source, not resolved.
+    """
+    for src in sources:
+        root = Path(src).expanduser().resolve()
+        if root.is_file():
+            st = root.stat()
+            yield str(root), st.st_size, st.st_mtime_ns
+            continue
+        if not root.is_dir():
+            raise FileNotFoundError(f"DICOM source {src} does not exist (check `sources` in the config)")
+        visited: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            st_dir = os.stat(dirpath)
+            if (st_dir.st_dev, st_dir.st_ino) in visited:  # symlink loop / folder linked twice
+                dirnames.clear()
+                continue
+            visited.add((st_dir.st_dev, st_dir.st_ino))
+            dirnames.sort()
+            for name in sorted(filenames):
+                p = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(p)
+                except OSError:
+                    continue
+                if not os.path.isfile(p):
+                    continue
+                yield p, st.st_size, st.st_mtime_ns
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _batches(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _read_headers(
+    items: list[tuple[str, int, int]],
+    cfg: IngestConfig,
+    client: distributed.Client | None,
+    progress: ProgressFn | None,
+) -> list[dict[str, Any]]:
+    batches = _batches(items, cfg.files_per_batch)
+    out: list[dict[str, Any]] = []
+    if client is None:
+        for i, batch in enumerate(batches):
+            out.extend(read_header_batch(batch, cfg.deid_secret))
+            if progress:
+                progress("headers", min((i + 1) * cfg.files_per_batch, len(items)), len(items))
+        return out
+    futures = client.map(read_header_batch, batches, secret=cfg.deid_secret, pure=False)
+    done = 0
+    for fut in distributed.as_completed(futures):
+        res = fut.result()
+        out.extend(res)
+        done += len(res)
+        if progress:
+            progress("headers", done, len(items))
+    return out
+
+
+def _build(
+    cases: list[PlannedCase], client: distributed.Client | None, progress: ProgressFn | None
+) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    if client is None:
+        for i, pc in enumerate(cases):
+            results[pc.job.case_id] = build_case(pc.job)
+            if progress:
+                progress("volumes", i + 1, len(cases))
+        return results
+    futures = client.map(build_case, [pc.job for pc in cases], pure=False)
+    for i, fut in enumerate(distributed.as_completed(futures)):
+        res = fut.result()
+        results[res["case_id"]] = res
+        if progress:
+            progress("volumes", i + 1, len(cases))
+    return results
+
+
+def ingest(
+    sources: list[Path],
+    ws: Workspace,
+    cfg: IngestConfig,
+    client: distributed.Client | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestSummary:
+    """Ingest every file under ``sources`` into ``ws`` (catalog + volume stores); see module doc.
+
+    Never stops on a bad file or series: those are quarantined with a reason code.
+
+    Raises:
+        FileNotFoundError: A source folder does not exist.
+    """
+    t0 = time.time()
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    ws.volumes_dir.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog(ws.catalog_path)
+    roots = [str(Path(s).expanduser().resolve()) for s in sources]
+    catalog.start_run(run_id, roots)
+
+    files = list(scan_sources(sources))
+    if progress:
+        progress("scan", len(files), len(files))
+    known = catalog.known_files()
+    seen = {p for p, _, _ in files}
+    todo = [(p, s, m) for p, s, m in files if known.get(p) != (s, m)]
+    removed = [p for p in known if p not in seen and _under(p, roots)]
+    headers = _read_headers(todo, cfg, client, progress)
+    catalog.upsert_files(headers, run_id)
+    catalog.delete_files(removed)
+
+    plan = plan_ingest(catalog.file_headers("ok"), ws, cfg.deid_secret)
+    if progress:
+        progress("plan", len(plan.cases), len(plan.cases))
+    previous = catalog.series_rows()
+    previous_quarantine = catalog.quarantine()
+    to_build: list[PlannedCase] = []
+    unchanged: list[PlannedCase] = []
+    for pc in plan.cases:
+        prev = previous.get(pc.job.case_id)
+        if (
+            prev is not None
+            and prev.get("status") == "ingested"
+            and prev.get("content_hash") == pc.content_hash
+            and is_complete(Path(pc.job.volume_path))
+        ):
+            unchanged.append(pc)
+        else:
+            to_build.append(pc)
+    results = _build(to_build, client, progress)
+
+    series_rows, quarantine = _finalise(plan, to_build, unchanged, results, previous, run_id)
+    kept_cases = {pc.job.case_id for pc in unchanged}  # their label problems persist from earlier runs
+    quarantine.extend({**q, "series_uid": q["series"]} for q in previous_quarantine if q["case_id"] in kept_cases)
+    quarantine.extend(_file_quarantine(catalog, run_id))
+    studies = _studies(series_rows, run_id)
+    catalog.replace_run_state(series_rows, quarantine, studies)
+    pruned = _prune_stale_volumes(ws, previous, series_rows)
+
+    n_cases = sum(1 for r in series_rows if r["kind"] == "image" and r["status"] == "ingested")
+    summary = IngestSummary(
+        run_id=run_id,
+        files_seen=len(files),
+        files_indexed=len(todo),
+        files_skipped=len(files) - len(todo),
+        files_removed=len(removed),
+        series_total=len(series_rows),
+        series_ingested=sum(1 for r in results.values() if r["ok"]),
+        series_unchanged=len(unchanged),
+        cases=n_cases,
+        labeled_cases=sum(
+            1 for r in series_rows if r["kind"] == "image" and r["status"] == "ingested" and r.get("has_labels")
+        ),
+        quarantined=len(quarantine),
+        volumes_removed=pruned,
+        seconds=round(time.time() - t0, 3),
+    )
+    catalog.finish_run(run_id, summary.model_dump(mode="json"))
+    log.info("ingest %s: %s", run_id, summary.model_dump())
+    return summary
+
+
+def _finalise(
+    plan: IngestPlan,
+    built: list[PlannedCase],
+    unchanged: list[PlannedCase],
+    results: dict[str, dict[str, Any]],
+    previous: dict[str, dict[str, Any]],
+    run_id: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rows = [dict(r, run_id=run_id) for r in plan.series_rows]
+    quarantine = [dict(q, run_id=run_id) for q in plan.quarantine]
+    _label_row_status(rows, built, results, previous)
+    for pc in unchanged:
+        prev = previous[pc.job.case_id]
+        rows.append({**prev, "run_id": prev.get("run_id")})
+    for pc in built:
+        res = results[pc.job.case_id]
+        row = stack_row(pc.stack, pc.job.case_id, "ingested" if res["ok"] else "quarantined")
+        row.update(run_id=run_id, content_hash=pc.content_hash if res["ok"] else None)
+        for err in res.get("label_errors", []):
+            quarantine.append(
+                {
+                    "path": err["path"],
+                    "series_uid": err["series_uid"],
+                    "case_id": pc.job.case_id,
+                    "reason": err["reason"],
+                    "message": err["message"],
+                    "run_id": run_id,
+                }
+            )
+        if res["ok"]:
+            row.update(
+                volume_path=pc.job.volume_path,
+                has_labels=bool(res.get("has_labels")),
+                label_names={str(k): v for k, v in res["label_names"].items()},
+                label_source=res["label_source"],
+            )
+        else:
+            row.update(reason=res["reason"], message=res["message"], has_labels=False)
+            quarantine.extend(
+                {
+                    "path": p,
+                    "series_uid": pc.stack.series_uid,
+                    "case_id": pc.job.case_id,
+                    "reason": res["reason"],
+                    "message": res["message"],
+                    "run_id": run_id,
+                }
+                for p in pc.stack.paths
+            )
+        rows.append(row)
+    return rows, quarantine
+
+
+def _label_row_status(
+    rows: list[dict[str, Any]],
+    built: list[PlannedCase],
+    results: dict[str, dict[str, Any]],
+    previous: dict[str, dict[str, Any]],
+) -> None:
+    """A SEG/mask series linked in the plan but unusable by every case that tried it is quarantined.
+
+    Label series linked only to unchanged cases keep the status they got when those were built.
+    """
+    rebuilt = {ls.series_uid for pc in built for ls in pc.job.labels}
+    used: set[str] = set()
+    errors: dict[str, dict[str, Any]] = {}
+    for res in results.values():
+        if res.get("ok"):
+            used.update(res.get("label_series_uids", []))
+        for err in res.get("label_errors", []):
+            errors.setdefault(err["series_uid"], err)
+    for row in rows:
+        if row.get("kind") not in ("seg", "mask") or row.get("status") != "label_source":
+            continue
+        uid = row["series_uid"]
+        if uid in rebuilt:
+            if uid not in used and uid in errors:
+                row.update(status="quarantined", reason=errors[uid]["reason"], message=errors[uid]["message"])
+        elif row["series_key"] in previous:
+            prev = previous[row["series_key"]]
+            row.update(status=prev.get("status"), reason=prev.get("reason"), message=prev.get("message"))
+
+
+def _prune_stale_volumes(ws: Workspace, previous: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> int:
+    """Delete stores of cases ingested before but not now (files removed, series now invalid).
+
+    Downstream stages list ``ws.volumes_dir``, so it must hold exactly the ingested cases. Only
+    stores the catalog itself recorded inside ``ws.volumes_dir`` are ever deleted.
+    """
+    current = {r["case_id"] for r in rows if r.get("kind") == "image" and r.get("status") == "ingested"}
+    removed = 0
+    volumes = ws.volumes_dir.resolve()
+    for key, prev in previous.items():
+        path = prev.get("volume_path")
+        if prev.get("status") != "ingested" or not path or key in current:
+            continue
+        store = Path(path)
+        if store.resolve().parent == volumes and store.is_dir():
+            shutil.rmtree(store, ignore_errors=True)
+            removed += 1
+            log.info("removed stale volume store %s (case no longer ingested)", store)
+    return removed
+
+
+def _file_quarantine(catalog: Catalog, run_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": h["path"],
+            "series_uid": h.get("series_uid"),
+            "case_id": None,
+            "reason": h["reason"],
+            "message": h["message"],
+            "run_id": h.get("run_id", run_id),
+        }
+        for h in catalog.file_headers("quarantined")
+    ]
+
+
+def _studies(rows: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+    studies: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        key = r.get("study_key")
+        if not key:
+            continue
+        s = studies.setdefault(
+            key, {"study_key": key, "patient_key": r.get("patient_key"), "n_series": 0, "run_id": run_id}
+        )
+        s["n_series"] += 1
+    return sorted(studies.values(), key=lambda s: s["study_key"])

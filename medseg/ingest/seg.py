@@ -1,0 +1,197 @@
+"""DICOM SEG → uint8 label volume on the grid of the referenced image stack.
+
+Each SEG frame is placed by *physical position*: its PlanePositionSequence IPP is mapped into the
+image's index space (``Geometry.lps_to_index``); the nearest slice is used when it lies within half
+a slice, and in-plane offsets must be whole pixels (cropped SEG frames are supported). Frames
+without a position fall back to their referenced source SOPInstanceUID (DerivationImageSequence).
+So a SEG whose frames are stored in any order, or that covers only some slices, is aligned.
+
+Label values: the non-background segments in segment-number order become 1..n, named from
+SegmentLabel. BINARY frames use value > 0, FRACTIONAL frames value / MaximumFractionalValue >= 0.5,
+LABELMAP frames carry the segment number as pixel value. Where segments overlap, the higher
+segment number wins (a single label map cannot hold overlaps).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import highdicom as hd
+import numpy as np
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+
+from medseg.geometry import Geometry
+from medseg.ingest.reasons import IngestError, Reason
+from medseg.ingest.stacks import Frame
+
+FRACTIONAL_THRESHOLD = 0.5
+INPLANE_TOL = 0.1  # pixels: SEG frame origin must fall on an image pixel centre
+SLICE_TOL = 0.5  # slices: nearest image slice within half a slice
+
+
+def _item(group: Dataset | None, seq: str) -> Dataset | None:
+    if group is None:
+        return None
+    s = group.get(seq)
+    return s[0] if s else None
+
+
+def _frame_attr(seg: Dataset, f: int, seq: str, attr: str) -> Any:
+    per_frame = seg.get("PerFrameFunctionalGroupsSequence")
+    shared = seg.get("SharedFunctionalGroupsSequence")
+    for group in (
+        per_frame[f] if per_frame is not None and f < len(per_frame) else None,
+        shared[0] if shared else None,
+    ):
+        item = _item(group, seq)
+        if item is not None and attr in item:
+            return item.get(attr)
+    return None
+
+
+def _source_ref(seg: Dataset, f: int) -> tuple[str, int] | None:
+    per_frame = seg.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is None or f >= len(per_frame):
+        return None
+    for der in per_frame[f].get("DerivationImageSequence", []) or []:
+        for src in der.get("SourceImageSequence", []) or []:
+            if "ReferencedSOPInstanceUID" in src:
+                frame_numbers = src.get("ReferencedFrameNumber")
+                first = int(frame_numbers[0] if isinstance(frame_numbers, list | tuple) else frame_numbers or 1)
+                return str(src.ReferencedSOPInstanceUID), first - 1
+    return None
+
+
+def read_seg(path: str) -> hd.seg.Segmentation:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return hd.seg.segread(path)
+    except Exception as exc:  # noqa: BLE001
+        raise IngestError(Reason.SEG_ERROR, f"{path}: DICOM SEG cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def seg_segments(seg: hd.seg.Segmentation) -> list[tuple[int, str]]:
+    """Non-background ``(segment number, label)`` pairs in segment-number order."""
+    out = []
+    for n in sorted(int(s) for s in seg.segment_numbers):
+        if n == 0:
+            continue
+        try:
+            label = str(seg.get_segment_description(n).segment_label)
+        except Exception:  # noqa: BLE001
+            label = f"segment_{n}"
+        out.append((n, label))
+    return out
+
+
+def seg_to_label(path: str, geometry: Geometry, frames: list[Frame]) -> tuple[NDArray[np.uint8], dict[int, str]]:
+    """Rasterise the SEG at ``path`` onto the image grid of ``frames`` (sorted stack) / ``geometry``.
+
+    Returns:
+        ``(label, names)``: uint8 ``(z, y, x)`` volume with values 0..n and ``{value: SegmentLabel}``.
+
+    Raises:
+        IngestError: ``seg_error`` (unreadable) or ``seg_mismatch`` (frames off the image grid).
+    """
+    seg = read_seg(path)
+    shape = (len(frames), frames[0].rows, frames[0].cols)
+    segments = seg_segments(seg)
+    value_of = {n: v + 1 for v, (n, _) in enumerate(segments)}
+    names = {v + 1: label for v, (_, label) in enumerate(segments)}
+    if len(segments) > 255:
+        raise IngestError(Reason.SEG_MISMATCH, f"{path}: {len(segments)} segments do not fit a uint8 label map")
+    seg_type = str(getattr(seg.segmentation_type, "value", seg.segmentation_type))
+    max_frac = float(seg.get("MaximumFractionalValue", 255) or 255)
+    sop_index = {(fr.sop_uid, fr.frame): z for z, fr in enumerate(frames)}
+    image_iop = np.asarray(frames[0].iop)
+    label = np.zeros(shape, dtype=np.uint8)
+    placements: list[tuple[int, int, int, int, NDArray[np.bool_] | NDArray[np.uint8]]] = []
+    n_frames = int(seg.get("NumberOfFrames", 1) or 1)
+    for f in range(n_frames):
+        iop = _frame_attr(seg, f, "PlaneOrientationSequence", "ImageOrientationPatient")
+        if iop is not None and float(np.max(np.abs(np.asarray(iop, dtype=float) - image_iop))) > 1e-3:
+            raise IngestError(
+                Reason.SEG_MISMATCH,
+                f"{path}: frame {f + 1} orientation {list(iop)} differs from the referenced image {image_iop.tolist()}",
+            )
+        spacing = _frame_attr(seg, f, "PixelMeasuresSequence", "PixelSpacing")
+        if spacing is not None and not np.allclose(np.asarray(spacing, dtype=float), geometry.spacing[1:], rtol=1e-3):
+            raise IngestError(
+                Reason.SEG_MISMATCH,
+                f"{path}: pixel spacing {list(spacing)} differs from the referenced image {list(geometry.spacing[1:])}",
+            )
+        z, j0, i0 = _locate(seg, f, path, geometry, sop_index, shape)
+        stored = np.asarray(seg.get_stored_frame(f + 1))
+        if seg_type == "LABELMAP":
+            placements.append((0, z, j0, i0, stored))
+            continue
+        number = _frame_attr(seg, f, "SegmentIdentificationSequence", "ReferencedSegmentNumber")
+        if number is None or int(number) not in value_of:
+            raise IngestError(Reason.SEG_MISMATCH, f"{path}: frame {f + 1} has no valid ReferencedSegmentNumber")
+        mask = stored >= FRACTIONAL_THRESHOLD * max_frac if seg_type == "FRACTIONAL" else stored > 0
+        placements.append((int(number), z, j0, i0, mask))
+    for number, z, j0, i0, data in sorted(placements, key=lambda p: p[0]):
+        _paste(label, z, j0, i0, data, value_of, number, path)
+    return label, names
+
+
+def _locate(
+    seg: Dataset,
+    f: int,
+    path: str,
+    geometry: Geometry,
+    sop_index: dict[tuple[str, int], int],
+    shape: tuple[int, int, int],
+) -> tuple[int, int, int]:
+    ipp = _frame_attr(seg, f, "PlanePositionSequence", "ImagePositionPatient")
+    if ipp is not None:
+        k, j, i = geometry.lps_to_index(np.asarray(ipp, dtype=float))
+        z, j0, i0 = int(round(k)), int(round(j)), int(round(i))
+        if abs(k - z) > SLICE_TOL or not 0 <= z < shape[0]:
+            raise IngestError(
+                Reason.SEG_MISMATCH,
+                f"{path}: frame {f + 1} at {list(ipp)} lies {k:.2f} slices into "
+                f"the image stack of {shape[0]} slices (outside it)",
+            )
+        if abs(j - j0) > INPLANE_TOL or abs(i - i0) > INPLANE_TOL:
+            raise IngestError(
+                Reason.SEG_MISMATCH,
+                f"{path}: frame {f + 1} origin falls between image pixels "
+                f"(row {j:.2f}, column {i:.2f}); resampled SEGs are not supported",
+            )
+        return z, j0, i0
+    ref = _source_ref(seg, f)
+    if ref is not None and ref in sop_index:
+        return sop_index[ref], 0, 0
+    raise IngestError(
+        Reason.SEG_MISMATCH,
+        f"{path}: frame {f + 1} has neither a plane position nor a source image reference found in the image stack",
+    )
+
+
+def _paste(
+    label: NDArray[np.uint8],
+    z: int,
+    j0: int,
+    i0: int,
+    data: NDArray[Any],
+    value_of: dict[int, int],
+    number: int,
+    path: str,
+) -> None:
+    rows, cols = data.shape
+    j1, i1 = min(j0 + rows, label.shape[1]), min(i0 + cols, label.shape[2])
+    ja, ia = max(j0, 0), max(i0, 0)
+    inside = data[ja - j0 : j1 - j0, ia - i0 : i1 - i0]
+    total = int(np.count_nonzero(data))
+    if int(np.count_nonzero(inside)) != total:
+        raise IngestError(Reason.SEG_MISMATCH, f"{path}: segment pixels fall outside the referenced image grid")
+    target = label[z, ja:j1, ia:i1]
+    if number == 0:  # LABELMAP: pixel values are segment numbers
+        for seg_number, value in value_of.items():
+            target[inside == seg_number] = value
+    else:
+        target[inside.astype(bool)] = value_of[number]

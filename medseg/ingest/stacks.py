@@ -1,0 +1,306 @@
+"""Series assembly: group image frames into geometrically valid stacks and build their Geometry.
+
+A *stack* is a set of 2D frames (single-frame instances or frames of enhanced multi-frame files)
+of one SeriesInstanceUID sharing orientation, matrix size and pixel spacing. Steps:
+
+1. de-duplicate files by SOPInstanceUID (the same instance exported twice, e.g. in another
+   transfer syntax in another folder): the first path in sort order is kept;
+2. split the series by (orientation, rows, columns, pixel spacing);
+3. if a stack has several frames at one position and spans several folders, split it by folder
+   (one archive holding several copies of a series); identical copies become ``duplicate_series``;
+4. sort the frames by ImagePositionPatient projected on the slice normal (row x column cosine) and
+   validate on *all* slices: count, orientation, duplicate positions, constant increment,
+   collinearity and gantry tilt;
+5. build :class:`~medseg.geometry.Geometry` (see that module for the exact convention).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medseg.geometry import Geometry
+from medseg.ingest.reasons import IngestError, Reason
+
+MIN_SLICES = 3
+ORIENTATION_GROUP_TOL = 0.05  # cosines further apart than this are different stacks
+ORIENTATION_TOL = 1e-3  # cosines within a stack must agree this well
+STEP_RTOL = 0.02  # slice increments may vary by 2 % of the median increment ...
+STEP_ATOL = 0.02  # ... or 0.02 mm, whichever is larger (IPP is often rounded)
+DUPLICATE_TOL = 0.01  # mm along the normal: closer slices are "at the same position"
+TILT_TOL = 1e-3  # 1 - cos(angle between stack direction and normal); ~2.6 degrees (highdicom default)
+LINE_TOL = 0.1  # fraction of the in-plane pixel size a slice may deviate from the stacking line
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One 2D frame: a single-frame instance (frame 0) or one frame of a multi-frame file."""
+
+    path: str
+    frame: int
+    sop_uid: str
+    ipp: tuple[float, float, float]
+    iop: tuple[float, ...]
+    spacing: tuple[float, float]
+    rows: int
+    cols: int
+
+    @property
+    def folder(self) -> str:
+        return str(Path(self.path).parent)
+
+    def normal(self) -> NDArray[np.float64]:
+        row = np.asarray(self.iop[:3])
+        col = np.asarray(self.iop[3:])
+        n = np.cross(row, col)
+        return n / max(float(np.linalg.norm(n)), 1e-12)
+
+
+@dataclass
+class Stack:
+    """A candidate volume: frames sorted along the normal, and either a geometry or a failure."""
+
+    series_uid: str
+    stack_key: str  # "" when the series is a single stack; else what distinguishes this stack
+    frames: list[Frame]
+    info: dict[str, Any]  # series-level header fields (modality, description, study_key ...)
+    geometry: Geometry | None = None
+    reason: Reason | None = None
+    message: str = ""
+    paths: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.geometry is not None and self.reason is None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        f = self.frames[0]
+        return (len(self.frames), f.rows, f.cols)
+
+    @property
+    def sop_uids(self) -> list[str]:
+        return sorted({f.sop_uid for f in self.frames})
+
+
+@dataclass
+class SeriesAssembly:
+    stacks: list[Stack]
+    duplicate_files: list[tuple[str, str]]  # (duplicate path, kept path)
+
+
+def frames_of(header: dict[str, Any]) -> list[Frame]:
+    """Expand an image header dict (see :mod:`medseg.ingest.headers`) into frames."""
+    out = []
+    for i, fr in enumerate(header["frames"]):
+        out.append(
+            Frame(
+                path=header["path"],
+                frame=i,
+                sop_uid=header["sop_uid"],
+                ipp=tuple(float(v) for v in fr["ipp"]),  # type: ignore[arg-type]
+                iop=tuple(float(v) for v in fr["iop"]),
+                spacing=(float(fr["spacing"][0]), float(fr["spacing"][1])),
+                rows=int(header["rows"]),
+                cols=int(header["cols"]),
+            )
+        )
+    return out
+
+
+def _series_info(header: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "modality",
+        "description",
+        "series_number",
+        "study_key",
+        "patient_key",
+        "for_uid",
+        "image_type",
+        "sop_class",
+        "sop_name",
+    )
+    return {k: header.get(k) for k in keys}
+
+
+def assemble_series(headers: list[dict[str, Any]]) -> SeriesAssembly:
+    """Split the image headers of ONE SeriesInstanceUID into validated stacks."""
+    if not headers:
+        return SeriesAssembly([], [])
+    # keep the copy in the folder holding most of the series (a fragment copied elsewhere is the duplicate)
+    per_folder: dict[str, int] = defaultdict(int)
+    for h in headers:
+        per_folder[str(Path(h["path"]).parent)] += 1
+    headers = sorted(headers, key=lambda h: (-per_folder[str(Path(h["path"]).parent)], h["path"]))
+    series_uid = headers[0]["series_uid"]
+    kept: dict[str, dict[str, Any]] = {}
+    duplicates: list[tuple[str, str]] = []
+    for h in headers:
+        if h["sop_uid"] in kept:
+            duplicates.append((h["path"], kept[h["sop_uid"]]["path"]))
+        else:
+            kept[h["sop_uid"]] = h
+    info = _series_info(headers[0])
+    frames = [f for h in kept.values() for f in frames_of(h)]
+
+    groups = _group_by_orientation(frames)
+    multi_orientation = len({g[0] for g in groups}) > 1
+    stacks: list[Stack] = []
+    for (_, key), members in groups:
+        for sub_key, sub in _split_by_folder(members):
+            full_key = "|".join(k for k in (key if len(groups) > 1 else "", sub_key) if k)
+            stacks.append(Stack(series_uid, full_key, sub, info))
+    _mark_duplicate_stacks(stacks)
+    for st in stacks:
+        st.paths = sorted({f.path for f in st.frames})
+        if st.reason is not None:
+            continue
+        try:
+            st.frames, st.geometry = validate_stack(st.frames)
+        except IngestError as exc:
+            st.reason, st.message = exc.reason, exc.message
+            if exc.reason == Reason.TOO_FEW_SLICES and multi_orientation:
+                st.reason = Reason.INCONSISTENT_ORIENTATION
+                st.message = (
+                    f"series {series_uid} mixes {len({g[0] for g in groups})} orientations; this one "
+                    f"has only {len(st.frames)} slice(s) ({st.paths[0]} ...); not a volume"
+                )
+    return SeriesAssembly(stacks, duplicates)
+
+
+def _group_by_orientation(frames: list[Frame]) -> list[tuple[tuple[int, str], list[Frame]]]:
+    reps: list[NDArray[np.float64]] = []
+    groups: dict[tuple[int, str], list[Frame]] = defaultdict(list)
+    for f in frames:
+        iop = np.asarray(f.iop)
+        idx = next((k for k, rep in enumerate(reps) if float(np.max(np.abs(rep - iop))) < ORIENTATION_GROUP_TOL), -1)
+        if idx < 0:
+            reps.append(iop)
+            idx = len(reps) - 1
+        iop_txt = ",".join(f"{v:.2f}" for v in reps[idx])
+        key = f"iop={iop_txt}|{f.rows}x{f.cols}|ps={f.spacing[0]:.4g},{f.spacing[1]:.4g}"
+        groups[(idx, key)].append(f)
+    return sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))
+
+
+def _has_duplicate_positions(frames: list[Frame]) -> bool:
+    if len(frames) < 2:
+        return False
+    d = np.sort(np.array([np.dot(frames[0].normal(), f.ipp) for f in frames]))
+    return bool(np.any(np.diff(d) < DUPLICATE_TOL))
+
+
+def _split_by_folder(frames: list[Frame]) -> list[tuple[str, list[Frame]]]:
+    folders: dict[str, list[Frame]] = defaultdict(list)
+    for f in frames:
+        folders[f.folder].append(f)
+    if len(folders) < 2 or not _has_duplicate_positions(frames):
+        return [("", frames)]
+    return [(f"dir={folder}", members) for folder, members in sorted(folders.items())]
+
+
+def _mark_duplicate_stacks(stacks: list[Stack]) -> None:
+    """Folder-split stacks with identical positions are copies: keep the first, flag the others."""
+    seen: dict[tuple[Any, ...], Stack] = {}
+    for st in stacks:
+        n = st.frames[0].normal()
+        sig = (
+            st.frames[0].rows,
+            st.frames[0].cols,
+            tuple(sorted(round(float(np.dot(n, f.ipp)), 2) for f in st.frames)),
+        )
+        if sig in seen:
+            first = seen[sig]
+            st.reason = Reason.DUPLICATE_SERIES
+            st.message = (
+                f"{Path(st.frames[0].path).parent}: another copy of series {st.series_uid} "
+                f"(same slice positions as {Path(first.frames[0].path).parent}, which was kept)"
+            )
+        else:
+            seen[sig] = st
+
+
+def validate_stack(frames: list[Frame]) -> tuple[list[Frame], Geometry]:
+    """Sort frames along the slice normal, validate all of them and build the geometry.
+
+    Returns:
+        The sorted frames and the Geometry of the ``(z, y, x)`` volume they form.
+
+    Raises:
+        IngestError: ``too_few_slices``, ``inconsistent_orientation``, ``duplicate_positions``,
+            ``slice_gap``, ``irregular_positions`` or ``gantry_tilt``.
+    """
+    first = frames[0]
+    where = f"{first.path}{' ...' if len(frames) > 1 else ''}"
+    if len(frames) < MIN_SLICES:
+        raise IngestError(
+            Reason.TOO_FEW_SLICES,
+            f"{where}: stack has {len(frames)} slice(s), at least {MIN_SLICES} are needed for a volume",
+        )
+    iops = np.array([f.iop for f in frames])
+    dev = float(np.max(np.abs(iops - iops[0])))
+    if dev > ORIENTATION_TOL:
+        raise IngestError(
+            Reason.INCONSISTENT_ORIENTATION,
+            f"{where}: ImageOrientationPatient varies by {dev:.4f} between slices of one stack",
+        )
+    normal = first.normal()
+    ipps = np.array([f.ipp for f in frames])
+    proj = ipps @ normal
+    order = np.argsort(proj, kind="stable")
+    frames = [frames[i] for i in order]
+    ipps, proj = ipps[order], proj[order]
+    steps = np.diff(proj)
+    if np.any(steps < DUPLICATE_TOL):
+        k = int(np.argmax(steps < DUPLICATE_TOL))
+        raise IngestError(
+            Reason.DUPLICATE_POSITIONS,
+            f"{frames[k].path} and {frames[k + 1].path} lie at the "
+            f"same position ({proj[k]:.3f} mm along the normal): several "
+            "volumes (echoes/time points) in one series; not a single "
+            "3D volume",
+        )
+    median = float(np.median(steps))
+    tol = max(STEP_RTOL * median, STEP_ATOL)
+    bad = np.abs(steps - median) > tol
+    if np.any(bad):
+        k = int(np.argmax(bad))
+        raise IngestError(
+            Reason.SLICE_GAP,
+            f"{where}: slice increment {steps[k]:.3f} mm between "
+            f"{Path(frames[k].path).name} and {Path(frames[k + 1].path).name} "
+            f"differs from the median {median:.3f} mm (missing or extra slice?)",
+        )
+    span = ipps[-1] - ipps[0]
+    length = float(np.linalg.norm(span))
+    u = span / length
+    n = len(frames)
+    expected = ipps[0] + np.outer(np.arange(n) / (n - 1), span)
+    off = float(np.max(np.linalg.norm(ipps - expected, axis=1)))
+    if off > LINE_TOL * min(first.spacing):
+        raise IngestError(
+            Reason.IRREGULAR_POSITIONS,
+            f"{where}: slice positions deviate up to {off:.3f} mm from a straight line; not a regular volume",
+        )
+    cos = float(np.dot(u, normal))
+    if cos < 1.0 - TILT_TOL:
+        angle = float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+        raise IngestError(
+            Reason.GANTRY_TILT,
+            f"{where}: slices are stacked {angle:.2f} degrees off the slice "
+            "normal (gantry tilt); resample it to an orthogonal grid first",
+        )
+    row = np.asarray(first.iop[:3])
+    col = np.asarray(first.iop[3:])
+    direction = np.column_stack([u, col / np.linalg.norm(col), row / np.linalg.norm(row)])
+    geometry = Geometry.create(
+        spacing=(length / (n - 1), first.spacing[0], first.spacing[1]),
+        origin=ipps[0],
+        direction=direction,
+    )
+    return frames, geometry
