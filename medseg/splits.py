@@ -19,6 +19,12 @@ class Splits(BaseModel):
     train: list[str]
     val: list[str]
     test: list[str]
+    seed: int | None = None
+    test_fraction: float | None = None
+    val_fraction: float | None = None
+
+    def made_with(self, cfg: SplitConfig, seed: int) -> bool:
+        return (self.seed, self.test_fraction, self.val_fraction) == (seed, cfg.test_fraction, cfg.val_fraction)
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,20 +41,51 @@ def _unit(case_id: str, seed: int, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def make_splits(case_ids: list[str], cfg: SplitConfig, seed: int) -> Splits:
+def make_splits(case_ids: list[str], cfg: SplitConfig, seed: int, previous: Splits | None = None) -> Splits:
     """Assign every case to train, val or test.
 
-    With at least 3 cases, each set gets at least one case when its fraction is > 0 (the cases
-    closest to the threshold are moved), so tiny demo datasets still evaluate.
+    Without ``previous``, cases are ranked by a seeded hash of their id and the first
+    ``round(n * test_fraction)`` go to test, then ``round(rest * val_fraction)`` to val, so set sizes
+    are exact (at least one case each when the fraction is > 0 and there are >= 3 cases).
+    With a ``previous`` split made with the same seed and fractions, cases already assigned keep their set (the test set stays held out across
+    nightly runs) and only new cases are placed, by the same hash against the fractions.
     """
     ids = sorted(set(case_ids))
-    test = [c for c in ids if _unit(c, seed, "test") < cfg.test_fraction]
-    rest = [c for c in ids if c not in test]
-    if cfg.test_fraction > 0 and not test and len(ids) >= 3:
-        test = [min(rest, key=lambda c: _unit(c, seed, "test"))]
-        rest = [c for c in rest if c not in test]
-    val = [c for c in rest if _unit(c, seed, "val") < cfg.val_fraction]
-    if cfg.val_fraction > 0 and not val and len(rest) >= 2:
-        val = [min(rest, key=lambda c: _unit(c, seed, "val"))]
-    train = [c for c in rest if c not in val]
-    return Splits(train=train, val=val, test=test)
+    if previous is not None and previous.made_with(cfg, seed):
+        return _extend(ids, previous, cfg, seed)
+    by_test = sorted(ids, key=lambda c: _unit(c, seed, "test"))
+    n_test = _count(len(ids), cfg.test_fraction)
+    test, rest = by_test[:n_test], by_test[n_test:]
+    by_val = sorted(rest, key=lambda c: _unit(c, seed, "val"))
+    n_val = _count(len(rest), cfg.val_fraction, minimum_total=2)
+    val, train = by_val[:n_val], by_val[n_val:]
+    return Splits(train=sorted(train), val=sorted(val), test=sorted(test), seed=seed,
+                  test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
+
+
+def _count(n: int, fraction: float, minimum_total: int = 3) -> int:
+    if fraction <= 0 or n == 0:
+        return 0
+    count = round(n * fraction)
+    if count == 0 and n >= minimum_total:
+        count = 1
+    return min(count, n - 1) if n > 1 else 0
+
+
+def _extend(ids: list[str], previous: Splits, cfg: SplitConfig, seed: int) -> Splits:
+    keep = set(ids)
+    train = [c for c in previous.train if c in keep]
+    val = [c for c in previous.val if c in keep]
+    test = [c for c in previous.test if c in keep]
+    known = set(train) | set(val) | set(test)
+    for c in ids:
+        if c in known:
+            continue
+        if _unit(c, seed, "test") < cfg.test_fraction:
+            test.append(c)
+        elif _unit(c, seed, "val") < cfg.val_fraction:
+            val.append(c)
+        else:
+            train.append(c)
+    return Splits(train=sorted(train), val=sorted(val), test=sorted(test), seed=seed,
+                  test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)

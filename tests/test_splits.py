@@ -9,13 +9,21 @@ def test_splits_are_disjoint_complete_and_deterministic() -> None:
     assert a == b
     assert sorted(a.train + a.val + a.test) == ids
     assert not set(a.train) & set(a.test) and not set(a.val) & set(a.test)
-    assert 4 <= len(a.test) <= 18
+    assert len(a.test) == 10 and len(a.val) == 6
+
+
+def test_previous_assignment_is_kept() -> None:
+    cfg = SplitConfig(test_fraction=0.25, val_fraction=0.2)
+    old = make_splits([f"c{i}" for i in range(12)], cfg, seed=0)
+    new = make_splits([f"c{i}" for i in range(20)], cfg, seed=0, previous=old)
+    assert set(old.test) <= set(new.test) and set(old.val) <= set(new.val) and set(old.train) <= set(new.train)
+    assert sorted(new.train + new.val + new.test) == sorted(f"c{i}" for i in range(20))
 
 
 def test_new_cases_never_move_existing_cases() -> None:
     cfg = SplitConfig(test_fraction=0.3, val_fraction=0.2)
     old = make_splits([f"c{i}" for i in range(30)], cfg, seed=0)
-    new = make_splits([f"c{i}" for i in range(45)], cfg, seed=0)
+    new = make_splits([f"c{i}" for i in range(45)], cfg, seed=0, previous=old)
     assert set(old.test) <= set(new.test)
 
 

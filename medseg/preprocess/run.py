@@ -24,7 +24,7 @@ from medseg.preprocess.fanout import fan_out
 from medseg.preprocess.fingerprint import CaseError, compute_fingerprint
 from medseg.preprocess.planner import make_plan
 from medseg.preprocess.source import label_volume_names
-from medseg.splits import make_splits
+from medseg.splits import Splits, make_splits
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,8 @@ def run_preprocess(
         for c in fp.cases
         if is_up_to_date(ws.preprocessed_case_path(c.case_id), c.source_hash, plan_hash)
     )
-    make_splits(ok, cfg.split, cfg.seed).save(ws.splits_path)
+    previous = Splits.load(ws.splits_path) if ws.splits_path.is_file() else None
+    make_splits(ok, cfg.split, cfg.seed, previous=previous).save(ws.splits_path)
     return PreprocessSummary(
         cases_total=total,
         cases_processed=processed,
