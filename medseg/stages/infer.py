@@ -31,12 +31,20 @@ def run_infer_stage(
     started = time.time()
     stage = f"infer-{family.value}"
     ws = Workspace.at(cfg.workspace).ensure()
-    bundle = bundle_path or champion(ws, family)
+    bundle = bundle_path or champion(ws, family.value)
     if bundle is None:
         raise NoModelError(f"no {family.value} model in {ws.model_family_dir(family.value)}: run `medseg train` first")
     if case_ids is None:
         case_ids = Splits.load(ws.splits_path).test
     summary = run_inference(ws, cfg, family, case_ids, bundle_path=Path(bundle), progress=progress)
-    stats = summary.model_dump(mode="json")
-    return StageOutcome(stage=stage, seconds=time.time() - started, stats=stats,
-                        outputs=[str(summary.prediction_dir)])
+    if summary.failed and not summary.predicted and not summary.skipped:
+        raise RuntimeError(f"inference failed for every case: {summary.failed}")
+    stats = {
+        "version": summary.version,
+        "predicted": len(summary.predicted),
+        "skipped": len(summary.skipped),
+        "failed": len(summary.failed),
+        "errors": summary.failed,
+        "seconds_per_case": round(sum(summary.case_seconds.values()) / max(1, len(summary.case_seconds)), 2),
+    }
+    return StageOutcome(stage=stage, seconds=time.time() - started, stats=stats, outputs=[str(summary.output_dir)])
