@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def up_to_date(ws: Workspace, stage: str, input_key: str) -> StageRecord | None:
 
 
 def save_record(
-    ws: Workspace, stage: str, input_key: str, outputs: list[Path | str], stats: dict[str, Any], started_at: float
+    ws: Workspace, stage: str, input_key: str, outputs: Sequence[Path | str], stats: dict[str, Any], started_at: float
 ) -> StageRecord:
     rec = StageRecord(
         stage=stage,

@@ -8,7 +8,7 @@ from pathlib import Path
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.inference.predict import run_inference
 from medseg.splits import Splits
-from medseg.stages.outcome import ProgressFn, StageOutcome
+from medseg.stages.outcome import ProgressFn, StageOutcome, event_progress
 from medseg.training.bundle import champion
 from medseg.workspace import Workspace
 
@@ -36,7 +36,8 @@ def run_infer_stage(
         raise NoModelError(f"no {family.value} model in {ws.model_family_dir(family.value)}: run `medseg train` first")
     if case_ids is None:
         case_ids = Splits.load(ws.splits_path).test
-    summary = run_inference(ws, cfg, family, case_ids, bundle_path=Path(bundle), progress=progress)
+    summary = run_inference(ws, cfg, family, case_ids, bundle_path=Path(bundle),
+                            progress=event_progress(progress, family.value))
     if summary.failed and not summary.predicted and not summary.skipped:
         raise RuntimeError(f"inference failed for every case: {summary.failed}")
     stats = {

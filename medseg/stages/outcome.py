@@ -25,3 +25,24 @@ class StageOutcome(BaseModel):
             return f"{self.stage}: skipped ({self.reason})"
         shown = ", ".join(f"{k}={v}" for k, v in self.stats.items() if isinstance(v, int | float | str))
         return f"{self.stage}: done in {self.seconds:.1f}s ({shown})"
+
+
+def event_progress(progress: ProgressFn | None, label: str) -> Callable[[dict[str, Any]], None]:
+    """Adapt the event dicts of training/inference loops to ``progress(label, done, total)``.
+
+    Epoch events (``epoch``/``max_epochs``) and case events (``done``/``total``) are forwarded;
+    per-iteration events are dropped (too frequent for logs and artifacts).
+    """
+
+    def on_event(event: dict[str, Any]) -> None:
+        if progress is None:
+            return
+        kind = event.get("event")
+        if kind == "epoch":
+            loss = event.get("loss")
+            text = f"{label} epochs" + (f" (loss {loss:.3f})" if isinstance(loss, float) else "")
+            progress(text, int(event.get("epoch", 0)) + 1, int(event.get("max_epochs", 0)))
+        elif kind == "case":
+            progress(f"{label} cases", int(event.get("done", 0)), int(event.get("total", 0)))
+
+    return on_event

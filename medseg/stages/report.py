@@ -7,9 +7,9 @@ from pathlib import Path
 
 from medseg.config import MedsegConfig
 from medseg.evaluation.summary import CasePair, evaluate_cases, write_summary
-from medseg.io.volume_store import is_complete, read_case
+from medseg.io.volume_store import is_complete, read_meta
 from medseg.report.build import build_report
-from medseg.report.overlay import overlay_png
+from medseg.report.overlay import overlay_case_png
 from medseg.stages.outcome import StageOutcome
 from medseg.workspace import Workspace
 
@@ -25,7 +25,11 @@ def _pairs(ws: Workspace, prediction_dir: Path) -> list[CasePair]:
 
 
 def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str) -> StageOutcome:
-    """Evaluate ``predictions`` ({model name: prediction dir}) and write ``reports/<run_id>/``."""
+    """Evaluate ``predictions`` ({model name: prediction dir}) against the ingested ground truth.
+
+    Writes ``reports/<run_id>/<model>/summary.json``, one overlay PNG per case and model, and
+    ``report.md`` / ``report.html`` comparing the models.
+    """
     started = time.time()
     ws = Workspace.at(cfg.workspace).ensure()
     run_dir = ws.reports_dir / run_id
@@ -35,20 +39,19 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
         pairs = _pairs(ws, Path(pred_dir))
         if not pairs:
             raise FileNotFoundError(f"no completed predictions with ground truth in {pred_dir}")
-        label_names = read_case(pairs[0].gt_path, labels=False).label_names
-        summary = evaluate_cases(pairs, label_names)
+        label_names = read_meta(ws.volume_path(pairs[0].case_id))["label_names"]
+        model = {"family": name, "version": Path(pred_dir).name}
+        summary = evaluate_cases(pairs, {int(k): v for k, v in label_names.items()}, model=model)
         summaries[name] = write_summary(summary, run_dir / name / "summary.json")
-        overlays[name] = []
-        for pair in pairs:
-            gt = read_case(pair.gt_path)
-            pred = read_case(pair.pred_path)
-            overlays[name].append(overlay_png(gt.image, gt.labels["gt"], pred.labels["pred"],
-                                              run_dir / name / f"{pair.case_id}.png", f"{name} · {pair.case_id}"))
+        overlays[name] = [
+            overlay_case_png(pair, run_dir / name / f"{pair.case_id}.png", f"{name} · {pair.case_id}")
+            for pair in pairs
+        ]
     files = build_report(run_dir, summaries, overlays, title=f"medseg report · {cfg.name} · {run_id}")
     return StageOutcome(
         stage="report",
         seconds=time.time() - started,
-        stats={"table": files.table, "markdown": files.markdown},
+        stats={"table": files.table, "markdown": files.markdown, "cases": len(pairs)},
         outputs=[str(files.markdown_path), str(files.html_path), *map(str, summaries.values())],
     )
 
@@ -59,7 +62,7 @@ def champion_predictions(ws: Workspace) -> dict[str, str]:
 
     found: dict[str, str] = {}
     for family_dir in sorted(p for p in ws.models_dir.glob("*") if p.is_dir()):
-        bundle = champion(ws, family_dir.name)  # type: ignore[arg-type]
+        bundle = champion(ws, family_dir.name)
         if bundle is None:
             continue
         pred_dir = ws.prediction_dir(family_dir.name, Path(bundle).name)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.plan import Plan
 from medseg.splits import Splits
 from medseg.stage_record import hash_inputs, save_record, up_to_date
-from medseg.stages.outcome import ProgressFn, StageOutcome
+from medseg.stages.outcome import ProgressFn, StageOutcome, event_progress
 from medseg.stages.preprocess import stores_key
 from medseg.training.bundle import promote
 from medseg.training.train import train_model
@@ -25,18 +23,6 @@ def training_key(ws: Workspace, cfg: MedsegConfig, family: ModelFamily) -> str:
                        stores_key(ws.preprocessed_dir / "cases"), cfg.train.model_dump(mode="json"), cfg.seed)
 
 
-def _epoch_progress(progress: ProgressFn | None, label: str) -> Callable[[dict[str, Any]], None]:
-    """Turn the training loop's event dicts into ``progress(label, epoch, max_epochs)`` calls."""
-
-    def on_event(event: dict[str, Any]) -> None:
-        if progress is not None and event.get("event") == "epoch":
-            loss = event.get("loss")
-            text = f"{label} epochs" + (f" (loss {loss:.3f})" if isinstance(loss, float) else "")
-            progress(text, int(event.get("epoch", 0)) + 1, int(event.get("max_epochs", 0)))
-
-    return on_event
-
-
 def run_train_stage(cfg: MedsegConfig, family: ModelFamily, force: bool = False,
                     progress: ProgressFn | None = None) -> StageOutcome:
     started = time.time()
@@ -49,7 +35,7 @@ def run_train_stage(cfg: MedsegConfig, family: ModelFamily, force: bool = False,
     if rec is not None:
         return StageOutcome(stage=stage, skipped=True, reason="same data, plan and training config as the last model",
                             stats=rec.stats, outputs=rec.outputs)
-    result = train_model(ws, cfg, family, progress=_epoch_progress(progress, family.value))
+    result = train_model(ws, cfg, family, progress=event_progress(progress, family.value))
 
     promoted = promote(ws, family.value, result.bundle_path)
     stats = {
