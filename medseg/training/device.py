@@ -1,0 +1,36 @@
+"""Device selection and mixed precision (bf16 autocast on CUDA, fp32 on CPU)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from medseg.config import DeviceChoice, TrainConfig
+
+
+def resolve_device(choice: DeviceChoice | str | None) -> torch.device:
+    """``auto``/None -> cuda when available else cpu; ``cuda`` without a GPU is an error."""
+    value = DeviceChoice.AUTO if choice is None else DeviceChoice(str(choice))
+    if value == DeviceChoice.AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if value == DeviceChoice.CUDA and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but no CUDA device is available; use train.device=auto or cpu")
+    return torch.device(str(value))
+
+
+def configure_threads(cfg: TrainConfig) -> None:
+    """Apply ``cfg.num_threads`` to torch's intra-op CPU pool when set."""
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device) -> Iterator[None]:
+    """bf16 autocast on CUDA; no-op (fp32) elsewhere."""
+    if device.type == "cuda":
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            yield
+    else:
+        yield

@@ -1,0 +1,230 @@
+"""The epoch loop shared by all model families: budget, LR progress, validation, checkpoints, resume.
+
+* Budget: ``max_epochs × iterations_per_epoch`` iterations and, when set, ``max_minutes`` of wall
+  clock (accumulated across resumes). The time limit is checked before every iteration; the run
+  then stops cleanly, validates and keeps the best weights.
+* Validation every ``val_every`` epochs and after the last epoch; ``best.pt`` holds the weights of
+  the best validation mean Dice, ``last.pt`` the full training state after every epoch.
+* Resume: when ``run_dir/last.pt`` exists the loop continues from it.
+* A NaN/inf loss raises :class:`TrainingDivergedError` naming epoch and iteration; the checkpoints
+  on disk (the last good state) are left untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from medseg.config import InferConfig, TrainConfig
+from medseg.plan import Plan
+from medseg.training.checkpoint import BEST, LAST, load_checkpoint, restore_rng, save_checkpoint
+from medseg.training.patches import PatchDataset
+from medseg.training.steppers import CnnStepper, GanStepper, NonFiniteLossError
+from medseg.training.validate import ValidationResult, validate
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[dict[str, Any]], None]
+#: Sliding-window settings used for validation during training.
+VALIDATION_INFER = InferConfig(overlap=0.5, sw_batch_size=2, mirror_tta=False)
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training stopped because a loss became NaN/inf; the message names epoch, iteration and checkpoint."""
+
+
+@dataclass
+class LoopState:
+    """Progress of a run (stored in every checkpoint)."""
+
+    epoch: int = 0  # completed epochs
+    iteration: int = 0  # completed iterations, all epochs
+    elapsed: float = 0.0  # wall-clock seconds, all sessions
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_mean_dice: float = -1.0
+    best_epoch: int = -1
+    best_validation: dict[str, Any] | None = None
+    validated_epoch: int = -1  # value of ``epoch`` at the last validation
+    stopped_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    resumed_from_epoch: int | None = None
+
+
+def make_loader(dataset: PatchDataset, batch_size: int, device: torch.device) -> DataLoader[dict[str, Any]]:
+    """Sequential loader (the dataset is already random per epoch); workers only on CUDA hosts."""
+    workers = 0 if device.type != "cuda" else max(0, min(4, (os.cpu_count() or 1) - 1))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+    )
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def _save_last(run_dir: Path, stepper: CnnStepper, state: LoopState, run_info: dict[str, Any]) -> Path:
+    return save_checkpoint(
+        run_dir / LAST,
+        {"kind": "last", "stepper": stepper.state_dict(), "state": asdict(state), "run": run_info},
+    )
+
+
+def _validate_now(
+    stepper: CnnStepper,
+    state: LoopState,
+    val_paths: dict[str, Path],
+    plan: Plan,
+    device: torch.device,
+    run_dir: Path,
+    run_info: dict[str, Any],
+    record: dict[str, Any] | None,
+) -> ValidationResult:
+    result = validate(stepper.model, val_paths, plan, device, VALIDATION_INFER)
+    state.validated_epoch = state.epoch
+    score = -1.0 if math.isnan(result.mean) else result.mean
+    if record is not None:
+        record["val_mean_dice"] = None if math.isnan(result.mean) else result.mean
+        record["val_dice"] = {k: (None if math.isnan(v) else v) for k, v in result.per_class.items()}
+    if score > state.best_mean_dice or state.best_epoch < 0:
+        state.best_mean_dice = score
+        state.best_epoch = state.epoch - 1
+        state.best_validation = {**result.to_dict(), "epoch": state.epoch - 1}
+        save_checkpoint(
+            run_dir / BEST,
+            {
+                "kind": "best",
+                "model": stepper.model.state_dict(),
+                "validation": state.best_validation,
+                "run": run_info,
+            },
+        )
+    return result
+
+
+def run_loop(
+    stepper: CnnStepper,
+    dataset: PatchDataset,
+    val_paths: dict[str, Path],
+    plan: Plan,
+    cfg: TrainConfig,
+    run_dir: Path,
+    device: torch.device,
+    run_info: dict[str, Any],
+    progress: Progress | None = None,
+) -> LoopState:
+    """Train ``stepper`` until the epoch or time budget is spent; returns the final :class:`LoopState`.
+
+    Raises:
+        TrainingDivergedError: a loss became NaN/inf (checkpoints on disk are the last good state).
+    """
+    state = LoopState()
+    last_path = run_dir / LAST
+    if last_path.is_file():
+        ck = load_checkpoint(last_path, map_location=device)
+        stepper.load_state_dict(ck["stepper"])
+        state = LoopState(**ck["state"])
+        restore_rng(ck["rng"])
+        state.resumed_from_epoch = state.epoch
+        log.info("resuming %s training from %s (epoch %d)", stepper.family, last_path, state.epoch)
+    emit = progress or (lambda _event: None)
+    total_iters = cfg.max_epochs * cfg.iterations_per_epoch
+    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
+    t0 = time.monotonic() - state.elapsed
+
+    def elapsed() -> float:
+        return time.monotonic() - t0
+
+    loader = make_loader(dataset, cfg.batch_size, device)
+    report_every = max(1, cfg.iterations_per_epoch // 10)
+    while state.stopped_reason is None and state.epoch < cfg.max_epochs:
+        epoch = state.epoch
+        dataset.set_epoch(epoch)
+        sums: dict[str, list[float]] = {}
+        lr = float("nan")
+        n = 0
+        for i, batch in enumerate(loader):
+            if budget is not None and elapsed() >= budget:
+                state.stopped_reason = "time_budget"
+                break
+            frac = max(state.iteration / total_iters, elapsed() / budget if budget else 0.0)
+            lr = stepper.set_progress(frac, epoch)
+            if isinstance(stepper, GanStepper):
+                stepper.set_lambda(epoch, i)
+            try:
+                metrics = stepper.train_step(batch, epoch, i)
+            except NonFiniteLossError as exc:
+                kept = (
+                    f"the last good checkpoint (after epoch {epoch - 1}) is kept at {last_path}"
+                    if last_path.is_file()
+                    else "no checkpoint was written yet"
+                )
+                raise TrainingDivergedError(
+                    f"{stepper.family} training diverged: {exc.name} is {exc.value} at epoch {exc.epoch}, "
+                    f"iteration {exc.iteration} (global iteration {state.iteration}); {kept}. Lower "
+                    "train.learning_rate or train.grad_clip, or check the preprocessed data for NaNs."
+                ) from exc
+            for k, v in metrics.items():
+                sums.setdefault(k, []).append(float(v))
+            state.iteration += 1
+            n += 1
+            if (i + 1) % report_every == 0:
+                emit(
+                    {
+                        "event": "iteration",
+                        "family": stepper.family,
+                        "epoch": epoch,
+                        "iteration": i + 1,
+                        "iterations_per_epoch": cfg.iterations_per_epoch,
+                        "loss": metrics["loss"],
+                        "lr": lr,
+                        "seconds": elapsed(),
+                    }
+                )
+        if n == 0:
+            break
+        state.epoch += 1
+        means = {k: _mean(v) for k, v in sums.items()}
+        record: dict[str, Any] = {"epoch": epoch, "iterations": n, "lr": lr, "seconds": elapsed(), **means}
+        warnings = stepper.end_epoch(epoch, means)
+        if warnings:
+            record["warnings"] = warnings
+            state.warnings.extend(warnings)
+        if budget is not None and elapsed() >= budget:
+            state.stopped_reason = "time_budget"
+        final = state.stopped_reason is not None or state.epoch >= cfg.max_epochs
+        if state.epoch % cfg.val_every == 0 or final:
+            _validate_now(stepper, state, val_paths, plan, device, run_dir, run_info, record)
+        state.history.append(record)
+        state.elapsed = elapsed()
+        _save_last(run_dir, stepper, state, run_info)
+        emit({"event": "epoch", "family": stepper.family, "max_epochs": cfg.max_epochs, **record})
+    if state.stopped_reason is None:
+        state.stopped_reason = "max_epochs"
+    if state.validated_epoch != state.epoch or not (run_dir / BEST).is_file():
+        _validate_now(
+            stepper,
+            state,
+            val_paths,
+            plan,
+            device,
+            run_dir,
+            run_info,
+            state.history[-1] if state.history else None,
+        )
+        state.elapsed = elapsed()
+        _save_last(run_dir, stepper, state, run_info)
+    return state

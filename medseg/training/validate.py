@@ -1,0 +1,86 @@
+"""Validation during training: sliding-window prediction of whole val cases and Dice per class.
+
+Dice is computed on the preprocessed grid (target spacing) against ``labels/gt``. A class absent
+from both the prediction and the reference scores NaN and is left out of means (nnU-Net rule).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from medseg.config import InferConfig
+from medseg.inference.sliding import predict_preprocessed
+from medseg.io.volume_store import open_array
+from medseg.plan import Plan
+
+
+def dice_per_class(pred: NDArray[np.integer], gt: NDArray[np.integer], classes: list[int]) -> dict[int, float]:
+    """Dice ``2|P∩G| / (|P| + |G|)`` per class of two ``(z, y, x)`` label arrays (NaN when both empty)."""
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} != reference shape {gt.shape}")
+    out: dict[int, float] = {}
+    for c in classes:
+        p, g = pred == c, gt == c
+        denom = int(p.sum()) + int(g.sum())
+        out[c] = float("nan") if denom == 0 else 2.0 * int(np.logical_and(p, g).sum()) / denom
+    return out
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+@dataclass
+class ValidationResult:
+    """Dice per case and class (keys: class names), their per-class means and the overall mean."""
+
+    per_case: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_class: dict[str, float] = field(default_factory=dict)
+    mean: float = float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        def clean(v: float) -> float | None:
+            return None if math.isnan(v) else float(v)
+
+        return {
+            "mean_dice": clean(self.mean),
+            "mean_dice_per_class": {k: clean(v) for k, v in self.per_class.items()},
+            "dice_per_case": {c: {k: clean(v) for k, v in d.items()} for c, d in self.per_case.items()},
+        }
+
+
+def summarise(per_case: dict[str, dict[str, float]], class_names: list[str]) -> ValidationResult:
+    """Per-class NaN-aware means over cases and the mean of those."""
+    per_class = {name: _nanmean([d[name] for d in per_case.values()]) for name in class_names}
+    return ValidationResult(per_case=per_case, per_class=per_class, mean=_nanmean(list(per_class.values())))
+
+
+def validate(
+    network: nn.Module,
+    case_paths: dict[str, Path],
+    plan: Plan,
+    device: torch.device,
+    cfg: InferConfig | None = None,
+) -> ValidationResult:
+    """Predict every preprocessed val case ``{case_id: store}`` with a sliding window; Dice per class."""
+    cfg = cfg or InferConfig(overlap=0.5, sw_batch_size=2, mirror_tta=False)
+    classes = sorted(plan.label_names)
+    names = [plan.label_names[c] for c in classes]
+    per_case: dict[str, dict[str, float]] = {}
+    for case_id, path in sorted(case_paths.items()):
+        image = np.asarray(open_array(path, "0")[...], dtype=np.float32)
+        gt = np.asarray(open_array(path, "labels/gt/0")[...])
+        probs = predict_preprocessed(network, image, plan, cfg, device)
+        pred = probs.argmax(axis=0)
+        dice = dice_per_class(pred, gt, classes)
+        per_case[case_id] = {plan.label_names[c]: dice[c] for c in classes}
+    return summarise(per_case, names)

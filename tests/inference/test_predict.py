@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import phantom_data as phantom
+import pytest
+import torch
+
+from medseg.config import InferConfig, MedsegConfig
+from medseg.geometry import Geometry
+from medseg.inference.predict import predict_volume, run_inference
+from medseg.io.volume_store import CaseVolume, read_case, read_meta, write_case
+from medseg.training.bundle import ModelBundle, promote, save_bundle
+from medseg.training.network import build_segmenter
+from medseg.workspace import Workspace
+
+NATIVE_SPACING = (3.0, 1.2, 1.0)
+GEOMETRY = Geometry.create(NATIVE_SPACING, (-30.0, 12.5, 100.0))
+
+
+class BrightIsOrgan(torch.nn.Module):
+    """Oracle: class 1 where the normalised intensity is > 0 (i.e. HU > 80), else background."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros_like(x), 20 * x, torch.full_like(x, -50.0)], dim=1)
+
+
+def _native_case(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    hu, label = phantom.phantom_hu((24, 60, 70), seed, NATIVE_SPACING)
+    return np.round(hu).astype(np.int16), label
+
+
+def test_predict_volume_returns_labels_on_the_native_grid() -> None:
+    image, gt = _native_case()
+    plan = phantom.make_plan()
+    bundle = ModelBundle(path=Path("."), family="cnn", version="v", plan=plan, network=BrightIsOrgan(), metadata={})
+    label = predict_volume(bundle, image, GEOMETRY, InferConfig(), "cpu")
+    assert label.shape == image.shape and label.dtype == np.uint8
+    assert set(np.unique(label)) <= {0, 1}
+    # exactly what preprocessing -> perfect per-voxel prediction -> restoring gives ...
+    from medseg.preprocess.case import preprocess_image, restore_labels_to_native
+
+    pre = preprocess_image(image, GEOMETRY, plan)
+    np.testing.assert_array_equal(label, restore_labels_to_native((pre.data > 0).astype(np.uint8), pre))
+    # ... which is the organ (120 HU, without its hypodense lesions) up to resampling at the edges
+    truth = gt == 1
+    dice = 2 * np.logical_and(label == 1, truth).sum() / ((label == 1).sum() + truth.sum())
+    assert dice > 0.8, dice
+
+
+def _workspace(tmp_path: Path) -> tuple[Workspace, Path]:
+    ws = phantom.write_phantom_workspace(tmp_path / "ws", n_train=1, n_val=1)
+    for i in range(2):
+        image, label = _native_case(i)
+        write_case(
+            ws.volume_path(f"case{i:03d}"),
+            CaseVolume(f"case{i:03d}", image, GEOMETRY, {"gt": label}, dict(phantom.LABEL_NAMES)),
+        )
+    plan = phantom.make_plan()
+    torch.manual_seed(0)
+    net = build_segmenter(plan, deep_supervision=False)
+    bundle = save_bundle(
+        ws,
+        "cnn",
+        plan,
+        net.state_dict(),
+        deep_supervision=False,
+        validation={"mean_dice": 0.5, "dice_per_case": {"case001": {"organ": 0.5, "lesion": 0.5}}},
+        training={},
+        train_cases=["case000"],
+        val_cases=["case001"],
+        history=[],
+    )
+    return ws, bundle
+
+
+def test_run_inference_writes_zarr_and_nifti_and_skips_done_cases(tmp_path: Path) -> None:
+    ws, bundle = _workspace(tmp_path)
+    cfg = MedsegConfig.model_validate({"train": {"device": "cpu"}, "infer": {"overlap": 0.25}})
+    with pytest.raises(FileNotFoundError, match="no champion"):
+        run_inference(ws, cfg, "cnn", ["case000"])
+    assert promote(ws, "cnn", bundle)
+    events: list[dict[str, object]] = []
+    summary = run_inference(ws, cfg, "cnn", ["case000", "case001", "missing"], progress=events.append)
+    assert summary.version == bundle.name and summary.predicted == ["case000", "case001"]
+    assert set(summary.failed) == {"missing"} and [e["status"] for e in events][-1] == "failed"
+    out = ws.prediction_dir("cnn", bundle.name)
+    native = read_case(ws.volume_path("case000"))
+    pred = read_case(out / "case000.zarr")
+    assert pred.labels["pred"].shape == native.image.shape and pred.geometry == native.geometry
+    assert read_meta(out / "case000.zarr")["source"]["model_version"] == bundle.name
+    nii = nib.load(str(out / "case000.nii.gz"))
+    assert isinstance(nii, nib.Nifti1Image) and nii.affine is not None
+    np.testing.assert_allclose(np.asarray(nii.affine, float), GEOMETRY.nifti_affine(), atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(nii.dataobj).transpose(2, 1, 0), pred.labels["pred"])
+    again = run_inference(ws, cfg, "cnn", ["case000", "case001"], bundle_path=bundle)
+    assert again.skipped == ["case000", "case001"] and again.predicted == []

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from phantom_data import LABEL_NAMES, write_phantom_workspace
+
+from medseg.geometry import Geometry
+from medseg.io.volume_store import CaseVolume, write_case
+from medseg.training.augment import AugmentParams, augment_patch
+from medseg.training.foreground import foreground_locations
+from medseg.training.patches import PatchDataset, TrainCase, crop_padded, load_cases
+from medseg.workspace import Workspace
+
+
+def _cases(ws: Workspace, ids: list[str]) -> list[TrainCase]:
+    return load_cases({c: ws.preprocessed_case_path(c) for c in ids})
+
+
+def _small_fg_case() -> TrainCase:
+    """A case where foreground is a tiny cube, so random patches rarely contain it."""
+    label = np.zeros((20, 96, 96), np.uint8)
+    label[2:4, 80:84, 80:84] = 1
+    return TrainCase(
+        "small",
+        np.zeros(label.shape, np.float32),
+        label,
+        {1: np.argwhere(label == 1), 2: np.zeros((0, 3), np.int64)},
+    )
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.33, 1.0])
+def test_foreground_oversampling_ratio(ratio: float) -> None:
+    ds = PatchDataset([_small_fg_case()], (8, 16, 16), 600, ratio, seed=1)
+    forced, with_fg = 0, 0
+    for i in range(len(ds)):
+        _, label, _, f = ds.sample(i)
+        forced += f
+        with_fg += bool(label.any())
+    assert abs(forced / len(ds) - ratio) < 0.06
+    # every forced sample contains foreground; random ones almost never do here
+    assert with_fg >= forced
+    assert with_fg / len(ds) < ratio + 0.08
+
+
+def test_forced_samples_without_foreground_fall_back_to_random() -> None:
+    case = _small_fg_case()
+    case.fg = {1: np.zeros((0, 3), np.int64)}
+    ds = PatchDataset([case], (8, 16, 16), 50, 1.0, seed=0)
+    assert not any(ds.sample(i)[3] for i in range(50))
+
+
+def test_patches_are_deterministic_per_seed_epoch_and_index(phantom_ws: Workspace) -> None:
+    cases = _cases(phantom_ws, ["case000", "case001"])
+    a = PatchDataset(cases, (16, 32, 32), 6, 0.33, seed=3, augment=AugmentParams())
+    b = PatchDataset(cases, (16, 32, 32), 6, 0.33, seed=3, augment=AugmentParams())
+    items_a = [a[i] for i in range(6)]
+    items_b = [b[i] for i in reversed(range(6))][::-1]  # access order does not matter
+    for x, y in zip(items_a, items_b, strict=True):
+        assert x["case_id"] == y["case_id"]
+        assert np.array_equal(x["image"].numpy(), y["image"].numpy())
+        assert np.array_equal(x["label"].numpy(), y["label"].numpy())
+    a.set_epoch(1)
+    assert not all(np.array_equal(a[i]["image"].numpy(), items_a[i]["image"].numpy()) for i in range(6))
+    c = PatchDataset(cases, (16, 32, 32), 6, 0.33, seed=4, augment=AugmentParams())
+    assert not all(np.array_equal(c[i]["image"].numpy(), items_a[i]["image"].numpy()) for i in range(6))
+
+
+def test_item_shapes_and_padding_when_volume_is_smaller_than_patch(phantom_ws: Workspace) -> None:
+    cases = _cases(phantom_ws, ["case000"])  # volume (20, 48, 48)
+    ds = PatchDataset(cases, (24, 64, 64), 4, 0.5, seed=0)
+    item = ds[0]
+    assert item["image"].shape == (1, 24, 64, 64) and item["label"].shape == (1, 24, 64, 64)
+    assert str(item["label"].dtype) == "torch.int64"
+    # the whole volume is inside the padded patch: all labelled voxels are present
+    total = int((cases[0].label > 0).sum())
+    assert int((item["label"] > 0).sum()) == total
+
+
+def test_2d_items_drop_the_z_axis(phantom_ws: Workspace) -> None:
+    ds = PatchDataset(_cases(phantom_ws, ["case000"]), (1, 32, 32), 2, 0.5, seed=0, spatial_dims=2)
+    assert ds[0]["image"].shape == (1, 32, 32)
+
+
+def test_crop_padded_fills_outside_with_zero() -> None:
+    arr = np.arange(27, dtype=np.float32).reshape(3, 3, 3) + 1
+    out = crop_padded(arr, (-1, 0, 1), (3, 3, 3), np.float32)
+    assert out[0].sum() == 0 and np.array_equal(out[1:, :, :2], arr[:2, :, 1:])
+    assert np.all(out[:, :, 2] == 0)
+
+
+def test_augmentation_is_deterministic_and_keeps_label_values() -> None:
+    rng_img = np.random.default_rng(0)
+    image = rng_img.normal(size=(8, 32, 32)).astype(np.float32)
+    label = (image > 0.5).astype(np.uint8) * 2
+    params = AugmentParams(p_rotate=1.0, p_scale=1.0, p_noise=1.0, p_gamma=1.0)
+    a = augment_patch(image, label, np.random.default_rng(5), params)
+    b = augment_patch(image, label, np.random.default_rng(5), params)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert a[0].shape == image.shape and a[0].dtype == np.float32 and a[1].dtype == np.uint8
+    assert set(np.unique(a[1])) <= {0, 2}
+    assert not np.array_equal(a[0], image)
+
+
+def test_foreground_locations_from_stored_arrays(tmp_path: Path) -> None:
+    label = np.zeros((4, 8, 8), np.uint8)
+    label[1, 2, 3] = 1
+    fg = {"fg/1": np.array([[1, 2, 3]], np.int32), "fg/2": np.zeros((0, 3), np.int32)}
+    path = tmp_path / "c.zarr"
+    write_case(
+        path,
+        CaseVolume(
+            "c",
+            np.zeros(label.shape, np.float32),
+            Geometry.create((1, 1, 1), (0, 0, 0)),
+            labels={"gt": label},
+            label_names=LABEL_NAMES,
+            kind="preprocessed",
+        ),
+        extra_arrays=fg,
+    )
+    locs = foreground_locations(path)
+    assert set(locs) == {1, 2}
+    assert locs[1].tolist() == [[1, 2, 3]] and locs[2].shape == (0, 3)
+
+
+def test_foreground_locations_from_source_attribute_and_fallback(tmp_path: Path) -> None:
+    ws_attr = write_phantom_workspace(tmp_path / "a", n_train=1, n_val=0, store_fg=True)
+    ws_none = write_phantom_workspace(tmp_path / "b", n_train=1, n_val=0, store_fg=False)
+    from_attr = foreground_locations(ws_attr.preprocessed_case_path("case000"))
+    computed = foreground_locations(ws_none.preprocessed_case_path("case000"))
+    assert set(from_attr) == set(computed) == {1, 2}
+    for c in (1, 2):
+        # stored every 7th location; computed = all of them (below the cap)
+        assert len(computed[c]) > len(from_attr[c]) > 0
+        assert {tuple(p) for p in from_attr[c]} <= {tuple(p) for p in computed[c]}
+    assert np.array_equal(computed[1], foreground_locations(ws_none.preprocessed_case_path("case000"))[1])
+
+
+def test_foreground_locations_of_a_preprocess_stage_store(tmp_path: Path) -> None:
+    case_mod = pytest.importorskip("medseg.preprocess.case")
+    from phantom_data import make_plan, phantom_hu
+
+    hu, label = phantom_hu((16, 64, 64), seed=2, spacing=(3.0, 1.2, 1.2))
+    assert set(np.unique(label)) == {0, 1, 2}
+    native = tmp_path / "native.zarr"
+    write_case(
+        native,
+        CaseVolume(
+            "n",
+            hu.astype(np.int16),
+            Geometry.create((3.0, 1.2, 1.2), (0, 0, 0)),
+            labels={"gt": label},
+            label_names=LABEL_NAMES,
+        ),
+    )
+    out = tmp_path / "pre.zarr"
+    case_mod.preprocess_case(native, out, make_plan())
+    locs = foreground_locations(out)
+    stored_label = np.asarray(load_cases({"n": out})[0].label)
+    assert set(locs) == {1, 2}
+    for c in (1, 2):
+        assert len(locs[c]) > 0
+        assert np.all(stored_label[tuple(locs[c].T)] == c)
