@@ -25,6 +25,7 @@ PREFECT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_UI_ENABLED": "false",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "medseg",  # library log lines (e.g. Dask dashboard link) reach run logs
 }
 
 

@@ -17,12 +17,31 @@ _BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS
 
 
 @contextmanager
+def _quiet_distributed(level: int = logging.WARNING) -> Iterator[None]:
+    """Keep Dask's per-worker INFO chatter out of run logs while a stage's cluster is up."""
+    logger = logging.getLogger("distributed")
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+@contextmanager
 def dask_client(cfg: DaskConfig) -> Iterator[Client]:
     """Yield a connected client; a LocalCluster is started (and closed) only when no address is set.
 
     Local workers are processes with one BLAS thread per Dask thread, so N workers never
     oversubscribe the cores.
     """
+    with _quiet_distributed():
+        with _client(cfg) as client:
+            yield client
+
+
+@contextmanager
+def _client(cfg: DaskConfig) -> Iterator[Client]:
     if cfg.address:
         client = Client(cfg.address, timeout="30s")
         log.info("connected to Dask scheduler %s (dashboard: %s)", cfg.address, client.dashboard_link)

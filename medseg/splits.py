@@ -47,8 +47,9 @@ def make_splits(case_ids: list[str], cfg: SplitConfig, seed: int, previous: Spli
     Without ``previous``, cases are ranked by a seeded hash of their id and the first
     ``round(n * test_fraction)`` go to test, then ``round(rest * val_fraction)`` to val, so set sizes
     are exact (at least one case each when the fraction is > 0 and there are >= 3 cases).
-    With a ``previous`` split made with the same seed and fractions, cases already assigned keep their set (the test set stays held out across
-    nightly runs) and only new cases are placed, by the same hash against the fractions.
+    With a ``previous`` split made with the same seed and fractions, cases already assigned keep
+    their set (the test set stays held out across nightly runs) and only new cases are placed, by
+    the same hash against the fractions.
     """
     ids = sorted(set(case_ids))
     if previous is not None and previous.made_with(cfg, seed):

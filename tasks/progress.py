@@ -37,7 +37,8 @@ class TaskProgress:
         self._log.info("%s: %s %d/%d (%.0f%%)", self.stage, label, done, total, pct)
         try:
             if self._artifact is None:
-                self._artifact = create_progress_artifact(pct, description=f"{self.stage}: {label}")
+                created = create_progress_artifact(pct, description=f"{self.stage}: {label}")
+                self._artifact = created if isinstance(created, UUID) else None
             else:
                 update_progress_artifact(self._artifact, pct, description=f"{self.stage}: {label} {done}/{total}")
         except Exception:  # artifacts are best effort (no API / no run context)

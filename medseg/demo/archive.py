@@ -289,7 +289,7 @@ def _generate_into(
                 shape=plan.shape,
                 spacing=plan.geometry.spacing,
                 origin=plan.geometry.origin,
-                direction=plan.geometry.direction,  # type: ignore[arg-type]
+                direction=plan.geometry.direction,
                 oblique=plan.oblique,
                 oblique_angle_deg=plan.oblique_angle_deg,
                 pixel_encoding=encoding.name,

@@ -8,7 +8,7 @@ physical size. Contents, from outside in:
 * a subcutaneous fat rim (about -100 HU) inside the body outline;
 * soft tissue (about 40 HU) and a posterior "spine" cylinder (about 600 HU, label 0);
 * an "organ" ellipsoid (label 1, about 120 HU) with a smooth random bump on its surface;
-* 1-3 hypodense "lesions" (label 2, about 20-40 HU), ellipsoids of 8-16 mm radius lying fully
+* 1-3 hyperdense "lesions" (label 2, about 190-230 HU, like arterial-phase enhancing lesions), ellipsoids of 8-16 mm radius lying fully
   inside the organ; the lesion label overrides the organ label;
 * Gaussian noise (std about 15 HU).
 """
@@ -36,7 +36,7 @@ class PhantomSpec:
     tissue_hu: float = 40.0
     bone_hu: float = 600.0
     organ_hu: float = 120.0
-    lesion_hu_range: tuple[float, float] = (20.0, 40.0)
+    lesion_hu_range: tuple[float, float] = (190.0, 230.0)
     noise_std: float = 15.0
     body_semi_axes_mm: tuple[float, float] = (62.0, 80.0)  # (y = anterior-posterior, x = left-right)
     fat_rim_mm: float = 9.0

@@ -142,7 +142,7 @@ def write_case(
             if name == "0" or name.split("/")[0] == "labels":
                 raise ValueError(f"case {case.case_id}: extra array {name!r} clashes with image/labels")
             _write_array(root, name, np.ascontiguousarray(extra), tuple(max(1, s) for s in extra.shape))
-        meta = {
+        meta: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "kind": case.kind,
             "case_id": case.case_id,
@@ -184,19 +184,20 @@ def read_meta(path: Path) -> dict[str, Any]:
     """Return the ``medseg`` attributes of a completed store (raises IncompleteStoreError otherwise)."""
     if not is_complete(path):
         raise IncompleteStoreError(f"{path} is missing or was not completed (interrupted write?)")
-    return dict(zarr.open_group(str(path), mode="r").attrs["medseg"])
+    meta: Any = zarr.open_group(str(path), mode="r").attrs["medseg"]
+    return dict(meta)
 
 
 def read_case(path: Path, labels: bool = True) -> CaseVolume:
     """Read a completed store into memory."""
     meta = read_meta(path)
     root = zarr.open_group(str(path), mode="r")
-    image = np.asarray(root["0"][...])
+    image = np.asarray(_array(root, "0")[...])
     label_arrays: dict[str, NDArray[np.uint8]] = {}
     if labels and "labels" in root:
-        lg = root["labels"]
-        for name in lg.attrs.get("ome", {}).get("labels", []):
-            label_arrays[name] = np.asarray(lg[name]["0"][...], dtype=np.uint8)
+        ome: Any = root["labels"].attrs.get("ome", {})
+        for name in ome.get("labels", []):
+            label_arrays[str(name)] = np.asarray(_array(root, f"labels/{name}/0")[...], dtype=np.uint8)
     return CaseVolume(
         case_id=str(meta["case_id"]),
         image=image,
@@ -208,11 +209,17 @@ def read_case(path: Path, labels: bool = True) -> CaseVolume:
     )
 
 
+def _array(root: zarr.Group, name: str) -> zarr.Array:
+    arr = root[name]
+    if not isinstance(arr, zarr.Array):
+        raise IncompleteStoreError(f"{root.store_path}/{name} is a group, not an array")
+    return arr
+
+
 def open_array(path: Path, name: str = "0") -> zarr.Array:
     """Open one array of a completed store lazily (e.g. ``"0"`` or ``"labels/gt/0"``)."""
     read_meta(path)
-    arr = zarr.open_group(str(path), mode="r")[name]
-    assert isinstance(arr, zarr.Array)
+    arr = _array(zarr.open_group(str(path), mode="r"), name)
     return arr
 
 

@@ -206,8 +206,8 @@ def aggregate(
         failed=list(failed or []),
         modality=modalities.most_common(1)[0][0],
         modalities=dict(sorted(modalities.items())),
-        median_spacing=tuple(float(v) for v in np.median([c.spacing for c in cases], axis=0)),  # type: ignore[arg-type]
-        median_shape_after_crop=tuple(  # type: ignore[arg-type]
+        median_spacing=tuple(float(v) for v in np.median([c.spacing for c in cases], axis=0)),
+        median_shape_after_crop=tuple(
             float(v) for v in np.median([c.shape_after_crop for c in cases], axis=0)
         ),
         foreground_intensity=stats,

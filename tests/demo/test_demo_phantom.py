@@ -27,8 +27,10 @@ def test_intensities_are_ct_like_and_classes_separable() -> None:
     assert np.median(hu[:, 0, 0]) < -900  # air in the corner
     organ, lesion = hu[label == 1].astype(float), hu[label == 2].astype(float)
     assert 100 < organ.mean() < 140
-    assert 15 < lesion.mean() < 45
-    assert organ.mean() - lesion.mean() > 60  # clearly visible for a small network
+    assert 185 < lesion.mean() < 235
+    assert lesion.mean() - organ.mean() > 60  # clearly visible for a small network
+    tissue_like = (hu > 0) & (hu < 80)
+    assert not np.any(tissue_like[label == 2] & (hu[label == 2] < 120))  # no lesion voxel looks like tissue
     assert 8 < organ.std() < 25  # noise ~ 15 HU, not a constant
     tissue = hu[(label == 0) & (hu > 0) & (hu < 80)]
     assert tissue.size > 1000 and abs(tissue.mean() - 40) < 15
