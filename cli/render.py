@@ -12,6 +12,21 @@ from rich.table import Table
 from cli.common import console
 from medseg.workspace import Workspace
 
+#: the stage stats worth a glance in the terminal (the full stats are in WS/stages/*.json)
+_SHOWN = (
+    "files_indexed", "files_skipped", "series_ingested", "series_unchanged", "quarantined",
+    "cases_processed", "cases_skipped", "val_mean_dice", "epochs", "stopped", "promoted",
+    "predicted", "skipped", "failed", "seconds_per_case", "cases",
+)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list | tuple) and value and all(isinstance(v, int | float) for v in value):
+        return "×".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
 
 def print_outcomes(outcomes: Sequence[dict[str, Any]]) -> None:
     table = Table(title="stages", show_lines=False)
@@ -19,10 +34,9 @@ def print_outcomes(outcomes: Sequence[dict[str, Any]]) -> None:
         table.add_column(col)
     for o in outcomes:
         state = "[yellow]skipped[/]" if o.get("skipped") else "[green]done[/]"
-        details = o.get("reason") or ", ".join(
-            f"{k}={v}" for k, v in (o.get("stats") or {}).items() if isinstance(v, int | float | str)
-        )
-        table.add_row(str(o["stage"]), state, f"{o.get('seconds', 0.0):.1f}", details[:100])
+        stats = {k: v for k, v in (o.get("stats") or {}).items() if k in _SHOWN}
+        details = o.get("reason") or ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items())
+        table.add_row(str(o["stage"]), state, f"{o.get('seconds', 0.0):.1f}", details)
     console.print(table)
 
 
@@ -45,7 +59,7 @@ def print_rows(rows: Sequence[dict[str, Any]], title: str) -> None:
     for col in rows[0]:
         table.add_column(str(col), overflow="fold")
     for row in rows:
-        table.add_row(*[str(v) for v in row.values()])
+        table.add_row(*[_fmt(v) for v in row.values()])
     console.print(table)
 
 
@@ -59,18 +73,18 @@ def print_status(ws: Workspace) -> None:
         runs.add_column(col)
     for path in sorted(ws.stages_dir.glob("*.json")):
         rec = json.loads(path.read_text())
-        stats = ", ".join(f"{k}={v}" for k, v in rec.get("stats", {}).items() if isinstance(v, int | float | str))
+        stats = ", ".join(f"{k}={_fmt(v)}" for k, v in rec.get("stats", {}).items() if k in _SHOWN)
         finished = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rec["finished_at"]))
-        runs.add_row(rec["stage"], finished, f"{rec['finished_at'] - rec['started_at']:.1f}", stats[:90])
+        runs.add_row(rec["stage"], finished, f"{rec['finished_at'] - rec['started_at']:.1f}", stats)
     console.print(runs)
     n_vol = len(list(ws.volumes_dir.glob("*.zarr")))
     n_pre = len(list((ws.preprocessed_dir / "cases").glob("*.zarr")))
     console.print(f"volumes: {n_vol}   preprocessed cases: {n_pre}")
     champions = Table(title="champion models")
-    for col in ("family", "version", "validation"):
+    for col in ("family", "version", "val mean Dice", "promoted (UTC)", "why"):
         champions.add_column(col)
     for pointer in sorted(ws.models_dir.glob("*/champion.json")):
         data = json.loads(pointer.read_text())
-        metrics = json.dumps(data.get("val_metrics", {}))[:80]
-        champions.add_row(pointer.parent.name, str(data.get("version", "?")), metrics)
+        champions.add_row(pointer.parent.name, str(data.get("version", "?")), _fmt(data.get("val_mean_dice")),
+                          str(data.get("promoted_at", ""))[:19].replace("T", " "), str(data.get("reason", "")))
     console.print(champions)

@@ -41,7 +41,7 @@ def pipeline_flow(config: dict[str, Any], force: bool = False, run_id: str | Non
     outcomes.append(report)
     return {
         "run_id": run_id,
-        "stages": [o.model_dump(mode="json", exclude={"stats"}) | {"headline": o.headline()} for o in outcomes],
+        "stages": [o.brief() for o in outcomes],
         "table": report.stats["table"],
         "report": report.outputs[0],
     }

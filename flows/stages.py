@@ -16,24 +16,24 @@ from tasks.train import train_task
 
 @flow(name="medseg-ingest")
 def ingest_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
-    return ingest_task(MedsegConfig.model_validate(config), force=force).model_dump(mode="json")
+    return ingest_task(MedsegConfig.model_validate(config), force=force).brief()
 
 
 @flow(name="medseg-preprocess")
 def preprocess_flow(config: dict[str, Any], force: bool = False) -> dict[str, Any]:
-    return preprocess_task(MedsegConfig.model_validate(config), force=force).model_dump(mode="json")
+    return preprocess_task(MedsegConfig.model_validate(config), force=force).brief()
 
 
 @flow(name="medseg-train")
 def train_flow(config: dict[str, Any], families: list[str], force: bool = False) -> list[dict[str, Any]]:
     cfg = MedsegConfig.model_validate(config)
-    return [train_task(cfg, ModelFamily(f), force=force).model_dump(mode="json") for f in families]
+    return [train_task(cfg, ModelFamily(f), force=force).brief() for f in families]
 
 
 @flow(name="medseg-infer")
 def infer_flow(config: dict[str, Any], families: list[str], case_ids: list[str] | None = None) -> list[dict[str, Any]]:
     cfg = MedsegConfig.model_validate(config)
-    return [infer_task(cfg, ModelFamily(f), case_ids=case_ids).model_dump(mode="json") for f in families]
+    return [infer_task(cfg, ModelFamily(f), case_ids=case_ids).brief() for f in families]
 
 
 @flow(name="medseg-report")

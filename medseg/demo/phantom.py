@@ -8,8 +8,8 @@ physical size. Contents, from outside in:
 * a subcutaneous fat rim (about -100 HU) inside the body outline;
 * soft tissue (about 40 HU) and a posterior "spine" cylinder (about 600 HU, label 0);
 * an "organ" ellipsoid (label 1, about 120 HU) with a smooth random bump on its surface;
-* 1-3 hyperdense "lesions" (label 2, about 190-230 HU, like arterial-phase enhancing lesions), ellipsoids of 8-16 mm radius lying fully
-  inside the organ; the lesion label overrides the organ label;
+* 1-3 hyperdense "lesions" (label 2, about 190-230 HU, like arterial-phase enhancing lesions),
+  ellipsoids of 8-16 mm radius lying fully inside the organ; the lesion label overrides the organ label;
 * Gaussian noise (std about 15 HU).
 """
 

@@ -19,11 +19,20 @@ class StageOutcome(BaseModel):
     stats: dict[str, Any] = Field(default_factory=dict)
     outputs: list[str] = Field(default_factory=list)
 
+    def scalar_stats(self) -> dict[str, int | float | str]:
+        """The stats that fit on one line (numbers and short strings)."""
+        return {k: v for k, v in self.stats.items() if isinstance(v, int | float | str) and len(str(v)) <= 40}
+
+    def brief(self) -> dict[str, Any]:
+        """JSON-able summary for flow results and terminal tables (no large stats)."""
+        return {**self.model_dump(mode="json", exclude={"stats"}), "stats": self.scalar_stats(),
+                "headline": self.headline()}
+
     def headline(self) -> str:
         """One line for logs and the terminal."""
         if self.skipped:
             return f"{self.stage}: skipped ({self.reason})"
-        shown = ", ".join(f"{k}={v}" for k, v in self.stats.items() if isinstance(v, int | float | str))
+        shown = ", ".join(f"{k}={v}" for k, v in self.scalar_stats().items())
         return f"{self.stage}: done in {self.seconds:.1f}s ({shown})"
 
 

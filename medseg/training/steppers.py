@@ -131,6 +131,8 @@ class GanStepper(CnnStepper):
     #: epoch-mean D accuracy above which D is reported as dominating, below which as collapsed.
     DOMINANT_ACC = 0.99
     CHANCE_ACC = 0.55
+    #: consecutive epochs a condition must hold before it is reported (once per run).
+    PATIENCE = 3
 
     def __init__(self, plan: Plan, cfg: TrainConfig, device: torch.device) -> None:
         super().__init__(plan, cfg, device)
@@ -141,6 +143,8 @@ class GanStepper(CnnStepper):
         self.d_optimizer = build_discriminator_optimizer(self.discriminator.parameters(), cfg.gan)
         self.d_scheduler = PolyLR(self.d_optimizer, cfg.gan.discriminator_lr)
         self.lam = 0.0
+        self._streaks = {"dominates": 0, "chance": 0}
+        self._reported: set[str] = set()
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "discriminator": self.discriminator}
@@ -216,17 +220,25 @@ class GanStepper(CnnStepper):
         warnings: list[str] = []
         if acc is None or d_loss is None:
             return warnings
-        if acc >= self.DOMINANT_ACC and d_loss < 0.01:
+        conditions = {
+            "dominates": acc >= self.DOMINANT_ACC and d_loss < 0.01,
+            "chance": acc <= self.CHANCE_ACC and epoch >= self.gan.warmup_epochs,
+        }
+        for name, holds in conditions.items():
+            self._streaks[name] = self._streaks[name] + 1 if holds else 0
+        if self._streaks["dominates"] >= self.PATIENCE and "dominates" not in self._reported:
+            self._reported.add("dominates")
             warnings.append(
-                f"GAN epoch {epoch}: discriminator collapse (dominates): accuracy {acc:.3f}, "
-                f"loss {d_loss:.4f}; "
-                "adversarial gradients to the segmenter vanish - lower train.gan.discriminator_lr"
+                f"GAN epoch {epoch}: discriminator collapse (dominates) for {self.PATIENCE} epochs: accuracy "
+                f"{acc:.3f}, loss {d_loss:.4f}; adversarial gradients to the segmenter vanish - lower "
+                "train.gan.discriminator_lr"
             )
-        elif acc <= self.CHANCE_ACC and epoch >= self.gan.warmup_epochs:
+        if self._streaks["chance"] >= self.PATIENCE and "chance" not in self._reported:
+            self._reported.add("chance")
             warnings.append(
-                f"GAN epoch {epoch}: discriminator collapse (chance level): accuracy {acc:.3f}, "
-                f"loss {d_loss:.4f}; "
-                "it no longer separates ground truth from predictions - raise train.gan.discriminator_lr or "
+                f"GAN epoch {epoch}: discriminator at chance level for {self.PATIENCE} epochs: accuracy {acc:.3f}, "
+                f"loss {d_loss:.4f}; it no longer separates ground truth from predictions. Expected once the "
+                "segmenter is good (check validation Dice); otherwise raise train.gan.discriminator_lr or "
                 "train.gan.discriminator_channels"
             )
         for w in warnings:

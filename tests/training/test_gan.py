@@ -59,11 +59,22 @@ def test_adversarial_weight_warms_up_linearly() -> None:
     assert adversarial_weight(cfg, 9, 0, 10) == pytest.approx(0.1)
 
 
-def test_discriminator_collapse_is_warned() -> None:
+def test_discriminator_collapse_is_warned_once_after_it_persists() -> None:
     s = _stepper(0.1)
     assert s.end_epoch(3, {"d_acc": 0.8, "d_loss": 0.15}) == []
-    assert "collapse" in s.end_epoch(3, {"d_acc": 1.0, "d_loss": 0.0005})[0]
-    assert "chance" in s.end_epoch(3, {"d_acc": 0.5, "d_loss": 0.25})[0]
+    dominated = [s.end_epoch(e, {"d_acc": 1.0, "d_loss": 0.0005}) for e in range(4, 9)]
+    assert [len(w) for w in dominated] == [0, 0, 1, 0, 0]
+    assert "collapse" in dominated[2][0]
+    chance = [s.end_epoch(e, {"d_acc": 0.5, "d_loss": 0.25}) for e in range(9, 13)]
+    assert [len(w) for w in chance] == [0, 0, 1, 0]
+    assert "chance" in chance[2][0]
+
+
+def test_a_single_chance_level_epoch_is_not_reported() -> None:
+    s = _stepper(0.1)
+    for epoch in range(3, 10):
+        acc = 0.5 if epoch % 2 else 0.8
+        assert s.end_epoch(epoch, {"d_acc": acc, "d_loss": 0.2}) == []
 
 
 def test_gan_training_run_logs_d_metrics_in_bundle(phantom_ws: Workspace) -> None:
