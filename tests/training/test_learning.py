@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from phantom_data import make_plan, tiny_config, write_phantom_workspace
 
 from medseg.io.volume_store import open_array
 from medseg.training.train import train_model
 
 
+@pytest.mark.slow
 def test_short_training_run_learns_the_organ(tmp_path: Path) -> None:
     plan = make_plan(patch_size=(16, 32, 32), filters=(8, 16, 32, 64))
     ws = write_phantom_workspace(tmp_path / "ws", n_train=4, n_val=1, plan=plan, seed=3)
