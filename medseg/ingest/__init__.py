@@ -1,8 +1,11 @@
-"""DICOM ingestion: archive → SQLite catalog + one geometry-correct volume store per image series.
+"""Ingestion: archive → SQLite catalog + one geometry-correct volume store per image series / volume file.
 
-Modules (one concept each): ``headers`` (per-file header dicts, run on Dask), ``stacks`` (series
-assembly + validation + Geometry), ``pixels`` (decode + rescale), ``seg`` (DICOM SEG → labels),
-``masks`` (mask image series → labels), ``planning`` (links + case jobs), ``build`` (one case → store),
-``catalog`` (SQLite), ``run`` (:func:`medseg.ingest.run.ingest`), ``export`` (NIfTI), ``reasons``
-(quarantine codes). Import from the submodules; this package imports nothing heavy.
+Modules (one concept each): ``headers`` (per-file header dicts, run on Dask), ``fast_header``
+(struct-based header + pixel-offset scan of classic images), ``stacks`` (series assembly +
+validation + Geometry), ``pixels`` (decode + rescale), ``seg`` (DICOM SEG → labels), ``rtstruct``
+(RTSTRUCT contours → labels) with ``polygon`` (scanline fill), ``masks`` (mask image series →
+labels), ``volume_files`` (NIfTI/NRRD/dataset.json), ``file_planning`` (NIfTI/NRRD pairs, MSD /
+nnU-Net datasets), ``planning`` (links + case jobs), ``build`` (one case → store), ``catalog``
+(SQLite), ``run`` (:func:`medseg.ingest.run.ingest`), ``export`` (NIfTI), ``reasons`` (quarantine
+codes). Import from the submodules; this package imports nothing heavy.
 """

@@ -1,4 +1,5 @@
-"""Build one case: decode an image stack, rasterise its label sources, write the volume store.
+"""Build one case: decode an image stack (or read a NIfTI/NRRD image), rasterise its label sources,
+write the volume store.
 
 :func:`build_case` is a pure function of a picklable :class:`CaseJob` and returns a small dict, so
 it runs unchanged in-process or on a Dask worker (the orchestrator alone writes the catalog).
@@ -15,35 +16,54 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.geometry import Geometry
-from medseg.ingest.masks import mask_to_label
+from medseg.ingest.masks import mask_to_label, same_grid
 from medseg.ingest.pixels import read_stack
 from medseg.ingest.reasons import IngestError, Reason
+from medseg.ingest.rtstruct import rtstruct_to_label
 from medseg.ingest.seg import seg_to_label
 from medseg.ingest.stacks import Frame
+from medseg.ingest.volume_files import image_values, label_values, read_volume
 from medseg.io.volume_store import CaseVolume, write_case
 
 LABEL_NAME = "gt"
+SOURCE_NAMES = {"seg": "dicom_seg", "mask": "mask_series", "rtstruct": "rtstruct", "file": "label_file"}
 
 
 @dataclass(frozen=True)
 class LabelSource:
-    """A DICOM SEG file (``kind="seg"``) or a mask image stack (``kind="mask"``) for one case."""
+    """One label source of a case.
+
+    ``kind``: ``"seg"`` (DICOM SEG file ``path``), ``"mask"`` (mask image stack ``frames``),
+    ``"rtstruct"`` (RTSTRUCT file ``path``) or ``"file"`` (NIfTI/NRRD label map ``path`` whose
+    values are named by ``names``, all of them when ``all_names`` (dataset labels), else only the
+    values present; without names a binary map becomes ``{1: description}``).
+    """
 
     kind: str
     series_uid: str
-    path: str = ""  # SEG file
+    path: str = ""  # SEG / RTSTRUCT / label file
     frames: tuple[Frame, ...] = ()  # mask stack, sorted like the image
     description: str = ""
+    names: tuple[tuple[int, str], ...] = ()  # label file: value -> name
+    all_names: bool = False  # label file: keep named values absent from this case (dataset-wide names)
 
 
 @dataclass
 class CaseJob:
+    """Everything needed to build one case: a DICOM stack (``frames``) or an image file (``image_file``)."""
+
     case_id: str
     volume_path: str
     frames: list[Frame]
     geometry: Geometry
     source: dict[str, Any]
     labels: list[LabelSource] = field(default_factory=list)
+    image_file: str = ""  # NIfTI/NRRD image (then ``frames`` is empty)
+    channel: int = 0  # channel of ``image_file`` to read
+
+    @property
+    def where(self) -> str:
+        return self.image_file or (self.frames[0].path if self.frames else self.case_id)
 
 
 def _merge(
@@ -71,7 +91,7 @@ def build_case(job: CaseJob) -> dict[str, Any]:
         "label_source": "none",
     }
     try:
-        image = read_stack(job.frames)
+        image = image_values(read_volume(job.image_file, job.channel)[0]) if job.image_file else read_stack(job.frames)
         if len(job.labels) > 255:
             raise IngestError(Reason.SEG_MISMATCH, f"case {job.case_id}: too many label sources")
         label = np.zeros(image.shape, dtype=np.uint8)
@@ -81,6 +101,10 @@ def build_case(job: CaseJob) -> dict[str, Any]:
             try:
                 if src.kind == "seg":
                     part, part_names = seg_to_label(src.path, job.geometry, job.frames)
+                elif src.kind == "rtstruct":
+                    part, part_names = rtstruct_to_label(src.path, job.geometry, job.frames)
+                elif src.kind == "file":
+                    part, part_names = _file_label(src, image.shape, job.geometry)
                 else:
                     vol = read_stack(list(src.frames))
                     part, part_names = mask_to_label(vol, src.description, src.frames[0].path)
@@ -99,7 +123,7 @@ def build_case(job: CaseJob) -> dict[str, Any]:
                     }
                 )
         label_names = {v: n for n, v in names.items()}
-        kinds = sorted({"dicom_seg" if s.kind == "seg" else "mask_series" for s in used})
+        kinds = sorted({SOURCE_NAMES.get(s.kind, s.kind) for s in used})
         label_source = "+".join(kinds) if kinds else "none"
         source = {
             **job.source,
@@ -137,6 +161,26 @@ def build_case(job: CaseJob) -> dict[str, Any]:
         tail = "".join(traceback.format_exception(exc)[-3:])
         result.update(
             reason=Reason.INTERNAL_ERROR.value,
-            message=f"{job.frames[0].path}: unexpected {type(exc).__name__}: {exc} | {tail}",
+            message=f"{job.where}: unexpected {type(exc).__name__}: {exc} | {tail}",
         )
     return result
+
+
+def _file_label(
+    src: LabelSource, shape: tuple[int, ...], geometry: Geometry
+) -> tuple[NDArray[np.uint8], dict[int, str]]:
+    """Read a NIfTI/NRRD label map that must share the image grid exactly."""
+    arr, label_geometry = read_volume(src.path)
+    if tuple(arr.shape) != tuple(shape) or not same_grid(label_geometry, arr.shape, geometry, shape):
+        raise IngestError(
+            Reason.LABEL_MISMATCH,
+            f"{src.path}: label grid (shape {tuple(arr.shape)}, spacing {label_geometry.spacing}, origin "
+            f"{label_geometry.origin}) differs from its image (shape {tuple(shape)}, spacing {geometry.spacing}, "
+            f"origin {geometry.origin}); resample the label onto the image grid",
+        )
+    if src.names:
+        return label_values(arr, dict(src.names), src.path, keep_absent=src.all_names)
+    part, names = mask_to_label(arr, src.description or "foreground", src.path)
+    if len(names) == 1:
+        names = {1: src.description or "foreground"}
+    return part, names

@@ -3,7 +3,9 @@
 Tables (schema version in ``PRAGMA user_version``):
 
 * ``files``       every file seen: path, size, mtime_ns, status, header summary (JSON), UIDs, keys
-* ``series``      every stack / SEG series: case_id, geometry, status, reason, content hash ...
+* ``series``      every image stack / NIfTI-NRRD image (``kind="image"``) and label source
+                  (``"seg"``, ``"rtstruct"``, ``"mask"``, ``"label_file"``): case_id, geometry,
+                  status, reason, content hash ... (NIfTI/NRRD series_uid = ``"file:<path key>"``)
 * ``studies``     study_key → patient_key, number of series
 * ``quarantine``  path, series, reason code, message (rebuilt by every ingest run)
 * ``ingest_runs`` run_id, times, sources, summary
@@ -145,6 +147,7 @@ class Catalog:
         try:
             con.row_factory = sqlite3.Row
             con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")  # WAL: still atomic and durable across process crashes
             con.execute("PRAGMA foreign_keys=ON")
             with con:  # one transaction
                 yield con
@@ -191,6 +194,16 @@ class Catalog:
                 rows,
             )
         return len(rows)
+
+    def set_file_series(self, series: dict[str, str]) -> None:
+        """Record the series key of non-DICOM files (NIfTI/NRRD: ``"file:<key>"``) in ``files.series_uid``."""
+        if not series:
+            return
+        with self._connect() as con:
+            con.executemany(
+                "UPDATE files SET series_uid = ? WHERE path = ? AND series_uid IS NOT ?",
+                [(uid, path, uid) for path, uid in series.items()],
+            )
 
     def delete_files(self, paths: Iterable[str]) -> int:
         items = [(p,) for p in paths]
@@ -307,7 +320,7 @@ class Catalog:
     def series_table(self, details: bool = False) -> list[dict[str, Any]]:
         """Every series/stack, image cases first.
 
-        Keys: case_id, kind ("image" | "mask" | "seg"), modality, description, n_instances,
+        Keys: case_id, kind ("image" | "mask" | "seg" | "rtstruct" | "label_file"), modality, description, n_instances,
         shape (z, y, x), spacing (z, y, x mm, rounded to 0.1 µm), status ("ingested" |
         "label_source" | "quarantined"), reason, has_labels. ``details=True`` adds message,
         label_source, study_key and patient_key.

@@ -7,11 +7,15 @@ needs them to resolve DICOM SEG references and to write DICOM SEG back later.
 
 Header dict (``status == "ok"``)::
 
-    path, size, mtime_ns, status, kind ("image" | "seg"), sop_class, sop_uid, series_uid,
+    path, size, mtime_ns, status, kind ("image" | "seg" | "rtstruct"), sop_class, sop_uid, series_uid,
     study_key, patient_key, modality, description, series_number, for_uid, image_type,
     rows, cols, samples, transfer_syntax, n_frames,
     frames: [{"ipp": [x, y, z] | None, "iop": [6] | None, "spacing": [row, col] | None}, ...]
-    (image only), and for SEG: ref_series_uids, ref_sop_uids
+    (image only), for SEG: ref_series_uids, ref_sop_uids, for RTSTRUCT also ref_for_uids
+
+NIfTI/NRRD files (by suffix) give ``kind == "volume"`` with format, shape, n_channels, dtype and
+geometry; an MSD / nnU-Net ``dataset.json`` gives ``kind == "dataset"`` with name, modality,
+channels, labels and file_ending (see :mod:`medseg.ingest.volume_files`).
 
 ``status == "quarantined"`` dicts carry ``reason`` and ``message`` instead.
 """
@@ -27,7 +31,10 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from medseg.deid import keyed_hash
+from medseg.ingest.fast_header import element_header, pixel_layout, scan_file
 from medseg.ingest.reasons import IngestError, Reason
+from medseg.ingest.rtstruct import RTSTRUCT_SOP_CLASS, rtstruct_references
+from medseg.ingest.volume_files import DATASET_JSON, read_dataset_json, read_volume_header, volume_suffix
 
 SEG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"}
 _NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "PR", "KO", "ANN", "REG", "DOC"}
@@ -102,6 +109,8 @@ def _seg_references(ds: Dataset) -> tuple[list[str], list[str]]:
         for inst in item.get("ReferencedInstanceSequence", []) or []:
             if "ReferencedSOPInstanceUID" in inst:
                 sops.append(str(inst.ReferencedSOPInstanceUID))
+    if sops:  # the per-frame source references repeat these; reading them costs ~1 ms per frame
+        return sorted(set(series)), sorted(set(sops))
     for fg in ds.get("PerFrameFunctionalGroupsSequence", []) or []:
         for der in fg.get("DerivationImageSequence", []) or []:
             for src in der.get("SourceImageSequence", []) or []:
@@ -112,7 +121,11 @@ def _seg_references(ds: Dataset) -> tuple[list[str], list[str]]:
 
 def _read_dataset(path: Path) -> Dataset:
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True)
+        with open(path, "rb") as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            ds.medseg_pixel_head = fh.read(12)  # PixelData element header (the reader stops right before it)
+            ds.medseg_pixel_pos = fh.tell() - len(ds.medseg_pixel_head)
+        return ds
     except InvalidDicomError:
         # A DICOM file without preamble/file meta still starts with a group 0x0008 tag.
         with open(path, "rb") as fh:
@@ -125,7 +138,7 @@ def _read_dataset(path: Path) -> Dataset:
         return ds
 
 
-def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -1) -> dict[str, Any]:
+def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -1, fast: bool = True) -> dict[str, Any]:
     """Read one file's header; never raises (problems become a ``quarantined`` dict).
 
     Args:
@@ -133,6 +146,7 @@ def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -
         secret: De-identification key for patient/study pseudonyms.
         size: File size in bytes (recorded as given; -1 = stat it).
         mtime_ns: Modification time (ns) as given; -1 = stat it.
+        fast: Try :mod:`medseg.ingest.fast_header` first (same result, ~5x faster on classic images).
     """
     p = Path(path)
     base: dict[str, Any] = {"path": str(p), "size": size, "mtime_ns": mtime_ns}
@@ -140,6 +154,15 @@ def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -
         if size < 0 or mtime_ns < 0:
             st = p.stat()
             base["size"], base["mtime_ns"] = st.st_size, st.st_mtime_ns
+        if p.name == DATASET_JSON:
+            return {**base, "status": "ok", "kind": "dataset", **read_dataset_json(p)}
+        if volume_suffix(p):
+            return {**base, "status": "ok", "kind": "volume", **read_volume_header(p)}
+        if fast:
+            scanned = scan_file(str(p))
+            described = _describe_fast(scanned, secret) if scanned is not None else None
+            if described is not None:
+                return {**base, **described}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = _read_dataset(p)
@@ -185,10 +208,8 @@ def _describe(ds: Dataset, p: Path, secret: str) -> dict[str, Any]:
         sop_name = pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
     except Exception:  # noqa: BLE001
         sop_name = sop_class
-    try:
-        image_type = [str(v) for v in (ds.get("ImageType") or [])]
-    except TypeError:
-        image_type = [str(ds.get("ImageType"))]
+    raw_type = ds.get("ImageType")
+    image_type = [raw_type] if isinstance(raw_type, str) else [str(v) for v in (raw_type or [])]
     out: dict[str, Any] = {
         "status": "ok",
         "sop_class": sop_class,
@@ -211,6 +232,10 @@ def _describe(ds: Dataset, p: Path, secret: str) -> dict[str, Any]:
     if sop_class in SEG_SOP_CLASSES or modality == "SEG":
         out["kind"] = "seg"
         out["ref_series_uids"], out["ref_sop_uids"] = _seg_references(ds)
+        return out
+    if sop_class == RTSTRUCT_SOP_CLASS or modality == "RTSTRUCT":
+        out["kind"] = "rtstruct"
+        out["ref_series_uids"], out["ref_sop_uids"], out["ref_for_uids"] = rtstruct_references(ds)
         return out
     if not out["rows"] or not out["cols"] or modality in _NON_IMAGE_MODALITIES:
         raise IngestError(
@@ -238,6 +263,141 @@ def _describe(ds: Dataset, p: Path, secret: str) -> dict[str, Any]:
         )
     out["kind"] = "image"
     out["frames"] = frames
+    out["pixel"] = _pixel_from_dataset(ds, out)
+    return out
+
+
+def _pixel_from_dataset(ds: Dataset, out: dict[str, Any]) -> dict[str, Any] | None:
+    """Native pixel layout of a classic single-frame image read by pydicom (see ``fast_header.pixel_layout``)."""
+    head = getattr(ds, "medseg_pixel_head", b"")
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds or not head:
+        return None
+    where = element_header(head, out["transfer_syntax"])
+    if where is None:
+        return None
+    try:
+        return pixel_layout(
+            out["transfer_syntax"],
+            out["n_frames"],
+            out["rows"],
+            out["cols"],
+            _int(ds.get("BitsAllocated")),
+            _int(ds.get("BitsStored")),
+            _int(ds.get("PixelRepresentation")),
+            str(ds.get("PhotometricInterpretation", "") or ""),
+            float(ds.get("RescaleSlope", 1.0) or 1.0),
+            float(ds.get("RescaleIntercept", 0.0) or 0.0),
+            int(ds.medseg_pixel_pos) + where[0],
+            where[1],
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def _int_text(value: Any) -> int | None:
+    if value is None or value == "" or isinstance(value, list):
+        return None
+    try:
+        f = float(value)
+    except ValueError:
+        return None
+    return int(f) if f.is_integer() else None
+
+
+def _floats_text(value: Any, n: int) -> list[float] | None:
+    if not isinstance(value, list) or len(value) != n:
+        return None
+    try:
+        return [float(v) for v in value]
+    except ValueError:
+        return None
+
+
+def _describe_fast(f: dict[str, Any], secret: str) -> dict[str, Any] | None:
+    """Header dict of a classic image from :func:`scan_file` fields; None = let pydicom decide."""
+    single = (
+        "sop_class",
+        "sop_uid",
+        "series_uid",
+        "study_uid",
+        "patient_id",
+        "modality",
+        "description",
+        "for_uid",
+        "photometric",
+        "slope",
+        "intercept",
+        "charset",
+        "media_class",
+    )
+    if any(isinstance(f.get(k), list) for k in single) or "2022" in str(f.get("charset", "")):
+        return None
+    sop_class, sop_uid, series_uid = f.get("sop_class", ""), f.get("sop_uid", ""), f.get("series_uid", "")
+    modality = f.get("modality", "")
+    if (
+        not sop_uid
+        or not series_uid
+        or f.get("media_class") == "1.2.840.10008.1.3.10"
+        or sop_class in SEG_SOP_CLASSES
+        or sop_class == RTSTRUCT_SOP_CLASS
+        or modality in _NON_IMAGE_MODALITIES
+        or modality in ("SEG", "RTSTRUCT")
+        or not f.get("rows")
+        or not f.get("cols")
+        or (f.get("samples") or 1) != 1
+        or (_int_text(f.get("n_frames")) or 1) != 1
+    ):
+        return None
+    frame = {
+        "ipp": _floats_text(f.get("ipp"), 3),
+        "iop": _floats_text(f.get("iop"), 6),
+        "spacing": _floats_text(f.get("spacing"), 2),
+    }
+    if any(v is None for v in frame.values()):
+        return None
+    try:
+        sop_name = pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
+        slope = float(f.get("slope") or 1.0) or 1.0
+        intercept = float(f.get("intercept") or 0.0)
+    except Exception:  # noqa: BLE001
+        return None
+    study_uid, patient_id = f.get("study_uid", ""), f.get("patient_id", "")
+    raw_type = f.get("image_type")
+    out: dict[str, Any] = {
+        "status": "ok",
+        "sop_class": sop_class,
+        "sop_name": sop_name,
+        "sop_uid": sop_uid,
+        "series_uid": series_uid,
+        "study_key": keyed_hash(secret, study_uid or f"series:{series_uid}", prefix="study_"),
+        "patient_key": keyed_hash(secret, patient_id or f"study:{study_uid or series_uid}", prefix="pat_"),
+        "modality": modality,
+        "description": f.get("description", ""),
+        "series_number": _int_text(f.get("series_number")),
+        "for_uid": f.get("for_uid", ""),
+        "image_type": [raw_type] if isinstance(raw_type, str) else list(raw_type or []),
+        "rows": f["rows"],
+        "cols": f["cols"],
+        "samples": f.get("samples") or 1,
+        "transfer_syntax": f.get("transfer_syntax", ""),
+        "n_frames": 1,
+        "kind": "image",
+        "frames": [frame],
+    }
+    out["pixel"] = pixel_layout(
+        out["transfer_syntax"],
+        1,
+        out["rows"],
+        out["cols"],
+        f.get("bits_allocated"),
+        f.get("bits_stored"),
+        f.get("pixel_representation"),
+        f.get("photometric", ""),
+        slope,
+        intercept,
+        f["pixel_offset"],
+        f["pixel_length"],
+    )
     return out
 
 

@@ -8,6 +8,7 @@ syntaxes are decoded by pydicom's pylibjpeg/openjpeg/rle plugins.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import defaultdict
 from typing import Any
@@ -65,6 +66,38 @@ def decode_file(path: str) -> tuple[Dataset, NDArray[Any]]:
     return ds, arr
 
 
+def read_native(frame: Frame) -> NDArray[Any]:
+    """Read a native single-frame image straight from its file using the header's pixel layout.
+
+    Unused high bits are masked (unsigned) or sign-extended (signed), as pydicom does.
+
+    Raises:
+        IngestError: ``pixel_error`` when the file changed since its header was read or is truncated.
+    """
+    assert frame.pixel is not None
+    offset, bits, stored, signed, _, _, size = frame.pixel
+    count = frame.rows * frame.cols
+    try:
+        if size >= 0 and os.stat(frame.path).st_size != size:
+            raise IngestError(
+                Reason.PIXEL_ERROR, f"{frame.path}: file changed since its header was read; run ingest again"
+            )
+        arr = np.fromfile(frame.path, dtype=f"<{'i' if signed else 'u'}{bits // 8}", count=count, offset=offset)
+    except OSError as exc:
+        raise IngestError(Reason.PIXEL_ERROR, f"{frame.path}: pixel data cannot be read ({exc})") from exc
+    if arr.size != count:
+        raise IngestError(
+            Reason.PIXEL_ERROR, f"{frame.path}: pixel data holds {arr.size} of {count} values (truncated file?)"
+        )
+    if stored < bits:
+        if signed:
+            shift = bits - stored
+            arr = (arr << shift) >> shift
+        else:
+            arr &= (1 << stored) - 1
+    return arr.reshape(frame.rows, frame.cols)
+
+
 def read_stack(frames: list[Frame]) -> NDArray[Any]:
     """Decode ``frames`` (already sorted along the normal) into a ``(z, y, x)`` int16/float32 volume."""
     by_path: dict[str, list[int]] = defaultdict(list)
@@ -73,6 +106,11 @@ def read_stack(frames: list[Frame]) -> NDArray[Any]:
     raw: list[NDArray[Any] | None] = [None] * len(frames)
     scale: list[tuple[float, float]] = [(1.0, 0.0)] * len(frames)
     for path, zs in by_path.items():
+        first = frames[zs[0]]
+        if len(zs) == 1 and first.pixel is not None:
+            raw[zs[0]] = read_native(first)
+            scale[zs[0]] = (first.pixel[4], first.pixel[5])
+            continue
         ds, arr = decode_file(path)
         for z in zs:
             f = frames[z]

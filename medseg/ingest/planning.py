@@ -4,8 +4,12 @@ Pure bookkeeping on header dicts (no pixel I/O), run in the orchestrator after h
 
 * image headers are grouped by SeriesInstanceUID and assembled into stacks (:mod:`.stacks`);
 * stacks described as masks are linked to the same-grid image stack of their study (:mod:`.masks`);
-* DICOM SEG files are linked to the image stacks they reference (by SeriesInstanceUID, narrowed
-  by referenced SOPInstanceUIDs when the series was split into several stacks);
+* DICOM SEG and RTSTRUCT files are linked to the image stacks they reference (by
+  SeriesInstanceUID, narrowed by referenced SOPInstanceUIDs when the series was split into several
+  stacks; else by SOPInstanceUIDs; an RTSTRUCT finally by its FrameOfReferenceUID when exactly one
+  stack has it);
+* NIfTI/NRRD files and MSD / nnU-Net dataset folders are paired into cases by
+  :mod:`.file_planning`;
 * every valid, non-mask stack becomes a :class:`~medseg.ingest.build.CaseJob` whose
   ``content_hash`` covers its instances, its label sources and :data:`BUILD_VERSION`.
 """
@@ -20,13 +24,19 @@ from typing import Any
 
 from medseg.deid import keyed_hash
 from medseg.ingest.build import CaseJob, LabelSource
+from medseg.ingest.file_planning import plan_volume_files
 from medseg.ingest.masks import is_mask_candidate, pick_target
 from medseg.ingest.reasons import Reason
 from medseg.ingest.stacks import Stack, assemble_series
 from medseg.workspace import Workspace
 
 #: Bump when the way volumes/labels are built changes: every case is rebuilt once.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
+#: kind -> (series key prefix, row modality, unreferenced reason, what it is called in messages)
+_REFERENCING = {
+    "seg": ("seg_", "SEG", Reason.SEG_UNREFERENCED, "DICOM SEG"),
+    "rtstruct": ("rts_", "RTSTRUCT", Reason.RTSTRUCT_UNREFERENCED, "RTSTRUCT"),
+}
 
 
 @dataclass
@@ -41,6 +51,7 @@ class IngestPlan:
     cases: list[PlannedCase] = field(default_factory=list)
     series_rows: list[dict[str, Any]] = field(default_factory=list)  # everything except planned cases
     quarantine: list[dict[str, Any]] = field(default_factory=list)
+    file_series: dict[str, str] = field(default_factory=dict)  # NIfTI/NRRD path -> its series_uid ("file:...")
 
 
 def case_id_for(secret: str, stack: Stack) -> str:
@@ -77,30 +88,43 @@ def stack_row(stack: Stack, case_id: str, status: str, kind: str = "image") -> d
     }
 
 
-def plan_ingest(headers: list[dict[str, Any]], ws: Workspace, secret: str) -> IngestPlan:
-    """Plan cases and bookkeeping from every ``status == "ok"`` header of the catalog."""
+def plan_ingest(
+    headers: list[dict[str, Any]], ws: Workspace, secret: str, roots: list[str] | None = None
+) -> IngestPlan:
+    """Plan cases and bookkeeping from every ``status == "ok"`` header of the catalog.
+
+    Args:
+        headers: Header dicts (:mod:`medseg.ingest.headers`).
+        ws: Workspace (volume paths).
+        secret: De-identification key.
+        roots: The ingest sources (absolute); NIfTI/NRRD case ids hash paths relative to them.
+    """
     plan = IngestPlan()
     by_path = {h["path"]: h for h in headers}
     images: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    segs: list[dict[str, Any]] = []
-    seg_kept: dict[str, str] = {}
+    referencing: list[dict[str, Any]] = []  # SEG + RTSTRUCT files
+    kept_sop: dict[str, str] = {}
+    files: list[dict[str, Any]] = []
     for h in headers:
-        if h.get("kind") == "seg":
-            if h["sop_uid"] in seg_kept:
+        kind = h.get("kind")
+        if kind in _REFERENCING:
+            if h["sop_uid"] in kept_sop:
                 plan.quarantine.append(
                     {
                         "path": h["path"],
                         "series_uid": h["series_uid"],
                         "case_id": None,
                         "reason": Reason.DUPLICATE_INSTANCE.value,
-                        "message": f"{h['path']}: same SOPInstanceUID as {seg_kept[h['sop_uid']]} (kept that copy)",
+                        "message": f"{h['path']}: same SOPInstanceUID as {kept_sop[h['sop_uid']]} (kept that copy)",
                     }
                 )
                 continue
-            seg_kept[h["sop_uid"]] = h["path"]
-            segs.append(h)
-        elif h.get("kind") == "image":
+            kept_sop[h["sop_uid"]] = h["path"]
+            referencing.append(h)
+        elif kind == "image":
             images[h["series_uid"]].append(h)
+        elif kind in ("volume", "dataset"):
+            files.append(h)
 
     stacks: list[Stack] = []
     series_reason: dict[str, str] = {}
@@ -146,33 +170,7 @@ def plan_ingest(headers: list[dict[str, Any]], ws: Workspace, secret: str) -> In
         )
         label_rows.append((m, "label_source", None, f"labels {case_id_for(secret, target)}"))
 
-    by_series: dict[str, list[Stack]] = defaultdict(list)
-    for s in targets:
-        by_series[s.series_uid].append(s)
-    seg_series: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for h in segs:
-        seg_series[h["series_uid"]].append(h)
-        found = _seg_targets(h, by_series, targets)
-        if not found:
-            refs = h.get("ref_series_uids") or []
-            why = "; ".join(series_reason[r] for r in refs if r in series_reason)
-            msg = f"{h['path']}: DICOM SEG references series {', '.join(refs) or '(none)'} which " + (
-                f"was not ingested ({why})" if why else "is not in the ingested sources"
-            )
-            plan.quarantine.append(
-                {
-                    "path": h["path"],
-                    "series_uid": h["series_uid"],
-                    "case_id": None,
-                    "reason": Reason.SEG_UNREFERENCED.value,
-                    "message": msg,
-                }
-            )
-            h["_linked"] = False
-            continue
-        h["_linked"] = True
-        for t in found:
-            labels[id(t)].append(LabelSource(kind="seg", series_uid=h["series_uid"], path=h["path"]))
+    ref_series = _link_referencing(referencing, targets, series_reason, labels, plan)
 
     mask_ids = {id(m) for m in masks}
     for s in stacks:
@@ -196,19 +194,8 @@ def plan_ingest(headers: list[dict[str, Any]], ws: Workspace, secret: str) -> In
                     "stack_key": s.stack_key,
                 },
             )
-            stat = [_stat_key(by_path, p) for p in s.paths]
-            lab = [
-                [
-                    ls.kind,
-                    ls.series_uid,
-                    ls.path,
-                    [_stat_key(by_path, f.path) for f in ls.frames] if ls.frames else _stat_key(by_path, ls.path),
-                ]
-                for ls in srcs
-            ]
-            digest = hashlib.sha256(
-                json.dumps([BUILD_VERSION, cid, [(f.path, f.frame) for f in s.frames], stat, lab], default=str).encode()
-            ).hexdigest()
+            digest = content_hash(job, by_path)
+            job.source["content_hash"] = digest  # kept in the store: lets a re-run resume a killed run
             plan.cases.append(PlannedCase(job=job, stack=s, content_hash=digest))
         else:
             plan.series_rows.append(stack_row(s, cid, "quarantined"))
@@ -238,28 +225,104 @@ def plan_ingest(headers: list[dict[str, Any]], ws: Workspace, secret: str) -> In
                 }
                 for p in m.paths
             )
-    for uid, hs in sorted(seg_series.items()):
+    for (kind, uid), hs in sorted(ref_series.items()):
+        prefix, modality, unreferenced, _ = _REFERENCING[kind]
         linked = any(h.get("_linked") for h in hs)
         first = hs[0]
-        key = keyed_hash(secret, uid, prefix="seg_")
+        key = keyed_hash(secret, uid, prefix=prefix)
         plan.series_rows.append(
             {
                 "series_key": key,
                 "case_id": key,
                 "series_uid": uid,
                 "stack_key": "",
-                "kind": "seg",
+                "kind": kind,
                 "study_key": first.get("study_key"),
                 "patient_key": first.get("patient_key"),
-                "modality": "SEG",
+                "modality": modality,
                 "description": first.get("description"),
                 "n_instances": len(hs),
                 "status": "label_source" if linked else "quarantined",
-                "reason": None if linked else Reason.SEG_UNREFERENCED.value,
+                "reason": None if linked else unreferenced.value,
                 "sop_uids": sorted(h["sop_uid"] for h in hs),
             }
         )
+    file_plan = plan_volume_files(files, ws, secret, roots or [])
+    for job, stack in file_plan.cases:
+        digest = content_hash(job, by_path)
+        job.source["content_hash"] = digest
+        plan.cases.append(PlannedCase(job=job, stack=stack, content_hash=digest))
+    plan.series_rows.extend(file_plan.series_rows)
+    plan.quarantine.extend(file_plan.quarantine)
+    plan.file_series = file_plan.file_series
     return plan
+
+
+def content_hash(job: CaseJob, by_path: dict[str, dict[str, Any]]) -> str:
+    """Hash of everything a case's store depends on: instances/files (path, size, mtime), labels, version."""
+    image_paths = [job.image_file] if job.image_file else sorted({f.path for f in job.frames})
+    stat = [_stat_key(by_path, p) for p in image_paths]
+    lab = [
+        [
+            ls.kind,
+            ls.series_uid,
+            ls.path,
+            [_stat_key(by_path, f.path) for f in ls.frames] if ls.frames else _stat_key(by_path, ls.path),
+            list(ls.names),
+            ls.description,
+        ]
+        for ls in job.labels
+    ]
+    frames = [(f.path, f.frame) for f in job.frames] or [(job.image_file, job.channel)]
+    return hashlib.sha256(json.dumps([BUILD_VERSION, job.case_id, frames, stat, lab], default=str).encode()).hexdigest()
+
+
+def _link_referencing(
+    referencing: list[dict[str, Any]],
+    targets: list[Stack],
+    series_reason: dict[str, str],
+    labels: dict[int, list[LabelSource]],
+    plan: IngestPlan,
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Link SEG / RTSTRUCT headers to their image stacks; quarantine those that reference nothing ingestible.
+
+    Returns:
+        ``{(kind, SeriesInstanceUID): [headers]}`` (``h["_linked"]`` tells whether each was linked).
+    """
+    by_series: dict[str, list[Stack]] = defaultdict(list)
+    for s in targets:
+        by_series[s.series_uid].append(s)
+    out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for h in referencing:
+        kind = h["kind"]
+        _, _, unreferenced, what = _REFERENCING[kind]
+        out[(kind, h["series_uid"])].append(h)
+        found = _seg_targets(h, by_series, targets)
+        if not found and kind == "rtstruct":
+            fors = set(h.get("ref_for_uids") or [])
+            same_for = [t for t in targets if fors and t.info.get("for_uid") in fors]
+            found = same_for if len(same_for) == 1 else []
+        if not found:
+            refs = h.get("ref_series_uids") or []
+            why = "; ".join(series_reason[r] for r in refs if r in series_reason)
+            msg = f"{h['path']}: {what} references series {', '.join(refs) or '(none)'} which " + (
+                f"was not ingested ({why})" if why else "is not in the ingested sources"
+            )
+            plan.quarantine.append(
+                {
+                    "path": h["path"],
+                    "series_uid": h["series_uid"],
+                    "case_id": None,
+                    "reason": unreferenced.value,
+                    "message": msg,
+                }
+            )
+            h["_linked"] = False
+            continue
+        h["_linked"] = True
+        for t in found:
+            labels[id(t)].append(LabelSource(kind=kind, series_uid=h["series_uid"], path=h["path"]))
+    return out
 
 
 def _seg_targets(h: dict[str, Any], by_series: dict[str, list[Stack]], targets: list[Stack]) -> list[Stack]:

@@ -15,7 +15,7 @@ class Reason(StrEnum):
     NOT_DICOM = "not_dicom"  # no DICOM header could be parsed
     UNREADABLE = "unreadable_header"  # DICOM, but the header is malformed
     MISSING_UIDS = "missing_uids"  # no SOPInstanceUID / SeriesInstanceUID
-    UNSUPPORTED_OBJECT = "unsupported_object"  # SR, RTSTRUCT, RTPLAN, annotations ... (no image)
+    UNSUPPORTED_OBJECT = "unsupported_object"  # SR, RTPLAN, RTDOSE, annotations ... (no image)
     NO_GEOMETRY = "no_geometry"  # image without ImagePositionPatient/Orientation/PixelSpacing
     COLOR_IMAGE = "color_image"  # SamplesPerPixel > 1 (RGB/YBR): not a scalar volume
     DUPLICATE_INSTANCE = "duplicate_instance"  # same SOPInstanceUID as another file (kept that one)
@@ -30,7 +30,14 @@ class Reason(StrEnum):
     SEG_UNREFERENCED = "seg_unreferenced"  # SEG whose referenced image series is not ingestible
     SEG_MISMATCH = "seg_mismatch"  # SEG frames do not fall on the referenced image grid
     SEG_ERROR = "seg_error"  # SEG cannot be read
-    LABEL_UNMATCHED = "label_unmatched"  # mask series with no image series on the same grid
+    RTSTRUCT_UNREFERENCED = "rtstruct_unreferenced"  # RTSTRUCT whose referenced image series is not ingestible
+    RTSTRUCT_MISMATCH = "rtstruct_mismatch"  # RTSTRUCT contours off the referenced image grid
+    RTSTRUCT_ERROR = "rtstruct_error"  # RTSTRUCT cannot be read
+    LABEL_UNMATCHED = "label_unmatched"  # mask series / label file with no image (series) to label
+    LABEL_MISMATCH = "label_mismatch"  # label file whose shape/affine differs from its image
+    LABEL_AMBIGUOUS = "label_ambiguous"  # another label file of the same image was preferred
+    VOLUME_UNREADABLE = "volume_unreadable"  # NIfTI/NRRD file that cannot be read / is not a 3D volume
+    EXTRA_CHANNEL = "extra_channel"  # non-first channel of a multi-channel dataset case (single-channel models)
     LABEL_NOT_MASK = "label_not_mask"  # "mask" series whose values are not small label integers
     WRITE_ERROR = "write_error"  # volume store could not be written
     INTERNAL_ERROR = "internal_error"  # unexpected exception (bug): message has the traceback tail

@@ -17,12 +17,13 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import highdicom as hd
 import numpy as np
+import pydicom
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from medseg.geometry import Geometry
+from medseg.ingest.fast_header import FRAME_ATTRS, scan_frame_groups
 from medseg.ingest.reasons import IngestError, Reason
 from medseg.ingest.stacks import Frame
 
@@ -31,24 +32,32 @@ INPLANE_TOL = 0.1  # pixels: SEG frame origin must fall on an image pixel centre
 SLICE_TOL = 0.5  # slices: nearest image slice within half a slice
 
 
-def _item(group: Dataset | None, seq: str) -> Dataset | None:
-    if group is None:
+_PER_FRAME, _SHARED = 0x52009230, 0x52009229
+
+
+def _group_value(group: Dataset | None, seq_tag: int, attr_tag: int) -> Any:
+    """``group.<seq>[0].<attr>`` by tag (pydicom keyword lookups cost ~10x more), or None."""
+    if group is None or seq_tag not in group:
         return None
-    s = group.get(seq)
-    return s[0] if s else None
+    seq = group[seq_tag].value
+    if not seq:
+        return None
+    item = seq[0]
+    return item[attr_tag].value if attr_tag in item else None
 
 
-def _frame_attr(seg: Dataset, f: int, seq: str, attr: str) -> Any:
-    per_frame = seg.get("PerFrameFunctionalGroupsSequence")
-    shared = seg.get("SharedFunctionalGroupsSequence")
-    for group in (
-        per_frame[f] if per_frame is not None and f < len(per_frame) else None,
-        shared[0] if shared else None,
-    ):
-        item = _item(group, seq)
-        if item is not None and attr in item:
-            return item.get(attr)
-    return None
+def _frame_table(seg: Dataset, n_frames: int) -> list[tuple[Any, Any, Any, Any]]:
+    """Per frame ``(IPP, IOP, PixelSpacing, ReferencedSegmentNumber)``; per-frame groups win over shared."""
+    per_frame = seg[_PER_FRAME].value if _PER_FRAME in seg else []
+    shared_seq = seg[_SHARED].value if _SHARED in seg else []
+    shared = shared_seq[0] if shared_seq else None
+    shared_values = [_group_value(shared, s, a) for s, a in FRAME_ATTRS]
+    table = []
+    for f in range(n_frames):
+        group = per_frame[f] if f < len(per_frame) else None
+        values = [_group_value(group, s, a) for s, a in FRAME_ATTRS]
+        table.append(tuple(v if v is not None else sv for v, sv in zip(values, shared_values, strict=True)))
+    return table
 
 
 def _source_ref(seg: Dataset, f: int) -> tuple[str, int] | None:
@@ -64,27 +73,44 @@ def _source_ref(seg: Dataset, f: int) -> tuple[str, int] | None:
     return None
 
 
-def read_seg(path: str) -> hd.seg.Segmentation:
+def read_seg(path: str) -> tuple[Dataset, NDArray[Any]]:
+    """Read a DICOM SEG with pydicom: the dataset and its stored frames ``(n_frames, rows, cols)``.
+
+    BINARY frames are unpacked to 0/1, FRACTIONAL frames are the stored 8-bit values, LABELMAP
+    frames the stored segment numbers (pydicom's decoders; highdicom is not needed to read).
+
+    Raises:
+        IngestError: ``seg_error`` when the file or its pixel data cannot be read.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return hd.seg.segread(path)
+            ds = pydicom.dcmread(path)
+            frames = np.asarray(ds.pixel_array)
     except Exception as exc:  # noqa: BLE001
         raise IngestError(Reason.SEG_ERROR, f"{path}: DICOM SEG cannot be read ({type(exc).__name__}: {exc})") from exc
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames.ndim == 2:
+        frames = frames[None]
+    if frames.ndim != 3 or frames.shape[0] != n_frames:
+        raise IngestError(
+            Reason.SEG_ERROR, f"{path}: SEG pixel data has shape {frames.shape}, expected {n_frames} frames"
+        )
+    return ds, frames
 
 
-def seg_segments(seg: hd.seg.Segmentation) -> list[tuple[int, str]]:
+def seg_segments(seg: Dataset) -> list[tuple[int, str]]:
     """Non-background ``(segment number, label)`` pairs in segment-number order."""
     out = []
-    for n in sorted(int(s) for s in seg.segment_numbers):
+    for item in seg.get("SegmentSequence", []) or []:
+        try:
+            n = int(item.SegmentNumber)
+        except (AttributeError, TypeError, ValueError):
+            continue
         if n == 0:
             continue
-        try:
-            label = str(seg.get_segment_description(n).segment_label)
-        except Exception:  # noqa: BLE001
-            label = f"segment_{n}"
-        out.append((n, label))
-    return out
+        out.append((n, str(item.get("SegmentLabel", "") or f"segment_{n}")))
+    return sorted(out)
 
 
 def seg_to_label(path: str, geometry: Geometry, frames: list[Frame]) -> tuple[NDArray[np.uint8], dict[int, str]]:
@@ -96,39 +122,32 @@ def seg_to_label(path: str, geometry: Geometry, frames: list[Frame]) -> tuple[ND
     Raises:
         IngestError: ``seg_error`` (unreadable) or ``seg_mismatch`` (frames off the image grid).
     """
-    seg = read_seg(path)
+    seg, stored_frames = read_seg(path)
     shape = (len(frames), frames[0].rows, frames[0].cols)
     segments = seg_segments(seg)
     value_of = {n: v + 1 for v, (n, _) in enumerate(segments)}
     names = {v + 1: label for v, (_, label) in enumerate(segments)}
     if len(segments) > 255:
         raise IngestError(Reason.SEG_MISMATCH, f"{path}: {len(segments)} segments do not fit a uint8 label map")
-    seg_type = str(getattr(seg.segmentation_type, "value", seg.segmentation_type))
+    seg_type = str(seg.get("SegmentationType", "BINARY") or "BINARY").upper()
     max_frac = float(seg.get("MaximumFractionalValue", 255) or 255)
     sop_index = {(fr.sop_uid, fr.frame): z for z, fr in enumerate(frames)}
     image_iop = np.asarray(frames[0].iop)
     label = np.zeros(shape, dtype=np.uint8)
     placements: list[tuple[int, int, int, int, NDArray[np.bool_] | NDArray[np.uint8]]] = []
     n_frames = int(seg.get("NumberOfFrames", 1) or 1)
-    for f in range(n_frames):
-        iop = _frame_attr(seg, f, "PlaneOrientationSequence", "ImageOrientationPatient")
-        if iop is not None and float(np.max(np.abs(np.asarray(iop, dtype=float) - image_iop))) > 1e-3:
-            raise IngestError(
-                Reason.SEG_MISMATCH,
-                f"{path}: frame {f + 1} orientation {list(iop)} differs from the referenced image {image_iop.tolist()}",
-            )
-        spacing = _frame_attr(seg, f, "PixelMeasuresSequence", "PixelSpacing")
-        if spacing is not None and not np.allclose(np.asarray(spacing, dtype=float), geometry.spacing[1:], rtol=1e-3):
-            raise IngestError(
-                Reason.SEG_MISMATCH,
-                f"{path}: pixel spacing {list(spacing)} differs from the referenced image {list(geometry.spacing[1:])}",
-            )
-        z, j0, i0 = _locate(seg, f, path, geometry, sop_index, shape)
-        stored = np.asarray(seg.get_stored_frame(f + 1))
+    checked: set[tuple[Any, Any]] = set()  # (IOP, spacing) pairs already compared with the image
+    table = scan_frame_groups(path, n_frames) or _frame_table(seg, n_frames)
+    for f, (ipp, iop, spacing, number) in enumerate(table):
+        key = (tuple(iop) if iop is not None else None, tuple(spacing) if spacing is not None else None)
+        if key not in checked:
+            _check_plane(path, f, iop, spacing, image_iop, geometry)
+            checked.add(key)
+        z, j0, i0 = _locate(seg, f, ipp, path, geometry, sop_index, shape)
+        stored = stored_frames[f]
         if seg_type == "LABELMAP":
             placements.append((0, z, j0, i0, stored))
             continue
-        number = _frame_attr(seg, f, "SegmentIdentificationSequence", "ReferencedSegmentNumber")
         if number is None or int(number) not in value_of:
             raise IngestError(Reason.SEG_MISMATCH, f"{path}: frame {f + 1} has no valid ReferencedSegmentNumber")
         mask = stored >= FRACTIONAL_THRESHOLD * max_frac if seg_type == "FRACTIONAL" else stored > 0
@@ -138,15 +157,28 @@ def seg_to_label(path: str, geometry: Geometry, frames: list[Frame]) -> tuple[ND
     return label, names
 
 
+def _check_plane(path: str, f: int, iop: Any, spacing: Any, image_iop: NDArray[np.float64], geometry: Geometry) -> None:
+    if iop is not None and float(np.max(np.abs(np.asarray(iop, dtype=float) - image_iop))) > 1e-3:
+        raise IngestError(
+            Reason.SEG_MISMATCH,
+            f"{path}: frame {f + 1} orientation {list(iop)} differs from the referenced image {image_iop.tolist()}",
+        )
+    if spacing is not None and not np.allclose(np.asarray(spacing, dtype=float), geometry.spacing[1:], rtol=1e-3):
+        raise IngestError(
+            Reason.SEG_MISMATCH,
+            f"{path}: pixel spacing {list(spacing)} differs from the referenced image {list(geometry.spacing[1:])}",
+        )
+
+
 def _locate(
     seg: Dataset,
     f: int,
+    ipp: Any,
     path: str,
     geometry: Geometry,
     sop_index: dict[tuple[str, int], int],
     shape: tuple[int, int, int],
 ) -> tuple[int, int, int]:
-    ipp = _frame_attr(seg, f, "PlanePositionSequence", "ImagePositionPatient")
     if ipp is not None:
         k, j, i = geometry.lps_to_index(np.asarray(ipp, dtype=float))
         z, j0, i0 = int(round(k)), int(round(j)), int(round(i))

@@ -16,6 +16,7 @@ of one SeriesInstanceUID sharing orientation, matrix size and pixel spacing. Ste
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +50,13 @@ class Frame:
     spacing: tuple[float, float]
     rows: int
     cols: int
+    #: native single-frame layout from the header (offset, bits, stored bits, signed, slope, intercept,
+    #: file size), so pixels are read without parsing the header again; None = decode with pydicom
+    pixel: tuple[int, int, int, bool, float, float, int] | None = None
 
     @property
     def folder(self) -> str:
-        return str(Path(self.path).parent)
+        return os.path.dirname(self.path)
 
     def normal(self) -> NDArray[np.float64]:
         row = np.asarray(self.iop[:3])
@@ -73,6 +77,7 @@ class Stack:
     reason: Reason | None = None
     message: str = ""
     paths: list[str] = field(default_factory=list)
+    file_shape: tuple[int, int, int] | None = None  # (z, y, x) of a NIfTI/NRRD image (no frames)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +85,8 @@ class Stack:
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        if self.file_shape is not None:
+            return self.file_shape
         f = self.frames[0]
         return (len(self.frames), f.rows, f.cols)
 
@@ -97,6 +104,20 @@ class SeriesAssembly:
 def frames_of(header: dict[str, Any]) -> list[Frame]:
     """Expand an image header dict (see :mod:`medseg.ingest.headers`) into frames."""
     out = []
+    px = header.get("pixel")
+    layout = (
+        (
+            int(px["offset"]),
+            int(px["bits"]),
+            int(px["stored"]),
+            bool(px["signed"]),
+            float(px["slope"]),
+            float(px["intercept"]),
+            int(header.get("size", -1)),
+        )
+        if px and len(header["frames"]) == 1
+        else None
+    )
     for i, fr in enumerate(header["frames"]):
         out.append(
             Frame(
@@ -108,6 +129,7 @@ def frames_of(header: dict[str, Any]) -> list[Frame]:
                 spacing=(float(fr["spacing"][0]), float(fr["spacing"][1])),
                 rows=int(header["rows"]),
                 cols=int(header["cols"]),
+                pixel=layout,
             )
         )
     return out
@@ -135,8 +157,8 @@ def assemble_series(headers: list[dict[str, Any]]) -> SeriesAssembly:
     # keep the copy in the folder holding most of the series (a fragment copied elsewhere is the duplicate)
     per_folder: dict[str, int] = defaultdict(int)
     for h in headers:
-        per_folder[str(Path(h["path"]).parent)] += 1
-    headers = sorted(headers, key=lambda h: (-per_folder[str(Path(h["path"]).parent)], h["path"]))
+        per_folder[os.path.dirname(h["path"])] += 1
+    headers = sorted(headers, key=lambda h: (-per_folder[os.path.dirname(h["path"])], h["path"]))
     series_uid = headers[0]["series_uid"]
     kept: dict[str, dict[str, Any]] = {}
     duplicates: list[tuple[str, str]] = []
@@ -176,15 +198,21 @@ def assemble_series(headers: list[dict[str, Any]]) -> SeriesAssembly:
 def _group_by_orientation(frames: list[Frame]) -> list[tuple[tuple[int, str], list[Frame]]]:
     reps: list[NDArray[np.float64]] = []
     groups: dict[tuple[int, str], list[Frame]] = defaultdict(list)
+    keys: dict[tuple[Any, ...], tuple[int, str]] = {}  # (iop, rows, cols, spacing) -> group key (computed once)
     for f in frames:
-        iop = np.asarray(f.iop)
-        idx = next((k for k, rep in enumerate(reps) if float(np.max(np.abs(rep - iop))) < ORIENTATION_GROUP_TOL), -1)
-        if idx < 0:
-            reps.append(iop)
-            idx = len(reps) - 1
-        iop_txt = ",".join(f"{v:.2f}" for v in reps[idx])
-        key = f"iop={iop_txt}|{f.rows}x{f.cols}|ps={f.spacing[0]:.4g},{f.spacing[1]:.4g}"
-        groups[(idx, key)].append(f)
+        exact = (f.iop, f.rows, f.cols, f.spacing)
+        group = keys.get(exact)
+        if group is None:
+            iop = np.asarray(f.iop)
+            idx = next(
+                (k for k, rep in enumerate(reps) if float(np.max(np.abs(rep - iop))) < ORIENTATION_GROUP_TOL), -1
+            )
+            if idx < 0:
+                reps.append(iop)
+                idx = len(reps) - 1
+            iop_txt = ",".join(f"{v:.2f}" for v in reps[idx])
+            group = keys[exact] = (idx, f"iop={iop_txt}|{f.rows}x{f.cols}|ps={f.spacing[0]:.4g},{f.spacing[1]:.4g}")
+        groups[group].append(f)
     return sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,108 @@ def add_label(path: Path, name: str, label: NDArray[np.uint8], label_names: Mapp
     for k, v in label_names.items():
         case.label_names.setdefault(int(k), v)
     write_case(path, case)
+
+
+class CaseWriter:
+    """A store being written by :func:`case_writer`: fill the arrays by slices, then leave the block.
+
+    Attributes:
+        image: the image array ``0`` (zarr, ``(z, y, x)``), written e.g. ``writer.image[z0:z1] = slab``.
+        labels: label name -> uint8 label array ``labels/<name>/0`` of the image's shape.
+        source: provenance attributes, stored when the block exits (may be updated until then).
+    """
+
+    def __init__(self, root: zarr.Group, image: zarr.Array, labels: dict[str, zarr.Array], source: dict[str, Any]):
+        self.root = root
+        self.image = image
+        self.labels = labels
+        self.source = source
+
+    def add_array(self, name: str, data: NDArray[Any]) -> None:
+        """Write a small extra array whole (one chunk), e.g. ``"fg/1"`` (see :func:`write_case`)."""
+        if name == "0" or name.split("/")[0] == "labels":
+            raise ValueError(f"extra array {name!r} clashes with image/labels")
+        _write_array(self.root, name, np.ascontiguousarray(data), tuple(max(1, s) for s in data.shape))
+
+
+def _new_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...]) -> zarr.Array:
+    return group.create_array(
+        name,
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        compressors=[BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")],
+        fill_value=0,
+    )
+
+
+@contextmanager
+def case_writer(
+    path: Path,
+    case_id: str,
+    shape: tuple[int, int, int],
+    dtype: Any,
+    geometry: Geometry,
+    *,
+    labels: Sequence[str] = (),
+    label_names: Mapping[int, str] | None = None,
+    source: Mapping[str, Any] | None = None,
+    kind: str = "volume",
+    chunks: tuple[int, int, int] | None = None,
+) -> Iterator[CaseWriter]:
+    """Write a store incrementally (volumes too large to hold twice in memory); same layout as :func:`write_case`.
+
+    The arrays are created empty (fill value 0) under a hidden temporary name; the caller writes
+    slices into them inside the ``with`` block. On a normal exit the attributes are written, the
+    completion marker last, and the store is renamed into place atomically (replacing ``path``);
+    on an exception the temporary store is removed and ``path`` is left untouched.
+
+    Example::
+
+        with case_writer(path, "case_1", shape, np.int16, geometry, labels=["gt"]) as w:
+            for z0 in range(0, shape[0], 64):
+                w.image[z0 : z0 + 64] = slab(z0)
+    """
+    path = Path(path)
+    if len(shape) != 3:
+        raise ValueError(f"case {case_id}: image must be 3D (z, y, x), got shape {shape}")
+    names = dict(label_names or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        ch = _chunks(tuple(shape), chunks)
+        image = _new_array(root, "0", tuple(shape), dtype, ch)
+        labels_group = root.require_group("labels")
+        label_arrays = {
+            name: _new_array(labels_group.require_group(name), "0", tuple(shape), np.uint8, ch) for name in labels
+        }
+        writer = CaseWriter(root, image, label_arrays, dict(source or {}))
+        yield writer
+        labels_group.attrs["ome"] = {"version": "0.5", "labels": sorted(label_arrays)}
+        for name in label_arrays:
+            labels_group[name].attrs["ome"] = {
+                "version": "0.5",
+                "multiscales": _multiscales(name, geometry),
+                "image-label": {
+                    "version": "0.5",
+                    "source": {"image": "../../"},
+                    "properties": [{"label-value": int(v), "name": n} for v, n in sorted(names.items())],
+                },
+            }
+        meta: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "kind": kind,
+            "case_id": case_id,
+            "geometry": geometry.to_dict(),
+            "label_names": {str(k): v for k, v in sorted(names.items())},
+            "source": writer.source,
+            "complete": False,
+        }
+        root.attrs["ome"] = {"version": "0.5", "multiscales": _multiscales(case_id, geometry)}
+        root.attrs["medseg"] = meta
+        root.attrs["medseg"] = {**meta, "complete": True}  # completion marker, written last
+        _replace_dir(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

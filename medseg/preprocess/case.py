@@ -16,22 +16,28 @@ from numpy.typing import NDArray
 from pydantic import BaseModel
 
 from medseg.geometry import Geometry
-from medseg.io.volume_store import CaseVolume, read_case, write_case
+from medseg.io.volume_store import case_writer, open_array, read_case, read_meta
 from medseg.plan import Normalization, Plan
-from medseg.preprocess.crop import BBox, bbox_of_mask, bbox_shape, bbox_slices, full_bbox, nonzero_mask
+from medseg.preprocess.crop import BBox, bbox_shape, bbox_slices, full_bbox
 from medseg.preprocess.foreground import (
     MAX_PER_CLASS,
     foreground_array_name,
     sample_foreground_locations,
 )
-from medseg.preprocess.normalize import normalize
-from medseg.preprocess.resample import (
-    compute_new_shape,
-    resample_labels_to_shape,
-    resample_to_shape,
-    separate_z_axis,
+from medseg.preprocess.resample import compute_new_shape, resample_to_shape, separate_z_axis
+from medseg.preprocess.source import case_seed, label_volume_names, source_hash
+from medseg.preprocess.stream import (
+    ArraySink,
+    ArraySource,
+    ResamplePlan,
+    SlabReader,
+    filled_mask,
+    label_values,
+    make_normaliser,
+    nonzero_bbox,
+    resample_image_into,
+    resample_labels_stream,
 )
-from medseg.preprocess.source import case_seed, source_hash
 
 Shape3 = tuple[int, int, int]
 
@@ -76,8 +82,58 @@ def _shape3(shape: tuple[int, ...]) -> Shape3:
     return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
+@dataclass(frozen=True)
+class CaseLayout:
+    """Where a native volume goes on the plan grid (decided before any voxel is resampled)."""
+
+    native_shape: Shape3
+    crop_bbox: BBox
+    new_shape: Shape3
+    anisotropic_axis: int | None
+    geometry: Geometry
+    mask: NDArray[np.bool_] | None = None  # ZSCORE only: filled nonzero mask of the crop
+
+    @property
+    def resample_plan(self) -> ResamplePlan:
+        return ResamplePlan(bbox_shape(self.crop_bbox), self.new_shape, self.anisotropic_axis)
+
+
+def case_layout(src: ArraySource, geometry: Geometry, plan: Plan) -> CaseLayout:
+    """Crop box (nonzero, holes filled), output shape and geometry of a native image ``(z, y, x)``.
+
+    Reads ``src`` slab by slab (a Zarr array is never loaded whole). The output spacing is
+    ``native_spacing * cropped / new_shape`` with ``new_shape = round(cropped * native / target)``,
+    so it differs from ``plan.target_spacing`` by the rounding only: ``|s - t| <= t * 0.5 / new``.
+    """
+    if len(src.shape) != 3:
+        raise ValueError(f"image must be 3D (z, y, x), got shape {tuple(src.shape)}")
+    native_shape = _shape3(tuple(src.shape))
+    bbox = nonzero_bbox(src) if plan.crop_to_nonzero else full_bbox(native_shape)
+    mask = filled_mask(src, bbox) if plan.normalization == Normalization.ZSCORE else None
+    cropped = bbox_shape(bbox)
+    axis = separate_z_axis(geometry.spacing, plan.target_spacing, plan.anisotropy_threshold)
+    new_shape = _shape3(compute_new_shape(cropped, geometry.spacing, plan.target_spacing))
+    return CaseLayout(
+        native_shape=native_shape,
+        crop_bbox=bbox,
+        new_shape=new_shape,
+        anisotropic_axis=axis,
+        geometry=_grid_geometry(geometry, bbox, cropped, new_shape),
+        mask=mask,
+    )
+
+
+def preprocess_image_into(src: ArraySource, layout: CaseLayout, plan: Plan, sink: ArraySink) -> None:
+    """Crop, normalise and resample ``src`` into ``sink`` (shape ``layout.new_shape``), slab by slab."""
+    reader = SlabReader(src, layout.crop_bbox)
+    normalise, _ = make_normaliser(plan, reader, layout.mask)
+    resample_image_into(reader, layout.resample_plan, normalise, layout.mask, sink)
+
+
 def preprocess_image(image_zyx: NDArray[Any], geometry: Geometry, plan: Plan) -> PreprocessedImage:
     """Crop to nonzero, normalise (nnU-Net order: before resampling), resample to the plan spacing.
+
+    Same arithmetic as :func:`preprocess_case` (bit-identical output), in memory.
 
     Args:
         image_zyx: native image ``(z, y, x)`` (int16 / float32, scanner units).
@@ -89,34 +145,30 @@ def preprocess_image(image_zyx: NDArray[Any], geometry: Geometry, plan: Plan) ->
     """
     if image_zyx.ndim != 3:
         raise ValueError(f"image must be 3D (z, y, x), got shape {image_zyx.shape}")
-    native_shape = _shape3(image_zyx.shape)
-    mask_full = nonzero_mask(image_zyx) if plan.crop_to_nonzero else None
-    bbox = bbox_of_mask(mask_full) if mask_full is not None else full_bbox(native_shape)
-    region = bbox_slices(bbox)
-    cropped = image_zyx[region]
-    mask = mask_full[region] if mask_full is not None else None
-    if plan.normalization == Normalization.ZSCORE and mask is None:
-        mask = nonzero_mask(cropped)
-    normed = normalize(cropped, plan, mask)
-    axis = separate_z_axis(geometry.spacing, plan.target_spacing, plan.anisotropy_threshold)
-    new_shape = _shape3(compute_new_shape(cropped.shape, geometry.spacing, plan.target_spacing))
-    data = np.asarray(resample_to_shape(normed, new_shape, order=3, anisotropic_axis=axis), dtype=np.float32)
+    layout = case_layout(image_zyx, geometry, plan)
+    data = np.empty(layout.new_shape, dtype=np.float32)
+    preprocess_image_into(image_zyx, layout, plan, data)
     return PreprocessedImage(
         data=data,
-        geometry=_grid_geometry(geometry, bbox, _shape3(cropped.shape), new_shape),
-        crop_bbox=bbox,
-        native_shape=native_shape,
+        geometry=layout.geometry,
+        crop_bbox=layout.crop_bbox,
+        native_shape=layout.native_shape,
         native_geometry=geometry,
-        anisotropic_axis=axis,
+        anisotropic_axis=layout.anisotropic_axis,
     )
+
+
+def _labels_on_grid(labels: ArraySource, crop_bbox: BBox, new_shape: Shape3, axis: int | None) -> NDArray[np.uint8]:
+    reader = SlabReader(labels, crop_bbox)
+    rp = ResamplePlan(bbox_shape(crop_bbox), new_shape, axis)
+    return resample_labels_stream(reader, rp, label_values(reader))
 
 
 def preprocess_labels(labels_zyx: NDArray[Any], pre: PreprocessedImage) -> NDArray[np.uint8]:
     """Crop and resample a native label map exactly like the image of ``pre`` (one-hot linear)."""
     if labels_zyx.shape != pre.native_shape:
         raise ValueError(f"labels shape {labels_zyx.shape} != native image shape {pre.native_shape}")
-    cropped = labels_zyx[bbox_slices(pre.crop_bbox)]
-    return resample_labels_to_shape(cropped, pre.data.shape, pre.anisotropic_axis)
+    return _labels_on_grid(labels_zyx, pre.crop_bbox, _shape3(pre.data.shape), pre.anisotropic_axis)
 
 
 def restore_labels_to_native(label_pre: NDArray[Any], pre: PreprocessedImage) -> NDArray[np.uint8]:
@@ -203,54 +255,66 @@ def preprocess_case(volume_path: Path, out_path: Path, plan: Plan, src_hash: str
     chunks of the patch size, ``fg/<class>`` foreground samples (see
     :mod:`medseg.preprocess.foreground`) and ``source`` attrs ``{source_hash, plan_hash, crop_bbox,
     native_shape, native_geometry, anisotropic_axis, fg_classes, source_case}``.
+
+    Memory: the source is read chunk slab by chunk slab and the image is written chunk block by
+    chunk block (see :mod:`medseg.preprocess.stream`); the peak is about one float32 copy of the
+    in-plane-resampled crop (only when z is spline-resampled) plus the uint8 output labels, never
+    the whole native volume. The store appears atomically (temporary name + rename).
     """
     start = time.perf_counter()
     volume_path, out_path = Path(volume_path), Path(out_path)
-    case = read_case(volume_path)
-    gt = case.labels.get("gt")
-    if gt is None:
+    meta = read_meta(volume_path)
+    case_id = str(meta["case_id"])
+    if "gt" not in label_volume_names(volume_path):
         raise ValueError(f"{volume_path}: no 'gt' label volume; only labeled cases are preprocessed")
-    present = np.unique(gt)
-    unknown = [int(v) for v in present if v >= plan.num_classes]
+    image = open_array(volume_path, "0")
+    gt = open_array(volume_path, "labels/gt/0")
+    if tuple(gt.shape) != tuple(image.shape):
+        raise ValueError(f"{volume_path}: gt shape {gt.shape} != image shape {image.shape}; re-ingest the case")
+    present = label_values(SlabReader(gt, full_bbox(_shape3(tuple(gt.shape)))))
+    unknown = [v for v in present if v >= plan.num_classes]
     if unknown:
         raise ValueError(
             f"{volume_path}: label values {unknown} are outside the plan's {plan.num_classes} classes;"
             " re-plan (run `medseg preprocess`) after fixing the labels"
         )
-    pre = preprocess_image(case.image, case.geometry, plan)
-    lab = preprocess_labels(gt, pre)
+    geometry = Geometry.from_dict(meta["geometry"])
+    layout = case_layout(image, geometry, plan)
+    shape = layout.new_shape
     classes = list(range(1, plan.num_classes))
-    fg = sample_foreground_locations(lab, classes, MAX_PER_CLASS, case_seed(case.case_id, "fg"))
-    shape = _shape3(pre.data.shape)
     source = {
         "source_hash": src_hash or source_hash(volume_path),
         "plan_hash": plan.plan_hash(),
-        "crop_bbox": [list(b) for b in pre.crop_bbox],
-        "native_shape": list(pre.native_shape),
-        "native_geometry": pre.native_geometry.to_dict(),
-        "anisotropic_axis": pre.anisotropic_axis,
+        "crop_bbox": [list(b) for b in layout.crop_bbox],
+        "native_shape": list(layout.native_shape),
+        "native_geometry": geometry.to_dict(),
+        "anisotropic_axis": layout.anisotropic_axis,
         "fg_classes": classes,
-        "source_case": dict(case.source),
+        "source_case": dict(meta.get("source", {})),
     }
-    write_case(
+    with case_writer(
         out_path,
-        CaseVolume(
-            case_id=case.case_id,
-            image=pre.data,
-            geometry=pre.geometry,
-            labels={"gt": lab},
-            label_names=dict(plan.label_names),
-            source=source,
-            kind="preprocessed",
-        ),
+        case_id,
+        shape,
+        np.float32,
+        layout.geometry,
+        labels=["gt"],
+        label_names=dict(plan.label_names),
+        source=source,
+        kind="preprocessed",
         chunks=_chunks(plan.patch_size, shape),
-        extra_arrays={foreground_array_name(c): fg[c] for c in classes},
-    )
+    ) as writer:
+        preprocess_image_into(image, layout, plan, writer.image)
+        lab = _labels_on_grid(gt, layout.crop_bbox, shape, layout.anisotropic_axis)
+        writer.labels["gt"][...] = lab
+        fg = sample_foreground_locations(lab, classes, MAX_PER_CLASS, case_seed(case_id, "fg"))
+        for c in classes:
+            writer.add_array(foreground_array_name(c), fg[c])
     return CaseResult(
-        case_id=case.case_id,
+        case_id=case_id,
         out_path=str(out_path),
         shape=shape,
-        native_shape=pre.native_shape,
+        native_shape=layout.native_shape,
         fg_counts={c: int(len(fg[c])) for c in classes},
         seconds=time.perf_counter() - start,
     )

@@ -31,13 +31,15 @@ def fan_out(
     client: Client | None,
     progress: Callable[[int, int], None] | None = None,
     retries: int = 2,
+    on_outcome: Callable[[Outcome[T, R], int, int], None] | None = None,
     **kwargs: Any,
 ) -> list[Outcome[T, R]]:
     """Apply ``fn(item, **kwargs)`` to every item; one failing item never stops the others.
 
     With a client the calls are submitted with ``client.map(..., pure=True, retries=retries)`` (so
     ``fn`` and ``kwargs`` must be picklable and ``fn`` importable on the workers); without one they
-    run in this process. ``progress(done, total)`` is called after each item.
+    run in this process. ``progress(done, total)`` is called after each item, and
+    ``on_outcome(outcome, done, total)`` (if given) with that item's outcome, in completion order.
 
     Returns:
         One :class:`Outcome` per item, in the order of ``items``.
@@ -50,6 +52,8 @@ def fan_out(
                 outcomes[i] = Outcome(item, fn(item, **kwargs), None)
             except Exception as exc:  # noqa: BLE001 - reported per item
                 outcomes[i] = Outcome(item, None, _describe(exc))
+            if on_outcome is not None:
+                on_outcome(outcomes[i], i + 1, total)
             if progress is not None:
                 progress(i + 1, total)
         return [outcomes[i] for i in range(total)]
@@ -65,6 +69,8 @@ def fan_out(
             outcomes[i] = Outcome(items[i], None, _describe(exc))
         finally:
             future.release()
+        if on_outcome is not None:
+            on_outcome(outcomes[i], done, total)
         if progress is not None:
             progress(done, total)
     return [outcomes[i] for i in range(total)]

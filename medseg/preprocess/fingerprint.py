@@ -11,14 +11,17 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import zarr
 from distributed import Client
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from medseg.io.volume_store import read_case
-from medseg.preprocess.crop import bbox_of_mask, bbox_shape, nonzero_mask
+from medseg.geometry import Geometry
+from medseg.io.volume_store import open_array, read_meta
+from medseg.preprocess.crop import bbox_shape
 from medseg.preprocess.fanout import fan_out
-from medseg.preprocess.source import case_seed, source_hash
+from medseg.preprocess.source import case_seed, label_volume_names, source_hash
+from medseg.preprocess.stream import nonzero_bbox
 
 FINGERPRINT_SCHEMA_VERSION = 1
 #: nnU-Net samples this many foreground voxels per case for the dataset intensity statistics.
@@ -119,36 +122,49 @@ def fingerprint_case(
         (seeded by the case id; empty when the case has no foreground).
     """
     path = Path(volume_path)
-    case = read_case(path)
-    if case.case_id != path.stem:
-        raise ValueError(
-            f"{path}: store name does not match its case_id {case.case_id!r}; re-ingest the case"
-        )
-    gt = case.labels.get("gt")
-    if gt is None:
+    meta = read_meta(path)
+    case_id = str(meta["case_id"])
+    if case_id != path.stem:
+        raise ValueError(f"{path}: store name does not match its case_id {case_id!r}; re-ingest the case")
+    if "gt" not in label_volume_names(path):
         raise ValueError(f"{path}: no 'gt' label volume (only labeled cases are training data)")
-    image = case.image
-    fg = image[gt > 0]
-    rng = np.random.default_rng(case_seed(case.case_id, "fingerprint"))
+    image, gt = open_array(path, "0"), open_array(path, "labels/gt/0")
+    if tuple(gt.shape) != tuple(image.shape):
+        raise ValueError(f"{path}: gt shape {gt.shape} != image shape {image.shape}; re-ingest the case")
+    # slab by slab (a large CT is never loaded whole); foreground values are kept in C order, so
+    # the result equals image[gt > 0] on the whole volume
+    counts = np.zeros(256, dtype=np.int64)
+    fg_parts = []
+    for z0, z1 in _slabs(image):
+        img_slab, gt_slab = np.asarray(image[z0:z1]), np.asarray(gt[z0:z1], dtype=np.uint8)
+        counts += np.bincount(gt_slab.ravel(), minlength=256)
+        fg_parts.append(img_slab[gt_slab > 0])
+    fg = np.concatenate(fg_parts) if fg_parts else np.zeros(0, dtype=image.dtype)
+    rng = np.random.default_rng(case_seed(case_id, "fingerprint"))
     samples = (
         rng.choice(fg, size=num_samples, replace=True).astype(np.float32)
         if fg.size
         else np.zeros(0, np.float32)
     )
-    counts = np.bincount(gt.ravel())
-    shape_after_crop = bbox_shape(bbox_of_mask(nonzero_mask(image)))
+    shape_after_crop = bbox_shape(nonzero_bbox(image))  # = box of the hole-filled nonzero mask
+    geometry = Geometry.from_dict(meta["geometry"])
     fp = CaseFingerprint(
-        case_id=case.case_id,
+        case_id=case_id,
         source_hash=src_hash or source_hash(path),
-        modality=str(case.source.get("modality", "")).upper(),
-        spacing=case.geometry.spacing,
+        modality=str(meta.get("source", {}).get("modality", "")).upper(),
+        spacing=geometry.spacing,
         shape=(int(image.shape[0]), int(image.shape[1]), int(image.shape[2])),
         shape_after_crop=shape_after_crop,
         intensity=intensity_stats(fg),
         class_voxels={int(k): int(n) for k, n in enumerate(counts) if n > 0},
-        label_names=dict(case.label_names),
+        label_names={int(k): str(v) for k, v in meta.get("label_names", {}).items()},
     )
     return fp, samples
+
+
+def _slabs(arr: zarr.Array) -> list[tuple[int, int]]:
+    step = max(1, int(arr.chunks[0]))
+    return [(z0, min(int(arr.shape[0]), z0 + step)) for z0 in range(0, int(arr.shape[0]), step)]
 
 
 def _cache_file(cache_dir: Path, case_id: str) -> Path:

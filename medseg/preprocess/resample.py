@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
+
+from medseg.preprocess.separable import cubic_resize
 
 Shape3 = tuple[int, int, int]
 
@@ -97,13 +98,12 @@ def _interp(arr: NDArray[Any], new_shape: Sequence[int], order: int) -> NDArray[
     data = np.asarray(arr, dtype=np.float32)
     if data.shape == new_shape:
         return data.copy()
-    factors = [n / o for n, o in zip(new_shape, data.shape, strict=True)]
     if order > 1:
-        # explicit float32 prefilter (scipy's internal one is float64: 2x the memory of a CT volume)
-        coeffs = ndimage.spline_filter(data, order=order, output=np.float32, mode="mirror")
-        out = ndimage.zoom(
-            coeffs, factors, order=order, mode="mirror", grid_mode=True, prefilter=False, output=np.float32
-        )
+        if order != 3:
+            raise ValueError(f"spline order {order} is not supported (use 0, 1 or 3)")
+        # separable cubic B-spline: scipy.ndimage.zoom(order=3, mode="mirror", grid_mode=True) up to
+        # float32 rounding, without its float64 prefilter copy and at 12 instead of 64 taps per voxel
+        out = cubic_resize(data, new_shape)
     else:
         out = _linear(data, new_shape)
     if out.shape != new_shape:  # guard against float rounding in scipy's output shape

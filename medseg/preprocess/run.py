@@ -8,6 +8,7 @@ stores is cached under ``preprocessed/fingerprint_cache/``.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from medseg.config import MedsegConfig
 from medseg.io.volume_store import is_complete, read_meta
 from medseg.plan import Plan
 from medseg.preprocess.case import CaseResult, preprocess_case
-from medseg.preprocess.fanout import fan_out
+from medseg.preprocess.fanout import Outcome, fan_out
 from medseg.preprocess.fingerprint import CaseError, compute_fingerprint
 from medseg.preprocess.planner import make_plan
 from medseg.preprocess.source import label_volume_names
@@ -67,6 +68,28 @@ def is_up_to_date(out_path: Path, src_hash: str, plan_hash: str) -> bool:
     return bool(source.get("source_hash") == src_hash and source.get("plan_hash") == plan_hash)
 
 
+def clean_partial_stores(folder: Path) -> int:
+    """Remove temporary store folders of interrupted writes (``.<case>.zarr.partial-*`` / ``.old-*``).
+
+    :func:`medseg.io.volume_store.write_case` writes under such a hidden sibling name and renames it
+    into place, so a worker killed mid-write leaves one behind; it is never read (readers only see
+    ``<case>.zarr``), only deleted here. Call it only while no other run writes into ``folder``.
+
+    Returns:
+        The number of folders removed.
+    """
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") and (".zarr.partial-" in entry.name or ".zarr.old-" in entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.info("removed %d temporary store folder(s) of interrupted writes in %s", removed, folder)
+    return removed
+
+
 def _scan(ws: Workspace) -> tuple[list[Path], int, int]:
     """Labeled complete stores, plus the counts of unlabeled and incomplete ones."""
     labeled, unlabeled, incomplete = [], 0, 0
@@ -105,6 +128,8 @@ def run_preprocess(
             None = ``cfg.preprocess.freeze_plan`` when the config has that field, else False.
     """
     start = time.perf_counter()
+    cases_dir = ws.preprocessed_case_path("_").parent
+    clean_partial_stores(cases_dir)
     labeled, unlabeled, incomplete = _scan(ws)
     if not labeled:
         raise ValueError(
@@ -142,14 +167,29 @@ def run_preprocess(
         if progress is not None:
             progress(done_before + done, total)
 
-    outcomes = fan_out(_process, todo, client, _progress, plan_json=plan.model_dump_json())
+    scheduler = client.scheduler if client is not None else None
+    log.info(
+        "preprocessing %d of %d labeled cases (%d up to date, plan %s) %s",
+        len(todo), total, len(skipped), plan_hash, f"on {scheduler.address}" if scheduler else "in-process",
+    )
+
+    def _report(o: Outcome[CaseTask, CaseResult], done: int, n: int) -> None:
+        if o.error is not None:
+            log.error("[%d/%d] preprocessing %s failed: %s", done, n, o.item.case_id, o.error)
+        elif o.value is not None:
+            log.info(
+                "[%d/%d] preprocessed %s: %s -> %s in %.1fs",
+                done, n, o.item.case_id, o.value.native_shape, o.value.shape, o.value.seconds,
+            )
+
+    outcomes = fan_out(_process, todo, client, _progress, on_outcome=_report, plan_json=plan.model_dump_json())
     processed = 0
     for o in outcomes:
         if o.error is not None:
             failed.append(CaseError(case_id=o.item.case_id, error=o.error))
-            log.error("preprocessing %s failed: %s", o.item.case_id, o.error)
         else:
             processed += 1
+    clean_partial_stores(cases_dir)  # every task has finished: leftovers are from killed workers
     ok = sorted(
         c.case_id
         for c in fp.cases

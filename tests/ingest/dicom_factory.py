@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 
 PATIENT_NAME = "SECRET^PATIENT"
 PATIENT_ID = "PID-TOP-SECRET-4711"
@@ -140,3 +140,77 @@ def seg_for(
         max_fractional_value=255,
         omit_empty_frames=False,
     )
+
+
+def rtstruct_for(
+    sources: Sequence[Dataset],
+    rois: Sequence[tuple[str, Sequence[tuple[NDArray[np.floating], int | None]]]],
+    reference_series: bool = True,
+) -> Dataset:
+    """A minimal RT Structure Set on the series of ``sources``.
+
+    ``rois`` is ``[(ROIName, [(points (n, 3) LPS mm, index of the source slice it names or None), ...])]``;
+    ROI numbers are 1..n in that order.
+    """
+    first = sources[0]
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = RTStructureSetStorage
+    sop = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.SOPClassUID, ds.SOPInstanceUID = RTStructureSetStorage, sop
+    ds.Modality = "RTSTRUCT"
+    for kw in ("PatientName", "PatientID", "PatientBirthDate", "StudyInstanceUID", "StudyDate", "AccessionNumber"):
+        setattr(ds, kw, getattr(first, kw))
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = 7
+    ds.SeriesDescription = "structures"
+    ds.StructureSetLabel = "test"
+    rfor = Dataset()
+    rfor.FrameOfReferenceUID = first.FrameOfReferenceUID
+    if reference_series:
+        study = Dataset()
+        study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
+        study.ReferencedSOPInstanceUID = first.StudyInstanceUID
+        series = Dataset()
+        series.SeriesInstanceUID = first.SeriesInstanceUID
+        images = []
+        for src in sources:
+            ci = Dataset()
+            ci.ReferencedSOPClassUID = src.SOPClassUID
+            ci.ReferencedSOPInstanceUID = src.SOPInstanceUID
+            images.append(ci)
+        series.ContourImageSequence = images
+        study.RTReferencedSeriesSequence = [series]
+        rfor.RTReferencedStudySequence = [study]
+    ds.ReferencedFrameOfReferenceSequence = [rfor]
+    ssroi, roic = [], []
+    for number, (name, contours) in enumerate(rois, start=1):
+        item = Dataset()
+        item.ROINumber = number
+        item.ReferencedFrameOfReferenceUID = first.FrameOfReferenceUID
+        item.ROIName = name
+        item.ROIGenerationAlgorithm = "MANUAL"
+        ssroi.append(item)
+        rc = Dataset()
+        rc.ReferencedROINumber = number
+        rc.ROIDisplayColor = [255, 0, 0]
+        seq = []
+        for points, slice_index in contours:
+            c = Dataset()
+            c.ContourGeometricType = "CLOSED_PLANAR"
+            pts = np.asarray(points, float).reshape(-1, 3)
+            c.NumberOfContourPoints = len(pts)
+            c.ContourData = [f"{v:.6f}" for v in pts.ravel()]
+            if slice_index is not None:
+                ci = Dataset()
+                ci.ReferencedSOPClassUID = sources[slice_index].SOPClassUID
+                ci.ReferencedSOPInstanceUID = sources[slice_index].SOPInstanceUID
+                c.ContourImageSequence = [ci]
+            seq.append(c)
+        rc.ContourSequence = seq
+        roic.append(rc)
+    ds.StructureSetROISequence = ssroi
+    ds.ROIContourSequence = roic
+    return ds

@@ -84,8 +84,9 @@ def test_export_matches_dicom2nifti_ground_truth(real_data: Path, tmp_path: Path
 def test_dicom2nifti_failing_series_are_quarantined(real_data: Path, tmp_path: Path, case: str, reason: str) -> None:
     folder = real_data / "dicom2nifti" / "failing" / case
     ws = Workspace.at(tmp_path / "ws")
-    s = ingest([folder], ws, CFG)
-    assert s.cases == 0
+    ingest([folder], ws, CFG)
+    # dicom2nifti keeps its reference NIfTI in some of these folders: those are NIfTI cases, the DICOM is not
+    assert [c.series_uid for c in Catalog(ws.catalog_path).cases() if not c.series_uid.startswith("file:")] == []
     q = Catalog(ws.catalog_path).quarantine()
     dicoms = [q_ for q_ in q if q_["reason"] != "not_dicom"]
     assert dicoms and {x["reason"] for x in dicoms} == {reason}

@@ -21,7 +21,7 @@ def _plan(normalization: Normalization, **kw: object) -> Plan:
         filters=[8, 16],
         num_classes=2,
         label_names={1: "organ"},
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 

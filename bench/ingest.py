@@ -1,0 +1,334 @@
+"""Benchmark medseg ingest against dcm2niix, dicom2nifti and a SimpleITK series loop on one archive.
+
+The archive is the synthetic demo archive (CT series + DICOM SEG, compressed/uncompressed encodings)
+scaled to ``--files`` files, plus the real vendor series of ``../shared/data/real/dicom2nifti``.
+Every tool runs as a child process on the same warm-cache archive; the bench measures wall time
+(process start to exit, so imports, Dask cluster start-up and output writing count), files/s and
+peak RSS (psutil polling every 50 ms: the sum over the process tree and the largest process).
+
+Tool settings (each the fastest sensible configuration of that tool):
+
+* medseg: ``medseg.ingest.run.ingest`` on a LocalCluster of ``--workers`` processes, 1 thread each
+  (header index, stack validation, SEG labels, catalog, Blosc-zstd Zarr stores);
+* dcm2niix: ``-z n -b n`` (uncompressed NIfTI, no BIDS sidecar);
+* dicom2nifti: ``convert_directory(compression=False, reorient=False)`` once per patient folder
+  (one call on the whole archive keeps every dataset, pixels included, in memory and runs
+  ``gc.collect()`` after each series, which is superlinear: > 17 min for 20k files);
+* SimpleITK: for every folder, ``GetGDCMSeriesIDs`` -> ``GetGDCMSeriesFileNames`` ->
+  ``ImageSeriesReader.Execute`` -> ``WriteImage(.nii)``.
+
+A second, smaller archive (``--small-files``) is ingested by medseg alone to show that its peak
+RSS does not grow with the archive size.
+
+Usage::
+
+    python bench/ingest.py [--files 20000] [--small-files 4000] [--workdir DIR] [--tools medseg,sitk,...]
+
+Ends with ``RESULT medseg_s=... dcm2niix_s=... dicom2nifti_s=... sitk_s=... ratio=...`` where
+``ratio`` = medseg wall / fastest anchor wall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_D2N = REPO.parent / "shared" / "data" / "real" / "dicom2nifti"
+FILES_PER_CASE = 36.0  # demo archive: 24-48 slices + 1 SEG per case
+TOOLS = ("medseg", "dcm2niix", "dicom2nifti", "sitk")
+
+_MEDSEG = """
+import sys, json
+from pathlib import Path
+from medseg.config import DaskConfig, IngestConfig
+from medseg.ingest.run import ingest
+from medseg.parallel import dask_client
+from medseg.workspace import Workspace
+
+def main():
+    src, ws, workers = Path(sys.argv[1]), Workspace.at(sys.argv[2]), int(sys.argv[3])
+    cfg = IngestConfig(files_per_batch=int(sys.argv[4]))
+    if workers > 0:
+        with dask_client(DaskConfig(n_workers=workers, threads_per_worker=1, memory_limit="3GiB")) as client:
+            s = ingest([src], ws, cfg, client=client)
+    else:
+        s = ingest([src], ws, cfg)
+    print(json.dumps({"outputs": s.cases, "labeled": s.labeled_cases, "quarantined": s.quarantined}))
+
+if __name__ == "__main__":
+    main()
+"""
+
+_DICOM2NIFTI = """
+import sys, json, logging, os
+from pathlib import Path
+import dicom2nifti
+logging.disable(logging.CRITICAL)
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+folders = sorted(p for part in src.iterdir() if part.is_dir() for p in part.iterdir() if p.is_dir())
+for i, folder in enumerate(folders):
+    dest = out / f"{i:05d}"
+    dest.mkdir()
+    dicom2nifti.convert_directory(str(folder), str(dest), compression=False, reorient=False)
+print(json.dumps({"outputs": sum(1 for _ in out.rglob("*.nii")), "calls": len(folders)}))
+"""
+
+_SITK = """
+import os, sys, json
+import SimpleITK as sitk
+sitk.ProcessObject.SetGlobalWarningDisplay(False)
+src, out = sys.argv[1], sys.argv[2]
+n = failed = 0
+for folder, _, files in sorted(os.walk(src)):
+    if not files:
+        continue
+    for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder):
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, sid))
+        try:
+            image = reader.Execute()
+            sitk.WriteImage(image, os.path.join(out, f"{n:06d}.nii"))
+            n += 1
+        except RuntimeError:
+            failed += 1
+print(json.dumps({"outputs": n, "failed": failed}))
+"""
+
+
+@dataclass
+class Result:
+    tool: str
+    files: int
+    wall_s: float
+    rss_tree_mib: float
+    rss_max_mib: float
+    outputs: str
+    rc: int
+
+    @property
+    def files_per_s(self) -> float:
+        return self.files / self.wall_s if self.wall_s > 0 else math.nan
+
+
+def _generate_half(out: str, cases: int, seed: int) -> int:
+    from medseg.demo.archive import generate_demo_archive
+
+    generate_demo_archive(Path(out), cases=cases, seed=seed)
+    return sum(1 for p in Path(out).rglob("*") if p.is_file())
+
+
+def build_archive(root: Path, files: int, seed: int, workers: int) -> int:
+    """Demo archive of >= ``files`` files (generated in ``workers`` parallel halves) + the real series."""
+    marker = root / ".complete.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("files_target") == files:
+        return int(json.loads(marker.read_text())["files"])
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    cases = math.ceil(files / FILES_PER_CASE)
+    parts = max(1, min(workers, cases))
+    per = [cases // parts + (1 if i < cases % parts else 0) for i in range(parts)]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(parts) as pool:
+        list(
+            pool.map(
+                _generate_half, [str(root / f"demo-{i}") for i in range(parts)], per, [seed + i for i in range(parts)]
+            )
+        )
+    if REAL_D2N.is_dir():
+        for f in REAL_D2N.rglob("*"):
+            if f.is_file() and not f.name.endswith(".nii.gz") and "failing" not in f.parts:
+                dest = root / "real" / f.relative_to(REAL_D2N)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, dest)
+    n = sum(1 for p in root.rglob("*") if p.is_file() and p.name != marker.name)
+    marker.write_text(json.dumps({"files_target": files, "files": n, "cases": cases}))
+    print(f"# built {root} with {n} files ({cases} demo cases) in {time.perf_counter() - t0:.1f} s", flush=True)
+    return n
+
+
+def warm_cache(root: Path) -> None:
+    for p in root.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                while fh.read(1 << 20):
+                    pass
+
+
+def run_measured(tool: str, cmd: list[str], files: int, env: dict[str, str], timeout: float) -> Result:
+    """Run ``cmd``; wall time and peak RSS (tree sum and largest process) by psutil polling.
+
+    A run longer than ``timeout`` seconds is killed (with its children) and reported with rc -9.
+    """
+    t0 = time.perf_counter()
+    log_out, log_err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # pipes could fill up and block
+    proc = subprocess.Popen(cmd, stdout=log_out, stderr=log_err, env=env, text=True)
+    ps = psutil.Process(proc.pid)
+    tree_peak = max_peak = 0
+    while proc.poll() is None:
+        if time.perf_counter() - t0 > timeout:
+            for child in ps.children(recursive=True):
+                child.kill()
+            proc.kill()
+            break
+        try:
+            procs = [ps, *ps.children(recursive=True)]
+            rss = []
+            for p in procs:
+                try:
+                    rss.append(p.memory_info().rss)
+                except psutil.Error:
+                    pass
+            tree_peak = max(tree_peak, sum(rss))
+            max_peak = max(max_peak, max(rss, default=0))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    proc.wait()
+    wall = time.perf_counter() - t0
+    log_out.seek(0)
+    log_err.seek(0)
+    out, err = log_out.read(), log_err.read()
+    log_out.close()
+    log_err.close()
+    outputs = ""
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            outputs = ", ".join(f"{k}={v}" for k, v in json.loads(line).items())
+            break
+    if proc.returncode != 0:
+        print(f"# {tool} exited with {proc.returncode}: {err.strip()[-800:]}", file=sys.stderr)
+    return Result(tool, files, wall, tree_peak / 2**20, max_peak / 2**20, outputs, proc.returncode)
+
+
+def _count(folder: Path, suffix: str) -> int:
+    return sum(1 for p in folder.rglob(f"*{suffix}"))
+
+
+def run_tool(tool: str, archive: Path, out: Path, files: int, workers: int, batch: int, timeout: float) -> Result:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    py = sys.executable
+    if tool == "medseg":
+        cmd = [py, "-c", _MEDSEG, str(archive), str(out / "ws"), str(workers), str(batch)]
+    elif tool == "dcm2niix":
+        exe = shutil.which("dcm2niix", path=str(Path(py).parent)) or shutil.which("dcm2niix")
+        if exe is None:
+            raise SystemExit("dcm2niix not found: .venv/bin/pip install -c constraints.txt dcm2niix")
+        cmd = [exe, "-z", "n", "-b", "n", "-o", str(out), str(archive)]
+    elif tool == "dicom2nifti":
+        cmd = [py, "-c", _DICOM2NIFTI, str(archive), str(out)]
+    elif tool == "sitk":
+        cmd = [py, "-c", _SITK, str(archive), str(out)]
+    else:
+        raise SystemExit(f"unknown tool {tool!r}; choose from {TOOLS}")
+    res = run_measured(tool, cmd, files, env, timeout)
+    if not res.outputs:
+        res.outputs = f"outputs={_count(out, '.nii')}"
+    return res
+
+
+HEAD = f"{'tool':<12} {'files':>7} {'wall s':>8} {'files/s':>9} {'RSS tree MiB':>13} {'RSS max MiB':>12}  outputs"
+
+
+def row(r: Result) -> str:
+    status = "" if r.rc == 0 else (" (TIMED OUT: wall is a lower bound)" if r.rc == -9 else f" (exit {r.rc})")
+    return (
+        f"{r.tool:<12} {r.files:>7} {r.wall_s:>8.2f} {r.files_per_s:>9.0f} {r.rss_tree_mib:>13.0f} "
+        f"{r.rss_max_mib:>12.0f}  {r.outputs}{status}"
+    )
+
+
+def print_table(results: list[Result], title: str) -> None:
+    print(f"\n{title}")
+    print(HEAD)
+    print("-" * len(HEAD))
+    for r in results:
+        print(row(r))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--files", type=int, default=20000, help="demo archive size in files (>= this many)")
+    ap.add_argument("--small-files", type=int, default=4000, help="smaller archive for the RSS scaling check")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep archives/outputs here (default: temp dir)")
+    ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
+    ap.add_argument("--workers", type=int, default=2, help="medseg Dask workers (LocalCluster)")
+    ap.add_argument("--batch", type=int, default=256, help="medseg files per header task")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per tool run before it is killed")
+    args = ap.parse_args()
+    tools = [t for t in args.tools.split(",") if t]
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="medseg-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        big = work / f"archive-{args.files}"
+        n_big = build_archive(big, args.files, args.seed, args.workers)
+        small = work / f"archive-{args.small_files}"
+        n_small = build_archive(small, args.small_files, args.seed + 100, args.workers) if args.small_files else 0
+        print(f"# cpu count {os.cpu_count()}, load average {os.getloadavg()}", flush=True)
+        warm_cache(big)
+        results = []
+        for tool in tools:
+            print(f"# running {tool} on {n_big} files ...", flush=True)
+            results.append(run_tool(tool, big, work / "out" / tool, n_big, args.workers, args.batch, args.timeout))
+            print(f"#   {row(results[-1])}", flush=True)
+        print_table(results, f"Archive: {n_big} files ({big})")
+        if args.small_files and "medseg" in tools:
+            warm_cache(small)
+            small_res = run_tool(
+                "medseg", small, work / "out" / "medseg-small", n_small, args.workers, args.batch, args.timeout
+            )
+            big_res = next(r for r in results if r.tool == "medseg")
+            print_table([small_res, big_res], "medseg peak RSS vs archive size")
+            print(
+                f"RSS scaling: {n_small} -> {n_big} files ({n_big / max(n_small, 1):.1f}x): tree "
+                f"{small_res.rss_tree_mib:.0f} -> {big_res.rss_tree_mib:.0f} MiB "
+                f"({big_res.rss_tree_mib / max(small_res.rss_tree_mib, 1):.2f}x), largest process "
+                f"{small_res.rss_max_mib:.0f} -> {big_res.rss_max_mib:.0f} MiB"
+            )
+        walls = {r.tool: r.wall_s for r in results}
+        anchors = {t: w for t, w in walls.items() if t != "medseg"}
+        if "medseg" in walls and anchors:
+            fastest = min(anchors, key=lambda t: anchors[t])
+            ratio = walls["medseg"] / anchors[fastest]
+            for t, w in sorted(anchors.items()):
+                print(f"medseg / {t}: {walls['medseg'] / w:.2f}x")
+            if "sitk" in walls:
+                ok = walls["medseg"] <= walls["sitk"]
+                print(f"target medseg <= 1.0x SimpleITK loop: {'met' if ok else 'MISSED'}")
+            if "dcm2niix" in walls:
+                ok = walls["medseg"] <= 0.5 * walls["dcm2niix"]
+                print(f"target medseg <= 0.5x dcm2niix: {'met' if ok else 'MISSED'}")
+        else:
+            fastest, ratio = "-", math.nan
+
+        def fmt(t: str) -> str:
+            return f"{walls[t]:.2f}" if t in walls else "nan"
+
+        print(
+            f"RESULT medseg_s={fmt('medseg')} dcm2niix_s={fmt('dcm2niix')} dicom2nifti_s={fmt('dicom2nifti')} "
+            f"sitk_s={fmt('sitk')} ratio={ratio:.2f}"
+        )
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

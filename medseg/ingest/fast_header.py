@@ -1,0 +1,344 @@
+"""Fast header path for the common file of an archive: a classic single-frame image.
+
+pydicom builds a full :class:`~pydicom.dataset.Dataset` and converts every value it is asked for,
+which costs ~0.7 ms per file; a hospital archive is >95 % classic single-frame CT/MR slices in a
+little-endian transfer syntax. :func:`scan_file` walks the top-level elements of such a file with
+``struct`` (skipping sequences), keeps only the ~25 tags ingest needs, and records where the
+native pixel data starts, so the volume builder reads pixels with one ``numpy.fromfile`` instead of
+parsing the header a second time.
+
+Anything unusual returns ``None`` and the caller falls back to pydicom: no preamble, big-endian or
+deflated transfer syntax, enhanced multi-frame functional groups, several frames, SEG / RTSTRUCT
+/ non-image objects, a DICOMDIR, non-ASCII text in a used tag, missing UIDs or geometry, malformed
+lengths. The test-suite checks that both paths give identical header dicts on every real file.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+BIG_ENDIAN = "1.2.840.10008.1.2.2"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+NATIVE_SYNTAXES = (IMPLICIT_LE, EXPLICIT_LE)
+PIXEL_DATA = 0x7FE00010
+
+_HEAD = 65536  # bytes read first; the whole file is read only when the header is longer
+_MAX_FILE = 64 << 20
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+_US = struct.Struct("<H")
+_UL = struct.Struct("<I")
+_TAG = struct.Struct("<HH")
+
+#: tag -> field name; US tags are decoded as integers, the rest as backslash-separated text
+TAGS: dict[int, str] = {
+    0x00080005: "charset",
+    0x00080008: "image_type",
+    0x00080016: "sop_class",
+    0x00080018: "sop_uid",
+    0x00080060: "modality",
+    0x0008103E: "description",
+    0x00100020: "patient_id",
+    0x0020000D: "study_uid",
+    0x0020000E: "series_uid",
+    0x00200011: "series_number",
+    0x00200032: "ipp",
+    0x00200037: "iop",
+    0x00200052: "for_uid",
+    0x00280002: "samples",
+    0x00280004: "photometric",
+    0x00280008: "n_frames",
+    0x00280010: "rows",
+    0x00280011: "cols",
+    0x00280030: "spacing",
+    0x00280100: "bits_allocated",
+    0x00280101: "bits_stored",
+    0x00280103: "pixel_representation",
+    0x00281052: "intercept",
+    0x00281053: "slope",
+}
+_US_TAGS = {0x00280002, 0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103}
+_FALLBACK_TAGS = {0x52009229, 0x52009230, 0x00041220}  # functional groups, DICOMDIR record sequence
+
+
+class _Decline(Exception):
+    """Not a file for the fast path (the caller uses pydicom)."""
+
+
+class _Reader:
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.buf = fh.read(_HEAD)
+        self.complete = len(self.buf) < _HEAD
+
+    def need(self, end: int) -> None:
+        if end <= len(self.buf):
+            return
+        if self.complete:
+            raise _Decline("truncated")
+        rest = self.fh.read(_MAX_FILE)
+        self.buf += rest
+        self.complete = True
+        if end > len(self.buf):
+            raise _Decline("truncated")
+
+
+def _element(r: _Reader, pos: int, explicit: bool) -> tuple[int, bytes | None, int, int]:
+    """(tag, VR or None, value length, value position) of the element at ``pos``."""
+    r.need(pos + 8)
+    group, elem = _TAG.unpack_from(r.buf, pos)
+    tag = (group << 16) | elem
+    if group == 0xFFFE:  # item / delimiters: always implicit
+        return tag, None, _UL.unpack_from(r.buf, pos + 4)[0], pos + 8
+    if not explicit:
+        return tag, None, _UL.unpack_from(r.buf, pos + 4)[0], pos + 8
+    vr = bytes(r.buf[pos + 4 : pos + 6])
+    if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
+        raise _Decline("bad VR")
+    if vr in _LONG_VRS:
+        r.need(pos + 12)
+        return tag, vr, _UL.unpack_from(r.buf, pos + 8)[0], pos + 12
+    return tag, vr, _US.unpack_from(r.buf, pos + 6)[0], pos + 8
+
+
+def _skip_undefined(r: _Reader, pos: int, explicit: bool, depth: int = 0) -> int:
+    """Position after an undefined-length sequence whose first item starts at ``pos``."""
+    if depth > 16:
+        raise _Decline("nesting")
+    while True:
+        tag, _, length, vpos = _element(r, pos, explicit)
+        if tag == _SEQ_END:
+            return vpos
+        if tag != _ITEM:
+            raise _Decline("bad item")
+        if length != _UNDEFINED:
+            pos = vpos + length
+            continue
+        pos = vpos
+        while True:  # item of undefined length: elements until the item delimiter
+            tag, _, length, vpos = _element(r, pos, explicit)
+            if tag == _ITEM_END:
+                pos = vpos
+                break
+            pos = _skip_undefined(r, vpos, explicit, depth + 1) if length == _UNDEFINED else vpos + length
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.rstrip(b"\x00 ").decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise _Decline("non-ASCII text") from exc
+
+
+def scan_file(path: str) -> dict[str, Any] | None:
+    """Raw fields of a classic little-endian image file, or None (use pydicom).
+
+    Returns:
+        ``{field: value}`` for :data:`TAGS` present (text fields as ``str``, multi-valued ones as
+        ``list[str]``, US fields as ``int``), plus ``transfer_syntax``, ``media_class`` and
+        ``pixel_offset`` / ``pixel_length`` of the PixelData value.
+    """
+    try:
+        with open(path, "rb") as fh:
+            r = _Reader(fh)
+            return _scan(r)
+    except (_Decline, struct.error, OSError, ValueError):
+        return None
+
+
+def _scan(r: _Reader) -> dict[str, Any]:
+    if len(r.buf) < 132 or r.buf[128:132] != b"DICM":
+        raise _Decline("no preamble")
+    pos = 132
+    fields: dict[str, Any] = {}
+    while True:  # file meta information: explicit VR little endian, group 0002
+        r.need(pos + 8)
+        if _US.unpack_from(r.buf, pos)[0] != 0x0002:
+            break
+        tag, _, length, vpos = _element(r, pos, True)
+        if length == _UNDEFINED:
+            raise _Decline("undefined meta length")
+        r.need(vpos + length)
+        if tag == 0x00020010:
+            fields["transfer_syntax"] = _text(r.buf[vpos : vpos + length])
+        elif tag == 0x00020002:
+            fields["media_class"] = _text(r.buf[vpos : vpos + length])
+        pos = vpos + length
+    ts = fields.get("transfer_syntax", "")
+    if not ts or ts in (BIG_ENDIAN, DEFLATED):
+        raise _Decline("transfer syntax")
+    explicit = ts != IMPLICIT_LE
+    while True:
+        tag, vr, length, vpos = _element(r, pos, explicit)
+        if tag == PIXEL_DATA:
+            fields["pixel_offset"], fields["pixel_length"] = vpos, length
+            return fields
+        if tag > PIXEL_DATA or tag in _FALLBACK_TAGS:
+            raise _Decline("no pixel data / functional groups")
+        if length == _UNDEFINED:
+            if explicit and vr not in (b"SQ", b"UN"):
+                raise _Decline("undefined length")
+            pos = _skip_undefined(r, vpos, explicit and vr == b"SQ")  # UN (undefined) holds implicit VR
+            continue
+        name = TAGS.get(tag)
+        if name is not None:
+            r.need(vpos + length)
+            raw = bytes(r.buf[vpos : vpos + length])
+            if tag in _US_TAGS:
+                if length != 2:
+                    raise _Decline("US length")
+                fields[name] = _US.unpack_from(raw)[0]
+            else:
+                text = _text(raw)
+                fields[name] = text.split("\\") if "\\" in text else text
+        pos = vpos + length
+
+
+def pixel_layout(
+    transfer_syntax: str,
+    n_frames: int,
+    rows: int,
+    cols: int,
+    bits_allocated: int | None,
+    bits_stored: int | None,
+    pixel_representation: int | None,
+    photometric: str,
+    slope: float,
+    intercept: float,
+    offset: int,
+    length: int,
+) -> dict[str, Any] | None:
+    """Where and how a single native grayscale frame is stored, or None when pydicom must decode it.
+
+    Returns:
+        ``{"offset", "bits", "stored", "signed", "slope", "intercept"}`` (bytes, bits, modality LUT).
+    """
+    bits = int(bits_allocated or 0)
+    if (
+        transfer_syntax not in NATIVE_SYNTAXES
+        or n_frames != 1
+        or bits not in (8, 16, 32)
+        or photometric not in ("MONOCHROME1", "MONOCHROME2")
+        or length == _UNDEFINED
+        or length < rows * cols * bits // 8
+    ):
+        return None
+    stored = int(bits_stored or bits)
+    if not 1 <= stored <= bits:
+        return None
+    return {
+        "offset": int(offset),
+        "bits": bits,
+        "stored": stored,
+        "signed": bool(pixel_representation),
+        "slope": float(slope),
+        "intercept": float(intercept),
+    }
+
+
+def element_header(head: bytes, transfer_syntax: str) -> tuple[int, int] | None:
+    """``(value offset within head, length)`` of the PixelData element starting at ``head[0]``."""
+    if len(head) < 12 or _TAG.unpack_from(head, 0) != (0x7FE0, 0x0010):
+        return None
+    if transfer_syntax == IMPLICIT_LE:
+        return 8, _UL.unpack_from(head, 4)[0]
+    return 12, _UL.unpack_from(head, 8)[0]  # explicit VR: OB/OW, 2 reserved bytes, 4-byte length
+
+
+# --- multi-frame functional groups (DICOM SEG placement) ----------------------------------------
+_PER_FRAME, _SHARED = 0x52009230, 0x52009229
+#: (functional group sequence, attribute): IPP, IOP, PixelSpacing, ReferencedSegmentNumber
+FRAME_ATTRS = ((0x00209113, 0x00200032), (0x00209116, 0x00200037), (0x00289110, 0x00280030), (0x0062000A, 0x0062000B))
+_GROUP_SEQS = {_PER_FRAME, _SHARED, *(s for s, _ in FRAME_ATTRS)}
+_GROUP_LEAVES = {a for _, a in FRAME_ATTRS}
+
+
+def _dataset(r: _Reader, pos: int, end: int | None, explicit: bool, depth: int) -> tuple[dict[int, Any], int]:
+    """Wanted values of the elements from ``pos`` to ``end`` (None: to an item delimiter / PixelData)."""
+    if depth > 8:
+        raise _Decline("nesting")
+    out: dict[int, Any] = {}
+    while end is None or pos < end:
+        tag, vr, length, vpos = _element(r, pos, explicit)
+        if tag == _ITEM_END:
+            return out, vpos
+        if depth == 0 and tag >= PIXEL_DATA:
+            return out, pos
+        if tag in _GROUP_SEQS and (vr is None or vr == b"SQ"):
+            out[tag], pos = _items(r, vpos, length, explicit, depth + 1)
+            continue
+        if length == _UNDEFINED:
+            pos = _skip_undefined(r, vpos, explicit and vr == b"SQ")
+            continue
+        if tag in _GROUP_LEAVES:
+            r.need(vpos + length)
+            raw = bytes(r.buf[vpos : vpos + length])
+            out[tag] = _US.unpack_from(raw)[0] if tag == 0x0062000B else _text(raw).split("\\")
+        pos = vpos + length
+    return out, pos
+
+
+def _items(r: _Reader, pos: int, length: int, explicit: bool, depth: int) -> tuple[list[dict[int, Any]], int]:
+    end = None if length == _UNDEFINED else pos + length
+    items: list[dict[int, Any]] = []
+    while end is None or pos < end:
+        tag, _, item_len, ipos = _element(r, pos, explicit)
+        if tag == _SEQ_END:
+            return items, ipos
+        if tag != _ITEM:
+            raise _Decline("bad item")
+        item_end = None if item_len == _UNDEFINED else ipos + item_len
+        values, pos = _dataset(r, ipos, item_end, explicit, depth)
+        pos = item_end if item_end is not None else pos
+        items.append(values)
+    return items, pos
+
+
+def scan_frame_groups(path: str, n_frames: int) -> list[tuple[Any, Any, Any, Any]] | None:
+    """Per frame ``(IPP, IOP, PixelSpacing, ReferencedSegmentNumber)`` of a multi-frame file, or None.
+
+    Per-frame functional groups win over the shared ones; text values are lists of strings.
+    Same result as walking the pydicom Dataset, ~5x faster (pydicom builds a Dataset per item).
+    """
+    try:
+        with open(path, "rb") as fh:
+            r = _Reader(fh)
+            if len(r.buf) < 132 or r.buf[128:132] != b"DICM":
+                return None
+            fields = {}
+            pos = 132
+            while True:
+                r.need(pos + 8)
+                if _US.unpack_from(r.buf, pos)[0] != 0x0002:
+                    break
+                tag, _, length, vpos = _element(r, pos, True)
+                if length == _UNDEFINED:
+                    return None
+                if tag == 0x00020010:
+                    r.need(vpos + length)
+                    fields["ts"] = _text(r.buf[vpos : vpos + length])
+                pos = vpos + length
+            ts = fields.get("ts", "")
+            if not ts or ts in (BIG_ENDIAN, DEFLATED):
+                return None
+            top, _ = _dataset(r, pos, None, ts != IMPLICIT_LE, 0)
+    except (_Decline, struct.error, OSError, ValueError):
+        return None
+    per_frame = top.get(_PER_FRAME, [])
+    shared = (top.get(_SHARED) or [{}])[0]
+
+    def value(group: dict[int, Any], seq: int, attr: int) -> Any:
+        items = group.get(seq)
+        return items[0].get(attr) if items else None
+
+    shared_values = [value(shared, s, a) for s, a in FRAME_ATTRS]
+    table = []
+    for f in range(n_frames):
+        group = per_frame[f] if f < len(per_frame) else {}
+        values = [value(group, s, a) for s, a in FRAME_ATTRS]
+        table.append(tuple(v if v is not None else sv for v, sv in zip(values, shared_values, strict=True)))
+    return table
