@@ -21,7 +21,7 @@ from medseg.io.volume_store import open_array, read_meta
 from medseg.preprocess.crop import bbox_shape
 from medseg.preprocess.fanout import fan_out
 from medseg.preprocess.source import case_seed, label_volume_names, source_hash
-from medseg.preprocess.stream import nonzero_bbox
+from medseg.preprocess.stream import label_counts, nonzero_bbox
 
 FINGERPRINT_SCHEMA_VERSION = 1
 #: nnU-Net samples this many foreground voxels per case for the dataset intensity statistics.
@@ -137,7 +137,8 @@ def fingerprint_case(
     fg_parts = []
     for z0, z1 in _slabs(image):
         img_slab, gt_slab = np.asarray(image[z0:z1]), np.asarray(gt[z0:z1], dtype=np.uint8)
-        counts += np.bincount(gt_slab.ravel(), minlength=256)
+        c = label_counts(gt_slab)
+        counts[: len(c)] += c
         fg_parts.append(img_slab[gt_slab > 0])
     fg = np.concatenate(fg_parts) if fg_parts else np.zeros(0, dtype=image.dtype)
     rng = np.random.default_rng(case_seed(case_id, "fingerprint"))

@@ -146,12 +146,12 @@ def prefilter_window_axis0(c: NDArray[np.float32]) -> None:
 
 
 def apply_taps_axis0(c: NDArray[np.float32], idx: NDArray[np.intp], w: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Rows ``out[i] = sum_t w[i, t] * c[idx[i, t]]`` (element-wise, float32); shape ``(len(idx), ...)``."""
-    extra = (None,) * (c.ndim - 1)
-    out = c[idx[:, 0]] * w[(slice(None), 0, *extra)]
-    for t in range(1, idx.shape[1]):
-        out += c[idx[:, t]] * w[(slice(None), t, *extra)]
-    return out
+    """Rows ``out[i] = sum_t w[i, t] * c[idx[i, t]]`` of a C-contiguous float32 array (sparse product).
+
+    Each output element is accumulated tap by tap in a fixed order, independent of the other axes.
+    """
+    matrix = taps_matrix((idx, w), c.shape[0])
+    return _apply_axis0(np.ascontiguousarray(c, dtype=np.float32), matrix)
 
 
 def prefilter_axis(data: NDArray[Any], axis: int) -> NDArray[np.float32]:

@@ -401,10 +401,31 @@ def resample_labels_stream(
     return out
 
 
+def label_counts(block: NDArray[Any]) -> NDArray[np.int64]:
+    """Voxel count per label value ``0..max`` of a uint8 block (byte compares, no int64 copy)."""
+    arr = np.asarray(block)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    top = int(arr.max())
+    return np.asarray([np.count_nonzero(arr == v) for v in range(top + 1)], dtype=np.int64)
+
+
 def label_values(reader: SlabReader) -> list[int]:
     """Sorted label values present in the crop of ``reader`` (uint8 labels), read slab by slab."""
     counts = np.zeros(256, dtype=np.int64)
     n = bbox_shape(reader.bbox)[0]
-    for z0, z1 in _aligned(0, n, INPLANE_BATCH):
-        counts += np.bincount(np.asarray(reader.rows(z0, z1), dtype=np.uint8).ravel(), minlength=256)
+    for z0, z1 in _aligned(0, n, reader.step):
+        c = label_counts(reader.rows(z0, z1))
+        counts[: len(c)] += c
     return [int(v) for v in np.flatnonzero(counts)]
+
+
+def max_label(reader: SlabReader) -> int:
+    """Largest label value in the crop of ``reader`` (0 when empty)."""
+    n = bbox_shape(reader.bbox)[0]
+    top = 0
+    for z0, z1 in _aligned(0, n, reader.step):
+        rows = reader.rows(z0, z1)
+        if rows.size:
+            top = max(top, int(rows.max()))
+    return top
