@@ -8,6 +8,7 @@ windows are blended with a Gaussian weight map (nnU-Net), optionally averaged ov
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,26 +33,17 @@ def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
 
 def make_inferer(plan: Plan, cfg: InferConfig) -> SlidingWindowInferer:
     """Gaussian-blended sliding window over the plan's patch (slice-by-slice for a 2D plan)."""
+    common: dict[str, Any] = {
+        "sw_batch_size": cfg.sw_batch_size,
+        "overlap": cfg.overlap,
+        "mode": "gaussian",
+        "sigma_scale": 0.125,
+        "padding_mode": "constant",
+        "cval": 0.0,
+    }
     if plan.spatial_dims == 2:
-        return SliceInferer(
-            roi_size=tuple(plan.patch_size[1:]),
-            spatial_dim=0,
-            sw_batch_size=cfg.sw_batch_size,
-            overlap=cfg.overlap,
-            mode="gaussian",
-            sigma_scale=0.125,
-            padding_mode="constant",
-            cval=0.0,
-        )
-    return SlidingWindowInferer(
-        roi_size=tuple(plan.patch_size),
-        sw_batch_size=cfg.sw_batch_size,
-        overlap=cfg.overlap,
-        mode="gaussian",
-        sigma_scale=0.125,
-        padding_mode="constant",
-        cval=0.0,
-    )
+        return SliceInferer(roi_size=tuple(plan.patch_size[1:]), spatial_dim=0, **common)
+    return SlidingWindowInferer(roi_size=tuple(plan.patch_size), **common)
 
 
 def predict_logits(

@@ -40,6 +40,14 @@ SEG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7
 _NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "PR", "KO", "ANN", "REG", "DOC"}
 
 
+def identity_keys(secret: str, series_uid: str, study_uid: str, patient_id: str) -> dict[str, str]:
+    """De-identified study and patient keys (keyed hashes; fall back to the next UID up when one is missing)."""
+    return {
+        "study_key": keyed_hash(secret, study_uid or f"series:{series_uid}", prefix="study_"),
+        "patient_key": keyed_hash(secret, patient_id or f"study:{study_uid or series_uid}", prefix="pat_"),
+    }
+
+
 def _floats(value: Any, n: int) -> list[float] | None:
     try:
         out = [float(v) for v in value]
@@ -216,8 +224,7 @@ def _describe(ds: Dataset, p: Path, secret: str) -> dict[str, Any]:
         "sop_name": sop_name,
         "sop_uid": sop_uid,
         "series_uid": series_uid,
-        "study_key": keyed_hash(secret, study_uid or f"series:{series_uid}", prefix="study_"),
-        "patient_key": keyed_hash(secret, patient_id or f"study:{study_uid or series_uid}", prefix="pat_"),
+        **identity_keys(secret, series_uid, study_uid, patient_id),
         "modality": modality,
         "description": str(ds.get("SeriesDescription", "") or ""),
         "series_number": _int(ds.get("SeriesNumber")),
@@ -369,8 +376,7 @@ def _describe_fast(f: dict[str, Any], secret: str) -> dict[str, Any] | None:
         "sop_name": sop_name,
         "sop_uid": sop_uid,
         "series_uid": series_uid,
-        "study_key": keyed_hash(secret, study_uid or f"series:{series_uid}", prefix="study_"),
-        "patient_key": keyed_hash(secret, patient_id or f"study:{study_uid or series_uid}", prefix="pat_"),
+        **identity_keys(secret, series_uid, study_uid, patient_id),
         "modality": modality,
         "description": f.get("description", ""),
         "series_number": _int_text(f.get("series_number")),
