@@ -71,6 +71,8 @@ class TrainConfig(_Strict):
     max_minutes: float | None = Field(None, gt=0, description="wall-clock budget per model")
     device: DeviceChoice = DeviceChoice.AUTO
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = all cores")
+    warm_start: bool = Field(False, description="start from the family's champion (nightly fine-tuning)")
+    warm_start_max_epochs: int = Field(10, ge=1, description="epoch budget of a warm-started run")
     gan: GanConfig = Field(default_factory=GanConfig)
 
 
@@ -78,6 +80,8 @@ class InferConfig(_Strict):
     overlap: float = Field(0.5, ge=0, lt=1)
     sw_batch_size: int = Field(2, ge=1)
     mirror_tta: bool = False
+    keep_largest_component: bool = Field(False, description="per class, keep only the largest connected component")
+    dicom_seg: bool = Field(True, description="also write a DICOM SEG per case (when the source is DICOM)")
 
 
 class SplitConfig(_Strict):

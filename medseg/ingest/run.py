@@ -141,6 +141,28 @@ def _read_headers(
     return done
 
 
+def index_files(
+    items: list[tuple[str, int, int]],
+    ws: Workspace,
+    cfg: IngestConfig,
+    client: distributed.Client | None = None,
+    progress: ProgressFn | None = None,
+    run_id: str | None = None,
+) -> int:
+    """Read and commit the headers of the ``(path, size, mtime_ns)`` items not yet indexed as they are.
+
+    The building block of the bulk flow: one call per batch of files; a later :func:`ingest` of the
+    same sources finds them indexed and only plans and builds volumes. Idempotent: files already in
+    the catalog with the same size and mtime are skipped. Returns the number of headers read.
+    """
+    catalog = Catalog(ws.catalog_path)
+    known = catalog.known_files()
+    todo = [(p, s, m) for p, s, m in items if known.get(p) != (s, m)]
+    if not todo:
+        return 0
+    return _read_headers(todo, cfg, client, progress, catalog, run_id or "bulk")
+
+
 def _build(
     cases: list[PlannedCase], client: distributed.Client | None, progress: ProgressFn | None
 ) -> dict[str, dict[str, Any]]:

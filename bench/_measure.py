@@ -1,0 +1,90 @@
+"""Shared by the benchmark scripts: run a command and measure wall time and peak RSS of its process tree.
+
+A tool under test runs as a subprocess; psutil samples the RSS of the process and all its children
+every 50 ms. ``rss_tree_mib`` is the peak of the sum over the tree (what the machine must hold),
+``rss_max_mib`` the peak of the largest single process. The child reports what it produced by
+printing one line ``BENCHJSON {...}`` (or a bare JSON object line) on stdout; it lands in ``info``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+@dataclass
+class Measured:
+    """Wall time, peak memory and reported info of one measured command."""
+
+    tool: str
+    wall_s: float
+    rss_tree_mib: float
+    rss_max_mib: float
+    rc: int
+    info: dict[str, Any] = field(default_factory=dict)
+    log_tail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+def _parse_info(text: str) -> dict[str, Any]:
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("BENCHJSON "):
+            return dict(json.loads(line[len("BENCHJSON ") :]))
+        if line.startswith("{") and line.endswith("}"):
+            try:
+                return dict(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return {}
+
+
+def run_measured(tool: str, cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600.0,
+                 cwd: Path | None = None) -> Measured:
+    """Run ``cmd``; return wall time and peak RSS (tree sum and largest process), sampled every 50 ms.
+
+    A run longer than ``timeout`` seconds is killed (with its children) and reported with ``rc=-9``.
+    stdout and stderr go to a temporary file (a pipe could fill up and block the child).
+    """
+    t0 = time.perf_counter()
+    out = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, text=True, cwd=cwd)
+    ps = psutil.Process(proc.pid)
+    tree_peak = max_peak = 0
+    killed = False
+    while proc.poll() is None:
+        if time.perf_counter() - t0 > timeout:
+            for child in ps.children(recursive=True):
+                child.kill()
+            proc.kill()
+            killed = True
+            break
+        try:
+            rss = []
+            for p in [ps, *ps.children(recursive=True)]:
+                try:
+                    rss.append(p.memory_info().rss)
+                except psutil.Error:
+                    pass
+            tree_peak = max(tree_peak, sum(rss))
+            max_peak = max(max_peak, max(rss, default=0))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    proc.wait()
+    wall = time.perf_counter() - t0
+    out.seek(0)
+    text = out.read()
+    out.close()
+    rc = -9 if killed else proc.returncode
+    return Measured(tool, wall, tree_peak / 2**20, max_peak / 2**20, rc, _parse_info(text), text[-3000:])
