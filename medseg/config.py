@@ -37,6 +37,11 @@ class DaskConfig(_Strict):
 class IngestConfig(_Strict):
     deid_secret: str = Field("medseg-demo-secret", min_length=8, description="key of the patient/study hash")
     files_per_batch: int = Field(256, ge=1)
+    volume_files: bool = Field(
+        True,
+        description="also ingest NIfTI/NRRD files and nnU-Net/MSD dataset folders; false = DICOM only "
+        "(e.g. archives where converted NIfTI copies sit next to the DICOM series)",
+    )
 
 
 class PreprocessConfig(_Strict):
@@ -73,6 +78,11 @@ class TrainConfig(_Strict):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = all cores")
     warm_start: bool = Field(False, description="start from the family's champion (nightly fine-tuning)")
     warm_start_max_epochs: int = Field(10, ge=1, description="epoch budget of a warm-started run")
+    amp: bool = Field(True, description="bf16 autocast on CUDA (no GradScaler needed); ignored on CPU")
+    compile_model: bool = Field(False, description="torch.compile the segmenter (CUDA hosts; slow first steps)")
+    channels_last: bool = Field(False, description="channels-last(-3d) memory format on CUDA")
+    gpu_augmentation: bool = Field(False, description="run patch augmentation on the training device")
+    num_workers: int | None = Field(None, ge=0, description="DataLoader workers; None = 0 on CPU, up to 8 on CUDA")
     gan: GanConfig = Field(default_factory=GanConfig)
 
 
@@ -82,11 +92,41 @@ class InferConfig(_Strict):
     mirror_tta: bool = False
     keep_largest_component: bool = Field(False, description="per class, keep only the largest connected component")
     dicom_seg: bool = Field(True, description="also write a DICOM SEG per case (when the source is DICOM)")
+    spill_mib: int = Field(
+        256, ge=0, description="preprocessed images larger than this (MiB, float32) wait on disk (temporary Zarr)"
+    )
+    nsd_tolerance_mm: float = Field(2.0, ge=0, description="tolerance of the normalised surface Dice in reports")
 
 
 class SplitConfig(_Strict):
     test_fraction: float = Field(0.25, ge=0, lt=1, description="held-out cases, never trained on")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="of the remaining training cases")
+
+
+class NightlyTraining(StrEnum):
+    """How the nightly flow trains: fine-tune the champion (``warm``) or train from scratch (``full``)."""
+
+    WARM = "warm"
+    FULL = "full"
+
+
+class OpsConfig(_Strict):
+    """Unattended operation: schedules, failure notifications, bulk batching (see docs/OPERATIONS.md)."""
+
+    webhook_url: str | None = Field(None, description="POST a JSON message here when a flow run fails")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="timeout of one webhook POST (seconds)")
+    timezone: str = Field("UTC", min_length=1, description="IANA zone of the schedules, e.g. Europe/Berlin")
+    nightly_cron: str = Field("0 2 * * *", min_length=9, description="cron of the nightly retrain (in `timezone`)")
+    nightly_training: NightlyTraining = Field(NightlyTraining.WARM, description="warm = fine-tune the champion")
+    nightly_train_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget per model in the nightly run (None = train.max_minutes)"
+    )
+    bulk_files_per_task: int = Field(
+        5000, ge=1, description="files per Prefect task in the bulk flow (thousands: keeps task overhead < 5%)"
+    )
+    bulk_tasks_in_flight: int = Field(2, ge=1, description="bulk batch tasks running at once (each fans out on Dask)")
+    transient_retries: int = Field(3, ge=0, description="retries of a task failing with a transient error")
+    retry_backoff_s: float = Field(10.0, ge=0, description="first retry delay; doubles per retry, with jitter")
 
 
 class MedsegConfig(_Strict):
@@ -102,3 +142,4 @@ class MedsegConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     infer: InferConfig = Field(default_factory=InferConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)

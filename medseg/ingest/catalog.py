@@ -21,6 +21,7 @@ A connection is opened per call (WAL mode), so readers never block the ingest wr
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -39,6 +40,8 @@ CREATE TABLE IF NOT EXISTS files (
     reason TEXT, message TEXT, header TEXT, run_id TEXT
 );
 CREATE INDEX IF NOT EXISTS files_series ON files(series_uid);
+CREATE INDEX IF NOT EXISTS files_study ON files(study_key, status);
+CREATE INDEX IF NOT EXISTS files_sop ON files(sop_uid);
 CREATE TABLE IF NOT EXISTS series (
     series_key TEXT PRIMARY KEY, case_id TEXT, series_uid TEXT, stack_key TEXT, kind TEXT,
     study_key TEXT, patient_key TEXT, modality TEXT, description TEXT, n_instances INTEGER,
@@ -211,14 +214,21 @@ class Catalog:
             con.executemany("DELETE FROM files WHERE path = ?", items)
         return len(items)
 
-    def file_headers(self, status: str = "ok") -> list[dict[str, Any]]:
-        """Header dicts (as read by :func:`~medseg.ingest.headers.read_header`) of files with ``status``."""
+    def file_headers(self, status: str = "ok", study_keys: list[str | None] | None = None) -> list[dict[str, Any]]:
+        """Header dicts (as read by :func:`~medseg.ingest.headers.read_header`) of files with ``status``.
+
+        Args:
+            status: file status (``"ok"`` or ``"quarantined"``).
+            study_keys: only the files of these studies (a ``None`` key: files without a study, i.e.
+                NIfTI/NRRD volumes and dataset.json); None: every file.
+        """
+        query = "SELECT path, size, mtime_ns, status, reason, message, header FROM files WHERE status = ?"
+        args: tuple[Any, ...] = (status,)
+        if study_keys is not None:
+            query += " AND (" + " OR ".join("study_key IS ?" for _ in study_keys) + ")"
+            args = (status, *study_keys)
         with self._connect() as con:
-            cur = con.execute(
-                "SELECT path, size, mtime_ns, status, reason, message, header FROM files "
-                "WHERE status = ? ORDER BY path",
-                (status,),
-            )
+            cur = con.execute(query + " ORDER BY path", args)
             return [
                 {
                     **json.loads(r["header"] or "{}"),
@@ -231,6 +241,95 @@ class Catalog:
                 }
                 for r in cur
             ]
+
+    def study_groups(self, status: str = "ok") -> list[list[str | None]]:
+        """Study keys of files with ``status``, grouped so that no series spans two groups; sorted.
+
+        Normally one study per group; studies sharing a SeriesInstanceUID (broken exports, test data)
+        are merged into one group. ``None`` (files without a study: NIfTI/NRRD) is a group of its own, last.
+        """
+        with self._connect() as con:
+            keys = [r[0] for r in con.execute("SELECT DISTINCT study_key FROM files WHERE status = ?", (status,))]
+            shared = con.execute(
+                "SELECT series_uid, GROUP_CONCAT(DISTINCT study_key) FROM files WHERE status = ? "
+                "AND series_uid IS NOT NULL AND study_key IS NOT NULL GROUP BY series_uid "
+                "HAVING COUNT(DISTINCT study_key) > 1",
+                (status,),
+            ).fetchall()
+            links = [joined for _, joined in shared] + self._reference_links(con, status)
+        parent = {k: k for k in keys if k is not None}
+
+        def root(k: str) -> str:
+            while parent[k] != k:
+                parent[k] = parent[parent[k]]
+                k = parent[k]
+            return k
+
+        for joined in links:
+            first, *rest = sorted(joined.split(","))
+            for other in rest:
+                a, b = sorted((root(first), root(other)))
+                parent[b] = a
+        groups: dict[str, list[str | None]] = {}
+        for k in sorted(parent):
+            groups.setdefault(root(k), []).append(k)
+        out = [groups[r] for r in sorted(groups)]
+        return out + ([[None]] if None in keys else [])
+
+    @staticmethod
+    def _reference_links(con: sqlite3.Connection, status: str) -> list[str]:
+        """``"studyA,studyB"`` for each SEG/RTSTRUCT whose referenced series (or instances) lie in other studies."""
+        links: list[str] = []
+        refs = con.execute(
+            "SELECT study_key, header FROM files WHERE status = ? AND kind IN ('seg', 'rtstruct')", (status,)
+        ).fetchall()
+        for study_key, header in refs:
+            h = json.loads(header or "{}")
+            series = list(h.get("ref_series_uids") or [])
+            sops = [] if series else list(h.get("ref_sop_uids") or [])[:50]
+            found: set[str] = set()
+            for column, values in (("series_uid", series), ("sop_uid", sops)):
+                for i in range(0, len(values), 500):
+                    chunk = values[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    found.update(
+                        r[0]
+                        for r in con.execute(
+                            f"SELECT DISTINCT study_key FROM files WHERE {column} IN ({marks}) "
+                            "AND study_key IS NOT NULL",
+                            chunk,
+                        )
+                    )
+            found.discard(study_key)
+            if found and study_key is not None:
+                links.append(",".join([study_key, *sorted(found)]))
+        return links
+
+    def lookup_files(self, paths: list[str]) -> dict[str, tuple[int, int]]:
+        """``{path: (size, mtime_ns)}`` of those ``paths`` that are indexed (chunked ``IN`` queries)."""
+        out: dict[str, tuple[int, int]] = {}
+        with self._connect() as con:
+            for i in range(0, len(paths), 500):
+                chunk = paths[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for r in con.execute(f"SELECT path, size, mtime_ns FROM files WHERE path IN ({marks})", chunk):
+                    out[r["path"]] = (r["size"], r["mtime_ns"])
+        return out
+
+    def files_not_in(self, seen: Iterable[str], roots: list[str]) -> list[str]:
+        """Indexed files under ``roots`` that are not in ``seen`` (the files removed from the sources).
+
+        ``seen`` is streamed into a scratch table of the catalog, so memory stays flat in archive size.
+        """
+        with self._connect() as con:
+            con.execute("CREATE TEMP TABLE IF NOT EXISTS seen (path TEXT PRIMARY KEY)")
+            con.execute("DELETE FROM seen")
+            con.executemany("INSERT OR IGNORE INTO seen VALUES (?)", ((p,) for p in seen))
+            rows = con.execute("SELECT path FROM files WHERE path NOT IN (SELECT path FROM seen)").fetchall()
+            con.execute("DROP TABLE seen")
+        prefixes = [r.rstrip(os.sep) + os.sep for r in roots]
+        return [r["path"] for r in rows if any(r["path"] == root or r["path"].startswith(pre)
+                                                for root, pre in zip(roots, prefixes, strict=True))]
 
     # --- series / studies / quarantine (rewritten by each run) ---------------------------------
     def series_rows(self) -> dict[str, dict[str, Any]]:

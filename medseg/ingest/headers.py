@@ -22,6 +22,8 @@ channels, labels and file_ending (see :mod:`medseg.ingest.volume_files`).
 
 from __future__ import annotations
 
+import functools
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -40,12 +42,21 @@ SEG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7
 _NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "PR", "KO", "ANN", "REG", "DOC"}
 
 
+@functools.lru_cache(maxsize=4096)
+def _identity_keys(secret: str, series_uid: str, study_uid: str, patient_id: str) -> tuple[str, str]:
+    return (
+        keyed_hash(secret, study_uid or f"series:{series_uid}", prefix="study_"),
+        keyed_hash(secret, patient_id or f"study:{study_uid or series_uid}", prefix="pat_"),
+    )
+
+
 def identity_keys(secret: str, series_uid: str, study_uid: str, patient_id: str) -> dict[str, str]:
-    """De-identified study and patient keys (keyed hashes; fall back to the next UID up when one is missing)."""
-    return {
-        "study_key": keyed_hash(secret, study_uid or f"series:{series_uid}", prefix="study_"),
-        "patient_key": keyed_hash(secret, patient_id or f"study:{study_uid or series_uid}", prefix="pat_"),
-    }
+    """De-identified study and patient keys (keyed hashes; fall back to the next UID up when one is missing).
+
+    Cached: the files of one series share their keys, and each key is an HMAC.
+    """
+    study_key, patient_key = _identity_keys(secret, series_uid, study_uid, patient_id)
+    return {"study_key": study_key, "patient_key": patient_key}
 
 
 def _floats(value: Any, n: int) -> list[float] | None:
@@ -156,21 +167,23 @@ def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -
         mtime_ns: Modification time (ns) as given; -1 = stat it.
         fast: Try :mod:`medseg.ingest.fast_header` first (same result, ~5x faster on classic images).
     """
-    p = Path(path)
-    base: dict[str, Any] = {"path": str(p), "size": size, "mtime_ns": mtime_ns}
+    spath = os.fspath(path)
+    base: dict[str, Any] = {"path": spath, "size": size, "mtime_ns": mtime_ns}
+    p = Path(spath)
     try:
         if size < 0 or mtime_ns < 0:
-            st = p.stat()
+            st = os.stat(spath)
             base["size"], base["mtime_ns"] = st.st_size, st.st_mtime_ns
-        if p.name == DATASET_JSON:
+        if os.path.basename(spath) == DATASET_JSON:
             return {**base, "status": "ok", "kind": "dataset", **read_dataset_json(p)}
-        if volume_suffix(p):
+        if volume_suffix(spath):
             return {**base, "status": "ok", "kind": "volume", **read_volume_header(p)}
         if fast:
-            scanned = scan_file(str(p))
+            scanned = scan_file(spath)
             described = _describe_fast(scanned, secret) if scanned is not None else None
             if described is not None:
-                return {**base, **described}
+                base.update(described)
+                return base
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = _read_dataset(p)
@@ -213,7 +226,7 @@ def _describe(ds: Dataset, p: Path, secret: str) -> dict[str, Any]:
     study_uid = str(ds.get("StudyInstanceUID", "") or "")
     patient_id = str(ds.get("PatientID", "") or "")
     try:
-        sop_name = pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
+        sop_name = _sop_name(sop_class)
     except Exception:  # noqa: BLE001
         sop_name = sop_class
     raw_type = ds.get("ImageType")
@@ -363,7 +376,7 @@ def _describe_fast(f: dict[str, Any], secret: str) -> dict[str, Any] | None:
     if any(v is None for v in frame.values()):
         return None
     try:
-        sop_name = pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
+        sop_name = _sop_name(sop_class)
         slope = float(f.get("slope") or 1.0) or 1.0
         intercept = float(f.get("intercept") or 0.0)
     except Exception:  # noqa: BLE001
@@ -407,6 +420,11 @@ def _describe_fast(f: dict[str, Any], secret: str) -> dict[str, Any] | None:
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _sop_name(sop_class: str) -> str:
+    return pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(value) if value is not None and value != "" else None
@@ -416,4 +434,4 @@ def _int(value: Any) -> int | None:
 
 def read_header_batch(items: list[tuple[str, int, int]], secret: str) -> list[dict[str, Any]]:
     """Read the headers of ``(path, size, mtime_ns)`` items (one Dask task)."""
-    return [read_header(Path(path), secret, size, mtime) for path, size, mtime in items]
+    return [read_header(path, secret, size, mtime) for path, size, mtime in items]

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import fcntl
 import gc
+import json
 import logging
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from medseg.ingest.build import build_case
 from medseg.ingest.catalog import Catalog
 from medseg.ingest.headers import read_header_batch
 from medseg.ingest.planning import IngestPlan, PlannedCase, plan_ingest, stack_row
+from medseg.ingest.volume_files import DATASET_JSON, volume_suffix
 from medseg.io.volume_store import is_complete, read_meta
 from medseg.workspace import Workspace
 
@@ -57,6 +60,7 @@ class IngestSummary(BaseModel):
     files_indexed: int = Field(0, description="new or changed files whose header was read")
     files_skipped: int = Field(0, description="files already indexed with the same size and mtime")
     files_removed: int = Field(0, description="catalog files no longer present under the sources")
+    files_ignored: int = Field(0, description="NIfTI/NRRD/dataset.json files skipped (ingest.volume_files=false)")
     series_total: int = Field(0, description="image stacks + label series known to the catalog")
     series_ingested: int = Field(0, description="cases whose volume store was (re)written")
     series_unchanged: int = Field(0, description="cases whose volume store was already up to date")
@@ -116,29 +120,72 @@ def _batches(items: list[Any], size: int) -> list[list[Any]]:
 
 
 def _read_headers(
-    items: list[tuple[str, int, int]],
+    items: Iterable[tuple[str, int, int]],
+    total: int,
     cfg: IngestConfig,
     client: distributed.Client | None,
     progress: ProgressFn | None,
     catalog: Catalog,
     run_id: str,
 ) -> int:
-    """Read headers batch by batch; each batch is committed to the catalog as it completes."""
-    batches = _batches(items, cfg.files_per_batch)
+    """Read headers batch by batch; each batch is committed to the catalog as it completes.
+
+    ``items`` is consumed lazily and at most a few batches per worker are in flight, so memory
+    does not grow with the archive.
+    """
+    batches = _batched(items, cfg.files_per_batch)
     done = 0
     if client is None:
         for batch in batches:
             done += catalog.upsert_files(read_header_batch(batch, cfg.deid_secret), run_id)
             if progress:
-                progress("headers", done, len(items))
+                progress("headers", done, total)
         return done
-    futures = client.map(read_header_batch, batches, secret=cfg.deid_secret, pure=False)
-    for fut in distributed.as_completed(futures):
-        done += catalog.upsert_files(fut.result(), run_id)
-        fut.release()
+    for headers in _bounded_map(client, read_header_batch, batches, secret=cfg.deid_secret):
+        done += catalog.upsert_files(headers, run_id)
         if progress:
-            progress("headers", done, len(items))
+            progress("headers", done, total)
     return done
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _in_flight_limit(client: distributed.Client) -> int:
+    return max(4, 4 * len(client.scheduler_info().get("workers", {})))
+
+
+def _bounded_map(
+    client: distributed.Client, fn: Callable[..., Any], args: Iterable[Any], **kwargs: Any
+) -> Iterator[Any]:
+    """``client.map`` over a lazy iterable, keeping a bounded number of tasks in flight; yields results as done."""
+    limit = _in_flight_limit(client)
+    it = iter(args)
+    pending = distributed.as_completed()
+    n = 0
+    for arg in it:
+        pending.add(client.submit(fn, arg, pure=False, **kwargs))
+        n += 1
+        if n >= limit:
+            break
+    for fut in pending:
+        result = fut.result()
+        fut.release()
+        nxt = next(it, _END)
+        if nxt is not _END:
+            pending.add(client.submit(fn, nxt, pure=False, **kwargs))
+        yield result
+
+
+_END = object()
 
 
 def index_files(
@@ -156,31 +203,11 @@ def index_files(
     the catalog with the same size and mtime are skipped. Returns the number of headers read.
     """
     catalog = Catalog(ws.catalog_path)
-    known = catalog.known_files()
+    known = catalog.lookup_files([p for p, _, _ in items])
     todo = [(p, s, m) for p, s, m in items if known.get(p) != (s, m)]
     if not todo:
         return 0
-    return _read_headers(todo, cfg, client, progress, catalog, run_id or "bulk")
-
-
-def _build(
-    cases: list[PlannedCase], client: distributed.Client | None, progress: ProgressFn | None
-) -> dict[str, dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {}
-    if client is None:
-        for i, pc in enumerate(cases):
-            results[pc.job.case_id] = build_case(pc.job)
-            if progress:
-                progress("volumes", i + 1, len(cases))
-        return results
-    futures = client.map(build_case, [pc.job for pc in cases], pure=False)
-    for i, fut in enumerate(distributed.as_completed(futures)):
-        res = fut.result()
-        fut.release()
-        results[res["case_id"]] = res
-        if progress:
-            progress("volumes", i + 1, len(cases))
-    return results
+    return _read_headers(todo, len(todo), cfg, client, progress, catalog, run_id or "bulk")
 
 
 def ingest(
@@ -275,6 +302,173 @@ def _resumed_result(pc: PlannedCase) -> dict[str, Any] | None:
     }
 
 
+@dataclass
+class _Group:
+    """One study's plan and what its cases need: build, keep (unchanged) or take over (resumed)."""
+
+    plan: IngestPlan
+    to_build: list[PlannedCase] = field(default_factory=list)
+    unchanged: list[PlannedCase] = field(default_factory=list)
+    resumed: list[PlannedCase] = field(default_factory=list)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    remaining: int = 0
+
+
+@dataclass
+class _RunState:
+    """What the run accumulates over the study groups (small: one row per series, not per file)."""
+
+    previous: dict[str, dict[str, Any]]
+    previous_quarantine: dict[str, list[dict[str, Any]]]
+    run_id: str
+    series_rows: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    file_series: dict[str, str] = field(default_factory=dict)
+    built_ok: int = 0
+    unchanged: int = 0
+    resumed: int = 0
+    groups_done: int = 0
+
+    def classify(self, plan: IngestPlan) -> _Group:
+        group = _Group(plan=plan)
+        self.file_series.update(plan.file_series)
+        for pc in plan.cases:
+            prev = self.previous.get(pc.job.case_id)
+            if (
+                prev is not None
+                and prev.get("status") == "ingested"
+                and prev.get("content_hash") == pc.content_hash
+                and is_complete(Path(pc.job.volume_path))
+            ):
+                group.unchanged.append(pc)
+            elif (res := _resumed_result(pc)) is not None:
+                group.results[pc.job.case_id] = res
+                group.resumed.append(pc)
+            else:
+                group.to_build.append(pc)
+        group.remaining = len(group.to_build)
+        return group
+
+    def finish(self, group: _Group) -> None:
+        rows, quarantine = _finalise(group.plan, group.to_build + group.resumed, group.unchanged, group.results,
+                                     self.previous, self.run_id)
+        for pc in group.unchanged:  # their label problems persist from earlier runs
+            kept = self.previous_quarantine.get(pc.job.case_id, [])
+            quarantine.extend({**q, "series_uid": q["series"]} for q in kept)
+        self.series_rows.extend(rows)
+        self.quarantine.extend(quarantine)
+        self.built_ok += sum(1 for pc in group.to_build if group.results[pc.job.case_id]["ok"])
+        self.unchanged += len(group.unchanged)
+        self.resumed += len(group.resumed)
+        self.groups_done += 1
+
+
+def _plan_groups(catalog: Catalog, ws: Workspace, cfg: IngestConfig, roots: list[str],
+                 state: _RunState) -> Iterator[_Group]:
+    """Plan study by study (a study's series, SEG, RTSTRUCT and masks are planned together).
+
+    Studies that share a series (broken exports) are planned as one group (:meth:`Catalog.study_groups`).
+
+    Only one study's headers are in memory at a time, so the peak memory of planning does not
+    grow with the archive. Files without a study (NIfTI/NRRD volumes, dataset.json) form one group.
+    """
+    for keys in catalog.study_groups("ok"):
+        headers = catalog.file_headers("ok", study_keys=keys)
+        with _gc_paused():  # planning allocates ~10 objects per file and frees nothing cyclic
+            plan = plan_ingest(headers, ws, cfg.deid_secret, roots)
+        del headers
+        yield state.classify(plan)
+
+
+def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
+                  client: distributed.Client | None, progress: ProgressFn | None) -> None:
+    """Build the cases of every group (Dask: pipelined across groups, bounded in flight); finish each group."""
+
+    def tick() -> None:
+        if progress:
+            progress("volumes", state.groups_done, n_groups)
+
+    if client is None:
+        for group in groups:
+            for pc in group.to_build:
+                group.results[pc.job.case_id] = build_case(pc.job)
+            state.finish(group)
+            tick()
+        return
+    limit = _in_flight_limit(client)
+    pending = distributed.as_completed()
+    open_groups: dict[Any, _Group] = {}  # future key -> its group
+    in_flight = 0
+
+    def settle(fut: distributed.Future) -> None:
+        nonlocal in_flight
+        res = fut.result()
+        group = open_groups.pop(fut.key)
+        fut.release()
+        in_flight -= 1
+        group.results[res["case_id"]] = res
+        group.remaining -= 1
+        if group.remaining == 0:
+            state.finish(group)
+            tick()
+
+    for group in groups:
+        if not group.to_build:
+            state.finish(group)
+            tick()
+            continue
+        for pc in group.to_build:
+            fut = client.submit(build_case, pc.job, pure=False)
+            open_groups[fut.key] = group
+            pending.add(fut)
+            in_flight += 1
+        while in_flight >= limit:
+            settle(next(pending))
+    for fut in pending:
+        settle(fut)
+
+
+def _is_volume_file(path: str) -> bool:
+    return bool(volume_suffix(path)) or os.path.basename(path) == DATASET_JSON
+
+
+def _scan_to_disk(sources: list[Path], scratch: Path, volume_files: bool = True) -> tuple[int, int]:
+    """Write ``(path, size, mtime_ns)`` of every source file to ``scratch`` (JSON lines).
+
+    Returns:
+        (files written, NIfTI/NRRD/dataset.json files left out because ``volume_files`` is false).
+    """
+    n = ignored = 0
+    with open(scratch, "w", encoding="utf-8") as fh:
+        for item in scan_sources(sources):
+            if not volume_files and _is_volume_file(item[0]):
+                ignored += 1
+                continue
+            fh.write(json.dumps(item) + "\n")
+            n += 1
+    return n, ignored
+
+
+def _read_scratch(scratch: Path) -> Iterator[tuple[str, int, int]]:
+    with open(scratch, encoding="utf-8") as fh:
+        for line in fh:
+            p, size, mtime = json.loads(line)
+            yield p, size, mtime
+
+
+def _select_unindexed(catalog: Catalog, scratch: Path, todo: Path) -> int:
+    """Copy the scanned files not indexed with the same size and mtime to ``todo``; return their count."""
+    n = 0
+    with open(todo, "w", encoding="utf-8") as out:
+        for chunk in _batched(_read_scratch(scratch), 2000):
+            known = catalog.lookup_files([c[0] for c in chunk])
+            for p, size, mtime in chunk:
+                if known.get(p) != (size, mtime):
+                    out.write(json.dumps([p, size, mtime]) + "\n")
+                    n += 1
+    return n
+
+
 def _ingest_locked(
     sources: list[Path],
     ws: Workspace,
@@ -291,67 +485,53 @@ def _ingest_locked(
     roots = [str(Path(s).expanduser().resolve()) for s in sources]
     catalog.start_run(run_id, roots)
 
-    files = list(scan_sources(sources))
-    if progress:
-        progress("scan", len(files), len(files))
-    known = catalog.known_files()
-    seen = {p for p, _, _ in files}
-    todo = [(p, s, m) for p, s, m in files if known.get(p) != (s, m)]
-    removed = [p for p in known if p not in seen and _under(p, roots)]
-    _read_headers(todo, cfg, client, progress, catalog, run_id)
+    # the file lists live in scratch files, not in memory: flat memory whatever the archive size
+    scratch, todo_file = ws.root / f".scan-{run_id}.jsonl", ws.root / f".todo-{run_id}.jsonl"
+    try:
+        n_files, n_ignored = _scan_to_disk(sources, scratch, cfg.volume_files)
+        if n_ignored:
+            log.info("ignored %d NIfTI/NRRD/dataset.json file(s) (ingest.volume_files=false)", n_ignored)
+        if progress:
+            progress("scan", n_files, n_files)
+        n_todo = _select_unindexed(catalog, scratch, todo_file)
+        _read_headers(_read_scratch(todo_file), n_todo, cfg, client, progress, catalog, run_id)
+        removed = catalog.files_not_in((p for p, _, _ in _read_scratch(scratch)), roots)
+    finally:
+        scratch.unlink(missing_ok=True)
+        todo_file.unlink(missing_ok=True)
     catalog.delete_files(removed)
 
-    with _gc_paused():  # planning allocates ~10 objects per file and frees nothing cyclic
-        plan = plan_ingest(catalog.file_headers("ok"), ws, cfg.deid_secret, roots)
-    catalog.set_file_series(plan.file_series)
+    previous_quarantine: dict[str, list[dict[str, Any]]] = {}
+    for q in catalog.quarantine():
+        if q.get("case_id"):
+            previous_quarantine.setdefault(q["case_id"], []).append(q)
+    state = _RunState(previous=catalog.series_rows(), previous_quarantine=previous_quarantine, run_id=run_id)
+    n_groups = len(catalog.study_groups("ok"))
     if progress:
-        progress("plan", len(plan.cases), len(plan.cases))
-    previous = catalog.series_rows()
-    previous_quarantine = catalog.quarantine()
-    to_build: list[PlannedCase] = []
-    unchanged: list[PlannedCase] = []
-    resumed: list[PlannedCase] = []
-    results: dict[str, dict[str, Any]] = {}
-    for pc in plan.cases:
-        prev = previous.get(pc.job.case_id)
-        if (
-            prev is not None
-            and prev.get("status") == "ingested"
-            and prev.get("content_hash") == pc.content_hash
-            and is_complete(Path(pc.job.volume_path))
-        ):
-            unchanged.append(pc)
-        elif (res := _resumed_result(pc)) is not None:
-            results[pc.job.case_id] = res
-            resumed.append(pc)
-        else:
-            to_build.append(pc)
-    results.update(_build(to_build, client, progress))
-    to_build = to_build + resumed
+        progress("plan", 0, n_groups)
+    _build_groups(_plan_groups(catalog, ws, cfg, roots, state), n_groups, state, client, progress)
+    catalog.set_file_series(state.file_series)
 
-    series_rows, quarantine = _finalise(plan, to_build, unchanged, results, previous, run_id)
-    kept_cases = {pc.job.case_id for pc in unchanged}  # their label problems persist from earlier runs
-    quarantine.extend({**q, "series_uid": q["series"]} for q in previous_quarantine if q["case_id"] in kept_cases)
+    series_rows, quarantine = state.series_rows, state.quarantine
     quarantine.extend(_file_quarantine(catalog, run_id))
     studies = _studies(series_rows, run_id)
     catalog.replace_run_state(series_rows, quarantine, studies)
-    pruned = _prune_stale_volumes(ws, previous, series_rows)
+    pruned = _prune_stale_volumes(ws, state.previous, series_rows)
 
-    n_cases = sum(1 for r in series_rows if r["kind"] == "image" and r["status"] == "ingested")
+    image_rows = [r for r in series_rows if r["kind"] == "image" and r["status"] == "ingested"]
     summary = IngestSummary(
         run_id=run_id,
-        files_seen=len(files),
-        files_indexed=len(todo),
-        files_skipped=len(files) - len(todo),
+        files_seen=n_files,
+        files_indexed=n_todo,
+        files_skipped=n_files - n_todo,
         files_removed=len(removed),
+        files_ignored=n_ignored,
         series_total=len(series_rows),
-        series_ingested=sum(1 for r in results.values() if r["ok"]) - len(resumed),
-        series_unchanged=len(unchanged),
-        series_resumed=len(resumed),
-        cases=n_cases,
-        labeled_cases=sum(
-            1 for r in series_rows if r["kind"] == "image" and r["status"] == "ingested" and r.get("has_labels")
-        ),
+        series_ingested=state.built_ok,
+        series_unchanged=state.unchanged,
+        series_resumed=state.resumed,
+        cases=len(image_rows),
+        labeled_cases=sum(1 for r in image_rows if r.get("has_labels")),
         quarantined=len(quarantine),
         volumes_removed=pruned,
         seconds=round(time.time() - t0, 3),

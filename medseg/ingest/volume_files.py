@@ -17,6 +17,7 @@ and the header records ``n_channels``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from pathlib import Path
@@ -48,7 +49,7 @@ _MR_CHANNELS = re.compile(r"^(mri?|t1\w*|t2\w*|flair|pd\w*|dwi|adc|swi|bold|dce|
 
 def volume_suffix(path: str | Path) -> str:
     """The recognised volume suffix of ``path`` (``".nii.gz"`` ...), or ``""``."""
-    name = Path(path).name.lower()
+    name = os.path.basename(os.fspath(path)).lower()
     return next((s for s in VOLUME_SUFFIXES if name.endswith(s)), "")
 
 

@@ -19,6 +19,7 @@ last, then the directory is renamed into place. Readers refuse a store without `
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -34,6 +35,7 @@ from numpy.typing import NDArray
 from zarr.codecs import BloscCodec
 
 from medseg.geometry import Geometry
+from medseg.io.zarr_direct import write_array, write_group
 
 SCHEMA_VERSION = 1
 AXES = [
@@ -87,22 +89,34 @@ def _multiscales(name: str, geometry: Geometry) -> list[dict[str, Any]]:
     ]
 
 
+def _label_attrs(name: str, geometry: Geometry, label_names: Mapping[int, str]) -> dict[str, Any]:
+    return {"ome": {
+        "version": "0.5",
+        "multiscales": _multiscales(name, geometry),
+        "image-label": {
+            "version": "0.5",
+            "source": {"image": "../../"},
+            "properties": [{"label-value": int(v), "name": n} for v, n in sorted(label_names.items())],
+        },
+    }}
+
+
+def _write_extra(root: Path, name: str, data: NDArray[Any]) -> None:
+    """A small extra array written whole (one chunk) at ``root/name`` (e.g. ``"fg/1"``), with parent groups."""
+    if name == "0" or name.split("/")[0] == "labels":
+        raise ValueError(f"{root}: extra array {name!r} clashes with image/labels")
+    parts = name.split("/")
+    for depth in range(1, len(parts)):  # intermediate groups, as zarr's create_array makes them
+        group = root.joinpath(*parts[:depth])
+        if not (group / "zarr.json").is_file():
+            write_group(group)
+    write_array(root.joinpath(*parts), data, tuple(max(1, s) for s in data.shape))
+
+
 def _chunks(shape: tuple[int, ...], chunks: tuple[int, int, int] | None) -> tuple[int, ...]:
     if chunks is None:
         chunks = (64, 128, 128)
     return tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))
-
-
-def _write_array(group: zarr.Group, name: str, data: NDArray[Any], chunks: tuple[int, ...]) -> None:
-    arr = group.create_array(
-        name,
-        shape=data.shape,
-        chunks=chunks,
-        dtype=data.dtype,
-        compressors=[BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")],
-        fill_value=0,
-    )
-    arr[...] = data
 
 
 def write_case(
@@ -120,29 +134,14 @@ def write_case(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
-        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         ch = _chunks(case.image.shape, chunks)
-        _write_array(root, "0", np.ascontiguousarray(case.image), ch)
-        labels_group = root.require_group("labels")
-        labels_group.attrs["ome"] = {"version": "0.5", "labels": sorted(case.labels)}
+        write_array(tmp / "0", case.image, ch)
+        write_group(tmp / "labels", {"ome": {"version": "0.5", "labels": sorted(case.labels)}})
         for name, lab in case.labels.items():
-            lg = labels_group.require_group(name)
-            _write_array(lg, "0", np.ascontiguousarray(lab.astype(np.uint8)), ch)
-            lg.attrs["ome"] = {
-                "version": "0.5",
-                "multiscales": _multiscales(name, case.geometry),
-                "image-label": {
-                    "version": "0.5",
-                    "source": {"image": "../../"},
-                    "properties": [
-                        {"label-value": int(v), "name": n} for v, n in sorted(case.label_names.items())
-                    ],
-                },
-            }
+            write_array(tmp / "labels" / name / "0", lab.astype(np.uint8, copy=False), ch)
+            write_group(tmp / "labels" / name, _label_attrs(name, case.geometry, case.label_names))
         for name, extra in (extra_arrays or {}).items():
-            if name == "0" or name.split("/")[0] == "labels":
-                raise ValueError(f"case {case.case_id}: extra array {name!r} clashes with image/labels")
-            _write_array(root, name, np.ascontiguousarray(extra), tuple(max(1, s) for s in extra.shape))
+            _write_extra(tmp, name, extra)
         meta: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "kind": case.kind,
@@ -150,11 +149,11 @@ def write_case(
             "geometry": case.geometry.to_dict(),
             "label_names": {str(k): v for k, v in sorted(case.label_names.items())},
             "source": case.source,
-            "complete": False,
+            "complete": True,  # the whole store becomes visible at once by the rename below
         }
-        root.attrs["ome"] = {"version": "0.5", "multiscales": _multiscales(case.case_id, case.geometry)}
-        root.attrs["medseg"] = meta
-        root.attrs["medseg"] = {**meta, "complete": True}  # completion marker, written last
+        # the root group (with the completion marker) is written last
+        write_group(tmp, {"ome": {"version": "0.5", "multiscales": _multiscales(case.case_id, case.geometry)},
+                          "medseg": meta})
         _replace_dir(tmp, path)
     finally:
         if tmp.exists():
@@ -172,20 +171,29 @@ def _replace_dir(new: Path, target: Path) -> None:
         os.replace(new, target)
 
 
+def _root_attributes(path: Path) -> dict[str, Any] | None:
+    """Attributes of the Zarr v3 group at ``path`` (read from its ``zarr.json``), None when there is none."""
+    try:
+        doc = json.loads((Path(path) / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("node_type") != "group":
+        return None
+    attrs = doc.get("attributes")
+    return attrs if isinstance(attrs, dict) else None
+
+
 def is_complete(path: Path) -> bool:
     """True when ``path`` is a finished medseg store."""
-    try:
-        meta = zarr.open_group(str(path), mode="r").attrs.get("medseg")
-    except (FileNotFoundError, ValueError, KeyError, zarr.errors.GroupNotFoundError):
-        return False
+    meta = (_root_attributes(path) or {}).get("medseg")
     return isinstance(meta, Mapping) and bool(meta.get("complete"))
 
 
 def read_meta(path: Path) -> dict[str, Any]:
     """Return the ``medseg`` attributes of a completed store (raises IncompleteStoreError otherwise)."""
-    if not is_complete(path):
+    meta = (_root_attributes(path) or {}).get("medseg")
+    if not (isinstance(meta, Mapping) and meta.get("complete")):
         raise IncompleteStoreError(f"{path} is missing or was not completed (interrupted write?)")
-    meta: Any = zarr.open_group(str(path), mode="r").attrs["medseg"]
     return dict(meta)
 
 
@@ -242,7 +250,7 @@ class CaseWriter:
         source: provenance attributes, stored when the block exits (may be updated until then).
     """
 
-    def __init__(self, root: zarr.Group, image: zarr.Array, labels: dict[str, zarr.Array], source: dict[str, Any]):
+    def __init__(self, root: Path, image: zarr.Array, labels: dict[str, zarr.Array], source: dict[str, Any]):
         self.root = root
         self.image = image
         self.labels = labels
@@ -250,9 +258,7 @@ class CaseWriter:
 
     def add_array(self, name: str, data: NDArray[Any]) -> None:
         """Write a small extra array whole (one chunk), e.g. ``"fg/1"`` (see :func:`write_case`)."""
-        if name == "0" or name.split("/")[0] == "labels":
-            raise ValueError(f"extra array {name!r} clashes with image/labels")
-        _write_array(self.root, name, np.ascontiguousarray(data), tuple(max(1, s) for s in data.shape))
+        _write_extra(self.root, name, np.asarray(data))
 
 
 def _new_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...]) -> zarr.Array:
@@ -307,19 +313,11 @@ def case_writer(
         label_arrays = {
             name: _new_array(labels_group.require_group(name), "0", tuple(shape), np.uint8, ch) for name in labels
         }
-        writer = CaseWriter(root, image, label_arrays, dict(source or {}))
+        writer = CaseWriter(tmp, image, label_arrays, dict(source or {}))
         yield writer
-        labels_group.attrs["ome"] = {"version": "0.5", "labels": sorted(label_arrays)}
+        write_group(tmp / "labels", {"ome": {"version": "0.5", "labels": sorted(label_arrays)}})
         for name in label_arrays:
-            labels_group[name].attrs["ome"] = {
-                "version": "0.5",
-                "multiscales": _multiscales(name, geometry),
-                "image-label": {
-                    "version": "0.5",
-                    "source": {"image": "../../"},
-                    "properties": [{"label-value": int(v), "name": n} for v, n in sorted(names.items())],
-                },
-            }
+            write_group(tmp / "labels" / name, _label_attrs(name, geometry, names))
         meta: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "kind": kind,
@@ -327,11 +325,10 @@ def case_writer(
             "geometry": geometry.to_dict(),
             "label_names": {str(k): v for k, v in sorted(names.items())},
             "source": writer.source,
-            "complete": False,
+            "complete": True,  # the whole store becomes visible at once by the rename below
         }
-        root.attrs["ome"] = {"version": "0.5", "multiscales": _multiscales(case_id, geometry)}
-        root.attrs["medseg"] = meta
-        root.attrs["medseg"] = {**meta, "complete": True}  # completion marker, written last
+        # the root group (with the completion marker) is written last
+        write_group(tmp, {"ome": {"version": "0.5", "multiscales": _multiscales(case_id, geometry)}, "medseg": meta})
         _replace_dir(tmp, path)
     finally:
         if tmp.exists():
