@@ -50,6 +50,8 @@ _BIDS_LABEL = re.compile(r"^(?P<base>.+)_(?P<desc>[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*
 _GENERIC_LABEL = re.compile(
     r"^(?P<base>.+?)[_-](?P<desc>seg|segmentation|label|labels|labelmap|mask|gt)$", re.IGNORECASE
 )
+_LABEL_PRIORITY = {"seg": 0, "segmentation": 0, "label": 1, "labels": 1, "labelmap": 1, "mask": 2, "gt": 3}
+_LABEL_WORDS = frozenset(_LABEL_PRIORITY)
 _IMAGE_TOKEN = re.compile(r"^(?P<base>.+?)[_-](image|img|orig|volume|vol)$", re.IGNORECASE)
 _BIDS_SUBJECT = re.compile(r"^sub-[A-Za-z0-9]+$")
 _GENERIC_DESCS = ("seg", "segmentation", "label", "labels", "labelmap", "mask", "gt")
@@ -61,6 +63,23 @@ class FilePlan:
     series_rows: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     file_series: dict[str, str] = field(default_factory=dict)  # path -> "file:<key>" of images and labels
+    orphans: list[OrphanLabel] = field(default_factory=list)  # label files with no image file to pair with
+
+
+@dataclass(frozen=True)
+class OrphanLabel:
+    """A NIfTI/NRRD label file without an image file; a DICOM series on the same grid may claim it.
+
+    ``series_key`` is its series-table key, ``source`` the :class:`LabelSource` a claiming case uses.
+    """
+
+    path: str
+    series_key: str
+    priority: int
+    shape: tuple[int, int, int]
+    geometry: Geometry
+    source: LabelSource
+    stat: tuple[int, int] = (-1, -1)  # (size, mtime_ns): part of the claiming case's content hash
 
 
 @dataclass
@@ -152,6 +171,32 @@ class _Builder:
         )
         if status == "quarantined" and reason is not None:
             self.quarantine(lab.header, reason, message)
+
+    def orphan(self, lab: _Label, base: str) -> None:
+        """Offer an unpaired label file to the DICOM series (see :class:`OrphanLabel`).
+
+        Its file name names the structure (``liver_seg.nrrd`` -> "liver"; a bare ``label.nrrd`` -> "foreground").
+        """
+        itk = Path(lab.header["path"]).with_name(volume_stem(lab.header["path"]) + ".label")
+        names = read_itksnap_labels(itk) if itk.is_file() else {}
+        clean = re.sub(r"[^A-Za-z0-9]+", "_", base).strip("_").lower() or "foreground"
+        self.plan.orphans.append(
+            OrphanLabel(
+                path=lab.header["path"],
+                series_key=keyed_hash(self.secret, "file:" + lab.key, prefix="lbl_"),
+                priority=lab.priority,
+                shape=_shape(lab.header),
+                geometry=_geometry(lab.header),
+                source=LabelSource(
+                    kind="file",
+                    series_uid="file:" + lab.key,
+                    path=lab.header["path"],
+                    description=clean,
+                    names=tuple(sorted(names.items())),
+                ),
+                stat=(int(lab.header.get("size", -1)), int(lab.header.get("mtime_ns", -1))),
+            )
+        )
 
     def case(
         self,
@@ -311,12 +356,15 @@ def _plan_dataset(b: _Builder, ds_dir: Path, info: dict[str, Any], headers: list
 
 def _label_kind(stem: str) -> tuple[str, str, int] | None:
     """``(base, desc, priority)`` when ``stem`` names a label file, else None."""
+    if stem.lower() in _LABEL_WORDS:  # a bare "label.nrrd" / "seg.nii.gz": no image file name to pair with
+        head = stem.lower()
+        return "", head, _LABEL_PRIORITY.get(head, 4)
     m = _BIDS_LABEL.match(stem) or _GENERIC_LABEL.match(stem)
     if m is None:
         return None
     desc = m.group("desc").lower()
     head = desc.split("-")[0]
-    priority = {"seg": 0, "segmentation": 0, "label": 1, "labels": 1, "labelmap": 1, "mask": 2, "gt": 3}.get(head, 4)
+    priority = _LABEL_PRIORITY.get(head, 4)
     return m.group("base"), desc, priority
 
 
@@ -366,12 +414,16 @@ def _plan_standalone(b: _Builder, headers: list[dict[str, Any]]) -> None:
             cands = [c for c, s in zip(cands, scores, strict=True) if s == best]
         if len(cands) != 1:
             where = "no image file named" if not cands else f"{len(cands)} equally close image files named"
+            lab = _Label(h, key, desc, priority)
             b.label_row(
-                _Label(h, key, desc, priority),
+                lab,
                 "quarantined",
                 Reason.LABEL_UNMATCHED,
-                f"{h['path']}: label file with {where} {base!r} (.nii.gz/.nrrd) to pair it with",
+                f"{h['path']}: label file with {where} {base!r} (.nii.gz/.nrrd) and no DICOM series on its grid "
+                "to pair it with",
             )
+            if not cands:
+                b.orphan(lab, base)
             continue
         itk = Path(h["path"]).with_name(volume_stem(h["path"]) + ".label")
         names = read_itksnap_labels(itk) if itk.is_file() else {}

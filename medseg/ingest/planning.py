@@ -20,12 +20,13 @@ import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from medseg.deid import keyed_hash
 from medseg.ingest.build import CaseJob, LabelSource
-from medseg.ingest.file_planning import plan_volume_files
-from medseg.ingest.masks import is_mask_candidate, pick_target
+from medseg.ingest.file_planning import OrphanLabel, plan_volume_files
+from medseg.ingest.masks import is_mask_candidate, pick_target, same_grid
 from medseg.ingest.reasons import Reason
 from medseg.ingest.stacks import Stack, assemble_series
 from medseg.workspace import Workspace
@@ -52,6 +53,8 @@ class IngestPlan:
     series_rows: list[dict[str, Any]] = field(default_factory=list)  # everything except planned cases
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     file_series: dict[str, str] = field(default_factory=dict)  # NIfTI/NRRD path -> its series_uid ("file:...")
+    orphans: list[OrphanLabel] = field(default_factory=list)  # unpaired label files (files group only)
+    claims: dict[str, tuple[str, str]] = field(default_factory=dict)  # orphan path -> (reason or "", message)
 
 
 def case_id_for(secret: str, stack: Stack) -> str:
@@ -89,7 +92,11 @@ def stack_row(stack: Stack, case_id: str, status: str, kind: str = "image") -> d
 
 
 def plan_ingest(
-    headers: list[dict[str, Any]], ws: Workspace, secret: str, roots: list[str] | None = None
+    headers: list[dict[str, Any]],
+    ws: Workspace,
+    secret: str,
+    roots: list[str] | None = None,
+    orphans: list[OrphanLabel] | None = None,
 ) -> IngestPlan:
     """Plan cases and bookkeeping from every ``status == "ok"`` header of the catalog.
 
@@ -98,9 +105,12 @@ def plan_ingest(
         ws: Workspace (volume paths).
         secret: De-identification key.
         roots: The ingest sources (absolute); NIfTI/NRRD case ids hash paths relative to them.
+        orphans: NIfTI/NRRD label files without an image file (planned earlier); those on the grid of
+            one of these DICOM image stacks become its label (see :func:`claim_orphans`).
     """
     plan = IngestPlan()
     by_path = {h["path"]: h for h in headers}
+    by_path.update({o.path: {"size": o.stat[0], "mtime_ns": o.stat[1]} for o in orphans or []})
     images: dict[str, list[dict[str, Any]]] = defaultdict(list)
     referencing: list[dict[str, Any]] = []  # SEG + RTSTRUCT files
     kept_sop: dict[str, str] = {}
@@ -171,6 +181,7 @@ def plan_ingest(
         label_rows.append((m, "label_source", None, f"labels {case_id_for(secret, target)}"))
 
     ref_series = _link_referencing(referencing, targets, series_reason, labels, plan)
+    claim_orphans(orphans or [], targets, labels, plan, secret)
 
     mask_ids = {id(m) for m in masks}
     for s in stacks:
@@ -255,7 +266,62 @@ def plan_ingest(
     plan.series_rows.extend(file_plan.series_rows)
     plan.quarantine.extend(file_plan.quarantine)
     plan.file_series = file_plan.file_series
+    plan.orphans = file_plan.orphans
     return plan
+
+
+def claim_orphans(
+    orphans: list[OrphanLabel],
+    targets: list[Stack],
+    labels: dict[int, list[LabelSource]],
+    plan: IngestPlan,
+    secret: str,
+) -> None:
+    """Link NIfTI/NRRD label files to the DICOM image stack on their grid (e.g. dcmqi/Slicer labelmaps).
+
+    A label file is claimed by the one stack whose shape and geometry it shares (the closest folder
+    wins when several stacks share the grid); a stack takes at most one label file (seg > label > mask >
+    others, then path order), the other candidates are reported as ``label_ambiguous``.
+    """
+    chosen: dict[int, list[OrphanLabel]] = defaultdict(list)
+    by_id = {id(t): t for t in targets}
+    for orphan in orphans:
+        cands = [t for t in targets if t.geometry is not None and same_grid(t.geometry, t.shape, orphan.geometry,
+                                                                             orphan.shape)]
+        if len(cands) > 1:
+            parent = Path(orphan.path).parent
+            scores = [_shared_prefix(parent, Path(t.paths[0]).parent) for t in cands]
+            cands = [t for t, sc in zip(cands, scores, strict=True) if sc == max(scores)]
+        if len(cands) == 1:
+            chosen[id(cands[0])].append(orphan)
+        elif cands:
+            plan.claims[orphan.path] = (
+                Reason.LABEL_UNMATCHED.value,
+                f"{orphan.path}: {len(cands)} DICOM series share its grid and folder distance "
+                f"({', '.join(sorted(str(t.info.get('description') or t.series_uid) for t in cands))}); "
+                "put the label file next to the series it labels",
+            )
+    for tid, found in chosen.items():
+        target = by_id[tid]
+        cid = case_id_for(secret, target)
+        found.sort(key=lambda o: (o.priority, o.path))
+        labels[tid].append(found[0].source)
+        plan.claims[found[0].path] = ("", f"labels {cid}")
+        for other in found[1:]:
+            plan.claims[other.path] = (
+                Reason.LABEL_AMBIGUOUS.value,
+                f"{other.path}: DICOM series of case {cid} is already labeled by {found[0].path} "
+                "(medseg uses one label file per image: seg > label > mask > others)",
+            )
+
+
+def _shared_prefix(a: Path, b: Path) -> int:
+    n = 0
+    for x, y in zip(a.parts, b.parts, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def content_hash(job: CaseJob, by_path: dict[str, dict[str, Any]]) -> str:

@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field
 from medseg.config import IngestConfig
 from medseg.ingest.build import build_case
 from medseg.ingest.catalog import Catalog
+from medseg.ingest.file_planning import OrphanLabel
 from medseg.ingest.headers import read_header_batch
 from medseg.ingest.planning import IngestPlan, PlannedCase, plan_ingest, stack_row
 from medseg.ingest.volume_files import DATASET_JSON, volume_suffix
@@ -312,6 +313,7 @@ class _Group:
     resumed: list[PlannedCase] = field(default_factory=list)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     remaining: int = 0
+    files_group: bool = False  # the NIfTI/NRRD group: finished last, after DICOM series claimed its label files
 
 
 @dataclass
@@ -324,14 +326,18 @@ class _RunState:
     series_rows: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     file_series: dict[str, str] = field(default_factory=dict)
+    orphans: list[OrphanLabel] = field(default_factory=list)
+    claims: dict[str, tuple[str, str]] = field(default_factory=dict)
     built_ok: int = 0
     unchanged: int = 0
     resumed: int = 0
     groups_done: int = 0
 
-    def classify(self, plan: IngestPlan) -> _Group:
-        group = _Group(plan=plan)
+    def classify(self, plan: IngestPlan, files_group: bool = False) -> _Group:
+        group = _Group(plan=plan, files_group=files_group)
         self.file_series.update(plan.file_series)
+        self.orphans.extend(plan.orphans)
+        self.claims.update(plan.claims)
         for pc in plan.cases:
             prev = self.previous.get(pc.job.case_id)
             if (
@@ -350,6 +356,8 @@ class _RunState:
         return group
 
     def finish(self, group: _Group) -> None:
+        if group.files_group and self.claims:  # label files a DICOM series took over are no longer unmatched
+            _apply_claims(group.plan, self.claims)
         rows, quarantine = _finalise(group.plan, group.to_build + group.resumed, group.unchanged, group.results,
                                      self.previous, self.run_id)
         for pc in group.unchanged:  # their label problems persist from earlier runs
@@ -372,12 +380,35 @@ def _plan_groups(catalog: Catalog, ws: Workspace, cfg: IngestConfig, roots: list
     Only one study's headers are in memory at a time, so the peak memory of planning does not
     grow with the archive. Files without a study (NIfTI/NRRD volumes, dataset.json) form one group.
     """
-    for keys in catalog.study_groups("ok"):
+    groups = catalog.study_groups("ok")
+    if groups and groups[-1] == [None]:  # label files first: DICOM series on their grid may claim them
+        groups = [groups[-1], *groups[:-1]]
+    for keys in groups:
         headers = catalog.file_headers("ok", study_keys=keys)
+        files_group = keys == [None]
         with _gc_paused():  # planning allocates ~10 objects per file and frees nothing cyclic
-            plan = plan_ingest(headers, ws, cfg.deid_secret, roots)
+            plan = plan_ingest(headers, ws, cfg.deid_secret, roots, orphans=None if files_group else state.orphans)
         del headers
-        yield state.classify(plan)
+        yield state.classify(plan, files_group)
+
+
+def _apply_claims(plan: IngestPlan, claims: dict[str, tuple[str, str]]) -> None:
+    """Mark label files DICOM series claimed as label sources (or why not) in the files group's plan."""
+    by_key = {o.series_key: o.path for o in plan.orphans}
+    for row in plan.series_rows:
+        path = by_key.get(row.get("series_key", ""))
+        if path is None or path not in claims:
+            continue
+        reason, message = claims[path]
+        if not reason:
+            row.update(status="label_source", reason=None, message=message)
+        else:
+            row.update(status="quarantined", reason=reason, message=message)
+    plan.quarantine = [q for q in plan.quarantine if q["path"] not in claims] + [
+        {"path": p, "series_uid": None, "case_id": None, "reason": reason, "message": m}
+        for p, (reason, m) in sorted(claims.items())
+        if reason and p in by_key.values()
+    ]
 
 
 def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
@@ -389,9 +420,16 @@ def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
             progress("volumes", state.groups_done, n_groups)
 
     if client is None:
+        held: list[_Group] = []
         for group in groups:
             for pc in group.to_build:
                 group.results[pc.job.case_id] = build_case(pc.job)
+            if group.files_group:
+                held.append(group)
+                continue
+            state.finish(group)
+            tick()
+        for group in held:
             state.finish(group)
             tick()
         return
@@ -399,6 +437,8 @@ def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
     pending = distributed.as_completed()
     open_groups: dict[Any, _Group] = {}  # future key -> its group
     in_flight = 0
+
+    deferred: list[_Group] = []
 
     def settle(fut: distributed.Future) -> None:
         nonlocal in_flight
@@ -409,11 +449,17 @@ def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
         group.results[res["case_id"]] = res
         group.remaining -= 1
         if group.remaining == 0:
+            if group.files_group:
+                deferred.append(group)
+                return
             state.finish(group)
             tick()
 
     for group in groups:
         if not group.to_build:
+            if group.files_group:
+                deferred.append(group)
+                continue
             state.finish(group)
             tick()
             continue
@@ -426,6 +472,9 @@ def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
             settle(next(pending))
     for fut in pending:
         settle(fut)
+    for group in deferred:
+        state.finish(group)
+        tick()
 
 
 def _is_volume_file(path: str) -> bool:

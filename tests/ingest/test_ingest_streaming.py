@@ -111,3 +111,45 @@ def test_volume_files_switch_ignores_nifti_next_to_dicom(tmp_path: Path) -> None
     dicom_only = ingest([src], Workspace.at(tmp_path / "dicom"), CFG.model_copy(update={"volume_files": False}))
     assert (dicom_only.cases, dicom_only.files_ignored, dicom_only.files_seen) == (1, 1, 4)
     assert [c.modality for c in Catalog(tmp_path / "dicom" / "catalog.sqlite").cases()] == ["CT"]
+
+
+def test_label_file_on_a_dicom_series_grid_becomes_its_label(tmp_path: Path) -> None:
+    """A NIfTI/NRRD labelmap next to a DICOM series (Slicer/dcmqi export) labels that series, incrementally."""
+    from medseg.io.nifti import write_nifti
+
+    src = tmp_path / "src"
+    dss, _ = ct_slices(n=4, seed=5)
+    write(dss, src / "study" / "image")
+    ws = Workspace.at(tmp_path / "ws")
+    first = ingest([src], ws, CFG)
+    assert (first.cases, first.labeled_cases) == (1, 0)
+    case = read_case(ws.volume_path(Catalog(ws.catalog_path).cases()[0].case_id))
+    label = np.zeros(case.image.shape, np.uint8)
+    label[1:3, 2:6, 3:7] = 1
+    write_nifti(src / "study" / "nrrd" / "liver_seg.nii.gz", label, case.geometry)
+    second = ingest([src], ws, CFG)
+    assert (second.cases, second.labeled_cases, second.series_ingested, second.quarantined) == (1, 1, 1, 0)
+    rebuilt = read_case(ws.volume_path(case.case_id))
+    np.testing.assert_array_equal(rebuilt.labels["gt"], label)
+    assert rebuilt.label_names == {1: "liver"}
+    rows = {r["kind"]: r for r in Catalog(ws.catalog_path).series_table()}
+    assert rows["label_file"]["status"] == "label_source"
+
+
+def test_label_file_matching_two_series_is_reported_not_guessed(tmp_path: Path) -> None:
+    from medseg.io.nifti import write_nifti
+
+    src = tmp_path / "src"
+    a, _ = ct_slices(n=4, seed=6)
+    b, _ = ct_slices(n=4, seed=7, study_uid=a[0].StudyInstanceUID)  # same grid, another series
+    write(a, src / "a")
+    write(b, src / "b")
+    ws = Workspace.at(tmp_path / "ws")
+    ingest([src], ws, CFG)
+    geometry = read_case(ws.volume_path(Catalog(ws.catalog_path).cases()[0].case_id)).geometry
+    write_nifti(src / "label.nii.gz", np.ones((4, 8, 10), np.uint8), geometry)
+    s = ingest([src], ws, CFG)
+    assert (s.cases, s.labeled_cases) == (2, 0)
+    q = Catalog(ws.catalog_path).quarantine()
+    assert [x["reason"] for x in q] == ["label_unmatched"]
+    assert "2 DICOM series share its grid" in q[0]["message"]
