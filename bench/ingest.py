@@ -35,7 +35,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,9 +42,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench._measure import run_measured  # noqa: E402
+
 REAL_D2N = REPO.parent / "shared" / "data" / "real" / "dicom2nifti"
 FILES_PER_CASE = 36.0  # demo archive: 24-48 slices + 1 SEG per case
 TOOLS = ("medseg", "dcm2niix", "dicom2nifti", "sitk")
@@ -168,50 +168,13 @@ def warm_cache(root: Path) -> None:
                     pass
 
 
-def run_measured(tool: str, cmd: list[str], files: int, env: dict[str, str], timeout: float) -> Result:
-    """Run ``cmd``; wall time and peak RSS (tree sum and largest process) by psutil polling.
-
-    A run longer than ``timeout`` seconds is killed (with its children) and reported with rc -9.
-    """
-    t0 = time.perf_counter()
-    log_out, log_err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # pipes could fill up and block
-    proc = subprocess.Popen(cmd, stdout=log_out, stderr=log_err, env=env, text=True)
-    ps = psutil.Process(proc.pid)
-    tree_peak = max_peak = 0
-    while proc.poll() is None:
-        if time.perf_counter() - t0 > timeout:
-            for child in ps.children(recursive=True):
-                child.kill()
-            proc.kill()
-            break
-        try:
-            procs = [ps, *ps.children(recursive=True)]
-            rss = []
-            for p in procs:
-                try:
-                    rss.append(p.memory_info().rss)
-                except psutil.Error:
-                    pass
-            tree_peak = max(tree_peak, sum(rss))
-            max_peak = max(max_peak, max(rss, default=0))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    proc.wait()
-    wall = time.perf_counter() - t0
-    log_out.seek(0)
-    log_err.seek(0)
-    out, err = log_out.read(), log_err.read()
-    log_out.close()
-    log_err.close()
-    outputs = ""
-    for line in reversed(out.strip().splitlines()):
-        if line.startswith("{"):
-            outputs = ", ".join(f"{k}={v}" for k, v in json.loads(line).items())
-            break
-    if proc.returncode != 0:
-        print(f"# {tool} exited with {proc.returncode}: {err.strip()[-800:]}", file=sys.stderr)
-    return Result(tool, files, wall, tree_peak / 2**20, max_peak / 2**20, outputs, proc.returncode)
+def measure(tool: str, cmd: list[str], files: int, env: dict[str, str], timeout: float) -> Result:
+    """Run ``cmd`` under :func:`bench._measure.run_measured`; the child's JSON line becomes ``outputs``."""
+    m = run_measured(tool, cmd, env, timeout)
+    if m.rc != 0:
+        print(f"# {tool} exited with {m.rc}: {m.log_tail.strip()[-800:]}", file=sys.stderr)
+    outputs = ", ".join(f"{k}={v}" for k, v in m.info.items())
+    return Result(tool, files, m.wall_s, m.rss_tree_mib, m.rss_max_mib, outputs, m.rc)
 
 
 def _count(folder: Path, suffix: str) -> int:
@@ -237,7 +200,7 @@ def run_tool(tool: str, archive: Path, out: Path, files: int, workers: int, batc
         cmd = [py, "-c", _SITK, str(archive), str(out)]
     else:
         raise SystemExit(f"unknown tool {tool!r}; choose from {TOOLS}")
-    res = run_measured(tool, cmd, files, env, timeout)
+    res = measure(tool, cmd, files, env, timeout)
     if not res.outputs:
         res.outputs = f"outputs={_count(out, '.nii')}"
     return res

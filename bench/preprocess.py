@@ -43,14 +43,15 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench._measure import Measured, run_measured  # noqa: E402
+
 DATASET_ID = 501
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_MedsegBench"
 
@@ -178,51 +179,7 @@ print("BENCHJSON " + json.dumps({"spacing": cfg["spacing"], "shapes": shapes,
 """
 
 
-@dataclass
-class Result:
-    tool: str
-    wall_s: float
-    rss_tree_mib: float
-    rss_max_mib: float
-    rc: int
-    info: dict[str, Any] = field(default_factory=dict)
-    log_tail: str = ""
-
-
-def run_measured(tool: str, cmd: list[str], env: dict[str, str], timeout: float) -> Result:
-    """Run ``cmd``; wall time and peak RSS (process-tree sum and largest process), psutil every 50 ms."""
-    t0 = time.perf_counter()
-    out = tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, text=True, cwd=REPO)
-    ps = psutil.Process(proc.pid)
-    tree_peak = max_peak = 0
-    while proc.poll() is None:
-        if time.perf_counter() - t0 > timeout:
-            for child in ps.children(recursive=True):
-                child.kill()
-            proc.kill()
-            break
-        try:
-            rss = []
-            for p in [ps, *ps.children(recursive=True)]:
-                try:
-                    rss.append(p.memory_info().rss)
-                except psutil.Error:
-                    pass
-            tree_peak = max(tree_peak, sum(rss))
-            max_peak = max(max_peak, max(rss, default=0))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    proc.wait()
-    wall = time.perf_counter() - t0
-    out.seek(0)
-    text = out.read()
-    info: dict[str, Any] = {}
-    for line in text.splitlines():
-        if line.startswith("BENCHJSON "):
-            info = json.loads(line[len("BENCHJSON ") :])
-    return Result(tool, wall, tree_peak / 2**20, max_peak / 2**20, proc.returncode, info, text[-3000:])
+Result = Measured
 
 
 def run_medseg(raw: Path, work: Path, workers: int, timeout: float) -> Result:
@@ -230,7 +187,8 @@ def run_medseg(raw: Path, work: Path, workers: int, timeout: float) -> Result:
     if ws.exists():
         shutil.rmtree(ws)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    return run_measured("medseg", [sys.executable, "-c", _MEDSEG, str(raw), str(ws), str(workers)], env, timeout)
+    return run_measured("medseg", [sys.executable, "-c", _MEDSEG, str(raw), str(ws), str(workers)], env, timeout,
+                        cwd=REPO)
 
 
 def run_nnunet(venv: Path, nn_raw: Path, work: Path, workers: int, timeout: float) -> Result:
@@ -256,7 +214,7 @@ def run_nnunet(venv: Path, nn_raw: Path, work: Path, workers: int, timeout: floa
     }
     cmd = [str(exe), "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", str(workers), "-npfp", str(workers),
            "--no_pbar"]
-    res = run_measured("nnunet", cmd, env, timeout)
+    res = run_measured("nnunet", cmd, env, timeout, cwd=REPO)
     if res.rc == 0:
         probe = subprocess.run([str(venv / "bin" / "python"), "-c", _NNUNET_SHAPES, str(pre / DATASET_NAME)],
                                capture_output=True, text=True, env=env, check=False)

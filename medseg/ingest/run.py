@@ -413,32 +413,39 @@ def _apply_claims(plan: IngestPlan, claims: dict[str, tuple[str, str]]) -> None:
 
 def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
                   client: distributed.Client | None, progress: ProgressFn | None) -> None:
-    """Build the cases of every group (Dask: pipelined across groups, bounded in flight); finish each group."""
+    """Build the cases of every group (Dask: pipelined across groups, bounded in flight); finish each group.
 
-    def tick() -> None:
+    The files group (NIfTI/NRRD) is finished last, once every DICOM group had its chance to claim
+    its label files.
+    """
+    deferred: list[_Group] = []
+
+    def built(group: _Group) -> None:
+        if group.files_group:
+            deferred.append(group)
+            return
+        state.finish(group)
         if progress:
             progress("volumes", state.groups_done, n_groups)
 
     if client is None:
-        held: list[_Group] = []
         for group in groups:
             for pc in group.to_build:
                 group.results[pc.job.case_id] = build_case(pc.job)
-            if group.files_group:
-                held.append(group)
-                continue
-            state.finish(group)
-            tick()
-        for group in held:
-            state.finish(group)
-            tick()
-        return
+            built(group)
+    else:
+        _build_on_dask(groups, client, built)
+    for group in deferred:
+        state.finish(group)
+        if progress:
+            progress("volumes", state.groups_done, n_groups)
+
+
+def _build_on_dask(groups: Iterator[_Group], client: distributed.Client, built: Callable[[_Group], None]) -> None:
     limit = _in_flight_limit(client)
     pending = distributed.as_completed()
     open_groups: dict[Any, _Group] = {}  # future key -> its group
     in_flight = 0
-
-    deferred: list[_Group] = []
 
     def settle(fut: distributed.Future) -> None:
         nonlocal in_flight
@@ -449,19 +456,11 @@ def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
         group.results[res["case_id"]] = res
         group.remaining -= 1
         if group.remaining == 0:
-            if group.files_group:
-                deferred.append(group)
-                return
-            state.finish(group)
-            tick()
+            built(group)
 
     for group in groups:
         if not group.to_build:
-            if group.files_group:
-                deferred.append(group)
-                continue
-            state.finish(group)
-            tick()
+            built(group)
             continue
         for pc in group.to_build:
             fut = client.submit(build_case, pc.job, pure=False)
@@ -472,9 +471,6 @@ def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
             settle(next(pending))
     for fut in pending:
         settle(fut)
-    for group in deferred:
-        state.finish(group)
-        tick()
 
 
 def _is_volume_file(path: str) -> bool:
