@@ -7,12 +7,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dask
 from distributed import Client, LocalCluster
 
 from medseg.config import DaskConfig
 
 log = logging.getLogger(__name__)
 
+_COMM_LOG_LENGTH = 20
 _BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -35,7 +37,10 @@ def dask_client(cfg: DaskConfig) -> Iterator[Client]:
     Local workers are processes with one BLAS thread per Dask thread, so N workers never
     oversubscribe the cores.
     """
-    with _quiet_distributed():
+    # Dask keeps the last `low-level-log-length` messages of every comm (default 1000), task
+    # arguments included: ~20 MB per worker for ingest jobs, in the process running the local
+    # scheduler. A short log keeps that process's memory flat whatever the archive size.
+    with _quiet_distributed(), dask.config.set({"distributed.admin.low-level-log-length": _COMM_LOG_LENGTH}):
         with _client(cfg) as client:
             yield client
 

@@ -25,6 +25,7 @@ import gc
 import json
 import logging
 import os
+import pickle
 import shutil
 import time
 import uuid
@@ -38,7 +39,7 @@ import distributed
 from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
-from medseg.ingest.build import build_case
+from medseg.ingest.build import CaseJob, build_case
 from medseg.ingest.catalog import Catalog
 from medseg.ingest.file_planning import OrphanLabel
 from medseg.ingest.headers import read_header_batch
@@ -441,6 +442,12 @@ def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
             progress("volumes", state.groups_done, n_groups)
 
 
+def _build_pickled(blob: bytes) -> dict[str, Any]:
+    """Build a case from its pickled :class:`CaseJob` (one bytes object per task, see :func:`_build_on_dask`)."""
+    job: CaseJob = pickle.loads(blob)
+    return build_case(job)
+
+
 def _build_on_dask(groups: Iterator[_Group], client: distributed.Client, built: Callable[[_Group], None]) -> None:
     limit = _in_flight_limit(client)
     pending = distributed.as_completed()
@@ -463,7 +470,7 @@ def _build_on_dask(groups: Iterator[_Group], client: distributed.Client, built: 
             built(group)
             continue
         for pc in group.to_build:
-            fut = client.submit(build_case, pc.job, pure=False)
+            fut = client.submit(_build_pickled, pickle.dumps(pc.job, protocol=pickle.HIGHEST_PROTOCOL), pure=False)
             open_groups[fut.key] = group
             pending.add(fut)
             in_flight += 1
