@@ -1,14 +1,17 @@
 """Shared by the benchmark scripts: run a command and measure wall time and peak RSS of its process tree.
 
 A tool under test runs as a subprocess; psutil samples the RSS of the process and all its children
-every 50 ms. ``rss_tree_mib`` is the peak of the sum over the tree (what the machine must hold),
-``rss_max_mib`` the peak of the largest single process. The child reports what it produced by
-printing one line ``BENCHJSON {...}`` (or a bare JSON object line) on stdout; it lands in ``info``.
+every 50 ms; ``cpu_s`` is the CPU time of the tree (from the reaped children's rusage), a
+load-independent figure next to the wall time. ``rss_tree_mib`` is the peak of the sum over the
+tree (what the machine must hold), ``rss_max_mib`` the peak of the largest single process. The
+child reports what it produced by printing one line ``BENCHJSON {...}`` (or a bare JSON object
+line) on stdout; it lands in ``info``.
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import tempfile
 import time
@@ -30,6 +33,7 @@ class Measured:
     rc: int
     info: dict[str, Any] = field(default_factory=dict)
     log_tail: str = ""
+    cpu_s: float = 0.0  # user + system CPU seconds of the whole process tree (independent of machine load)
 
     @property
     def ok(self) -> bool:
@@ -56,6 +60,7 @@ def run_measured(tool: str, cmd: list[str], env: dict[str, str] | None = None, t
     A run longer than ``timeout`` seconds is killed (with its children) and reported with ``rc=-9``.
     stdout and stderr go to a temporary file (a pipe could fill up and block the child).
     """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, text=True, cwd=cwd)
@@ -83,8 +88,10 @@ def run_measured(tool: str, cmd: list[str], env: dict[str, str] | None = None, t
         time.sleep(0.05)
     proc.wait()
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out.seek(0)
     text = out.read()
     out.close()
     rc = -9 if killed else proc.returncode
-    return Measured(tool, wall, tree_peak / 2**20, max_peak / 2**20, rc, _parse_info(text), text[-3000:])
+    return Measured(tool, wall, tree_peak / 2**20, max_peak / 2**20, rc, _parse_info(text), text[-3000:], cpu)

@@ -117,6 +117,7 @@ class Result:
     rss_max_mib: float
     outputs: str
     rc: int
+    cpu_s: float = 0.0
 
     @property
     def files_per_s(self) -> float:
@@ -174,7 +175,7 @@ def measure(tool: str, cmd: list[str], files: int, env: dict[str, str], timeout:
     if m.rc != 0:
         print(f"# {tool} exited with {m.rc}: {m.log_tail.strip()[-800:]}", file=sys.stderr)
     outputs = ", ".join(f"{k}={v}" for k, v in m.info.items())
-    return Result(tool, files, m.wall_s, m.rss_tree_mib, m.rss_max_mib, outputs, m.rc)
+    return Result(tool, files, m.wall_s, m.rss_tree_mib, m.rss_max_mib, outputs, m.rc, m.cpu_s)
 
 
 def _count(folder: Path, suffix: str) -> int:
@@ -206,13 +207,14 @@ def run_tool(tool: str, archive: Path, out: Path, files: int, workers: int, batc
     return res
 
 
-HEAD = f"{'tool':<12} {'files':>7} {'wall s':>8} {'files/s':>9} {'RSS tree MiB':>13} {'RSS max MiB':>12}  outputs"
+HEAD = (f"{'tool':<12} {'files':>7} {'wall s':>8} {'CPU s':>7} {'files/s':>9} {'RSS tree MiB':>13} "
+        f"{'RSS max MiB':>12}  outputs")
 
 
 def row(r: Result) -> str:
     status = "" if r.rc == 0 else (" (TIMED OUT: wall is a lower bound)" if r.rc == -9 else f" (exit {r.rc})")
     return (
-        f"{r.tool:<12} {r.files:>7} {r.wall_s:>8.2f} {r.files_per_s:>9.0f} {r.rss_tree_mib:>13.0f} "
+        f"{r.tool:<12} {r.files:>7} {r.wall_s:>8.2f} {r.cpu_s:>7.1f} {r.files_per_s:>9.0f} {r.rss_tree_mib:>13.0f} "
         f"{r.rss_max_mib:>12.0f}  {r.outputs}{status}"
     )
 
