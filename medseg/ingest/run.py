@@ -442,40 +442,56 @@ def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
             progress("volumes", state.groups_done, n_groups)
 
 
-def _build_pickled(blob: bytes) -> dict[str, Any]:
-    """Build a case from its pickled :class:`CaseJob` (one bytes object per task, see :func:`_build_on_dask`)."""
-    job: CaseJob = pickle.loads(blob)
-    return build_case(job)
+#: Cases per Dask task: amortises the per-task cost (scheduling, transfers) over several small series.
+CASES_PER_TASK = 8
+
+
+def _build_pickled(blob: bytes) -> list[dict[str, Any]]:
+    """Build the cases of a pickled list of :class:`CaseJob` (one bytes object per task, see :func:`_build_on_dask`)."""
+    jobs: list[CaseJob] = pickle.loads(blob)
+    return [build_case(job) for job in jobs]
 
 
 def _build_on_dask(groups: Iterator[_Group], client: distributed.Client, built: Callable[[_Group], None]) -> None:
+    """Build the groups' cases on Dask, :data:`CASES_PER_TASK` per task, a bounded number of tasks in flight."""
     limit = _in_flight_limit(client)
     pending = distributed.as_completed()
-    open_groups: dict[Any, _Group] = {}  # future key -> its group
+    owner: dict[str, _Group] = {}  # case id -> its group
+    chunk: list[CaseJob] = []
     in_flight = 0
+
+    def submit() -> None:
+        nonlocal in_flight
+        if chunk:
+            pending.add(client.submit(_build_pickled, pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL),
+                                      pure=False))
+            chunk.clear()
+            in_flight += 1
 
     def settle(fut: distributed.Future) -> None:
         nonlocal in_flight
-        res = fut.result()
-        group = open_groups.pop(fut.key)
+        results = fut.result()
         fut.release()
         in_flight -= 1
-        group.results[res["case_id"]] = res
-        group.remaining -= 1
-        if group.remaining == 0:
-            built(group)
+        for res in results:
+            group = owner.pop(res["case_id"])
+            group.results[res["case_id"]] = res
+            group.remaining -= 1
+            if group.remaining == 0:
+                built(group)
 
     for group in groups:
         if not group.to_build:
             built(group)
             continue
         for pc in group.to_build:
-            fut = client.submit(_build_pickled, pickle.dumps(pc.job, protocol=pickle.HIGHEST_PROTOCOL), pure=False)
-            open_groups[fut.key] = group
-            pending.add(fut)
-            in_flight += 1
+            owner[pc.job.case_id] = group
+            chunk.append(pc.job)
+            if len(chunk) >= CASES_PER_TASK:
+                submit()
         while in_flight >= limit:
             settle(next(pending))
+    submit()
     for fut in pending:
         settle(fut)
 
