@@ -167,29 +167,10 @@ class Catalog:
 
     def upsert_files(self, headers: Iterable[dict[str, Any]], run_id: str) -> int:
         """Insert or replace file rows from header dicts (see :mod:`medseg.ingest.headers`)."""
-        rows = []
-        for h in headers:
-            header = {
-                k: v for k, v in h.items() if k not in ("path", "size", "mtime_ns", "status", "reason", "message")
-            }
-            rows.append(
-                (
-                    h["path"],
-                    h["size"],
-                    h["mtime_ns"],
-                    h["status"],
-                    h.get("kind"),
-                    h.get("sop_uid"),
-                    h.get("series_uid"),
-                    h.get("study_key"),
-                    h.get("patient_key"),
-                    h.get("modality"),
-                    h.get("reason"),
-                    h.get("message"),
-                    json.dumps(header),
-                    run_id,
-                )
-            )
+        return self.insert_file_rows([file_row(h, run_id) for h in headers])
+
+    def insert_file_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        """Insert or replace rows made by :func:`file_row` (workers make them, the catalog only stores them)."""
         with self._connect() as con:
             con.executemany(
                 f"INSERT OR REPLACE INTO files ({', '.join(FILE_COLUMNS)}) "
@@ -465,6 +446,30 @@ class Catalog:
             }
             for r in rows
         ]
+
+
+_ROW_FIELDS = ("path", "size", "mtime_ns", "status", "reason", "message")
+
+
+def file_row(h: dict[str, Any], run_id: str) -> tuple[Any, ...]:
+    """The ``files`` table row (in :data:`FILE_COLUMNS` order) of one header dict."""
+    header = {k: v for k, v in h.items() if k not in _ROW_FIELDS}
+    return (
+        h["path"],
+        h["size"],
+        h["mtime_ns"],
+        h["status"],
+        h.get("kind"),
+        h.get("sop_uid"),
+        h.get("series_uid"),
+        h.get("study_key"),
+        h.get("patient_key"),
+        h.get("modality"),
+        h.get("reason"),
+        h.get("message"),
+        json.dumps(header),
+        run_id,
+    )
 
 
 def _sql(value: Any) -> Any:

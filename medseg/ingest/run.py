@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
 from medseg.ingest.build import CaseJob, build_case
-from medseg.ingest.catalog import Catalog
+from medseg.ingest.catalog import Catalog, file_row
 from medseg.ingest.file_planning import OrphanLabel
 from medseg.ingest.headers import read_header_batch
 from medseg.ingest.planning import IngestPlan, PlannedCase, plan_ingest, stack_row
@@ -143,11 +143,16 @@ def _read_headers(
             if progress:
                 progress("headers", done, total)
         return done
-    for headers in _bounded_map(client, read_header_batch, batches, secret=cfg.deid_secret):
-        done += catalog.upsert_files(headers, run_id)
+    for rows in _bounded_map(client, _header_rows, batches, secret=cfg.deid_secret, run_id=run_id):
+        done += catalog.insert_file_rows(rows)
         if progress:
             progress("headers", done, total)
     return done
+
+
+def _header_rows(items: list[tuple[str, int, int]], secret: str, run_id: str) -> list[tuple[Any, ...]]:
+    """Catalog rows of a batch of files, made on the worker (the main process only stores them)."""
+    return [file_row(h, run_id) for h in read_header_batch(items, secret)]
 
 
 def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
