@@ -15,9 +15,14 @@ from tasks.progress import TaskProgress
 @task(name="infer", task_run_name="infer-{family}", tags=["medseg", "infer"], retries=2,
       retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=RETRY_JITTER, cache_policy=NO_CACHE)
 def infer_task(cfg: MedsegConfig, family: ModelFamily, bundle_path: str | None = None,
-               case_ids: list[str] | None = None) -> StageOutcome:
-    """Predict the selected cases (default: held-out test split) with a bundle (default: champion)."""
+               case_ids: list[str] | None = None, cases: str = "test") -> StageOutcome:
+    """Predict the selected cases with a bundle (default: champion).
+
+    ``case_ids`` wins when given; else ``cases`` = "test" (held-out split) or "pending" (every
+    ingested case without a prediction from the bundle's version).
+    """
     from pathlib import Path
 
     bundle = Path(bundle_path) if bundle_path else None
-    return log_outcome(run_infer_stage(cfg, family, bundle, case_ids, progress=TaskProgress(f"infer-{family.value}")))
+    return log_outcome(run_infer_stage(cfg, family, bundle, case_ids, progress=TaskProgress(f"infer-{family.value}"),
+                                       cases=cases))

@@ -26,6 +26,9 @@ def report_task(cfg: MedsegConfig, predictions: dict[str, str], run_id: str) -> 
                               description=f"Per-model metrics on held-out cases ({run_id})")
         create_markdown_artifact(markdown=outcome.stats["markdown"], key=f"{key}-summary",
                                  description=f"medseg report {run_id}")
+        if outcome.stats.get("deltas"):
+            create_table_artifact(table=outcome.stats["deltas"], key=f"{key}-deltas",
+                                  description=f"Metric deltas between models / vs the previous champion ({run_id})")
     except Exception:  # no API (task.fn() in unit tests): the files are the source of truth
         pass
     return log_outcome(outcome)

@@ -1,16 +1,22 @@
 """Inference stage: predict native volumes with a model bundle and write label maps (Zarr + NIfTI).
 
 Per case: the bundle's plan preprocesses the native image (crop, normalise, resample), the
-segmenter runs as a Gaussian sliding window (optional mirror TTA), argmax gives labels, which are
-mapped back to the native grid. Outputs go to ``predictions/<family>/<version>/<case_id>.{zarr,nii.gz}``;
-cases already predicted by the same bundle version are skipped.
+segmenter runs as a Gaussian sliding window (optional mirror TTA) that hands out finished z-slabs
+of logits, which are interpolated onto the native grid and arg-maxed plane by plane (bounded
+memory, see :func:`predict_volume`); optionally only the largest component per class is kept.
+Outputs go to ``predictions/<family>/<version>/<case_id>.{zarr,nii.gz}`` and, for DICOM cases,
+``predictions/<family>/<version>/dicom-seg/<study_key>/<case_id>/seg.dcm``; cases already
+predicted by the same bundle version are skipped.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +27,16 @@ from numpy.typing import NDArray
 
 from medseg.config import InferConfig, MedsegConfig, ModelFamily
 from medseg.geometry import Geometry
-from medseg.inference.sliding import predict_preprocessed
-from medseg.io.volume_store import CaseVolume, is_complete, read_case, read_meta, write_case
+from medseg.inference.dicom_seg import DicomSourceUnavailable, write_prediction_seg
+from medseg.inference.postprocess import keep_largest_component
+from medseg.inference.restore import NativeRestorer
+from medseg.inference.selection import has_prediction
+from medseg.inference.spill import SpillVolume
+from medseg.inference.stream import stream_logits
+from medseg.io.nifti import write_nifti
+from medseg.io.volume_store import case_writer, open_array, read_meta
+from medseg.preprocess.case import case_layout, preprocess_image_into
+from medseg.preprocess.stream import ArraySource
 from medseg.training.bundle import ModelBundle, champion, load_bundle
 from medseg.training.device import configure_threads, resolve_device
 from medseg.workspace import Workspace
@@ -45,67 +59,156 @@ class InferSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     case_seconds: dict[str, float] = field(default_factory=dict)
+    dicom_seg: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
 
 
-def _preprocess_api() -> tuple[Callable[..., Any], Callable[..., NDArray[np.uint8]]]:
-    """``(preprocess_image, restore_labels_to_native)`` of :mod:`medseg.preprocess.case`.
+@contextmanager
+def preprocessed_buffer(
+    shape: tuple[int, int, int], spill_mib: int, spill_dir: Path | None = None
+) -> Iterator[Any]:
+    """A float32 ``(z, y, x)`` array for the preprocessed image: numpy, or a temporary raw file on disk.
 
-    Imported here (not at module level) so tests can substitute them.
+    Images over ``spill_mib`` MiB go to a raw file (:class:`SpillVolume`) under ``spill_dir`` (default:
+    the system temp folder), removed on exit, so a large case never holds its float32 copy in RAM
+    (it is read back one window-deep slab at a time by :func:`stream_logits`).
     """
-    from medseg.preprocess.case import preprocess_image, restore_labels_to_native
-
-    return preprocess_image, restore_labels_to_native
+    nbytes = int(np.prod(shape)) * 4
+    if nbytes <= spill_mib * 2**20:
+        yield np.zeros(shape, dtype=np.float32)
+        return
+    if spill_dir is not None:
+        spill_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".medseg-pre-", dir=spill_dir))
+    volume = SpillVolume(tmp / "pre.f32", shape)
+    try:
+        yield volume
+    finally:
+        volume.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def predict_volume(
     bundle: ModelBundle,
-    image_zyx: NDArray[Any],
+    image_zyx: ArraySource,
     geometry: Geometry,
     cfg: InferConfig,
     device: torch.device | str = "cpu",
+    spill_dir: Path | None = None,
 ) -> NDArray[np.uint8]:
     """Label map ``(z, y, x)`` uint8 on the native grid of ``image_zyx`` (values = the bundle's classes).
 
+    Steps: the bundle's plan crops, normalises and resamples the image (slab by slab; to disk when
+    over ``cfg.spill_mib``); :func:`stream_logits` runs the Gaussian sliding window and hands out
+    finished z-slabs of logits; :class:`NativeRestorer` interpolates them onto the native grid
+    (linear; nearest along the plan's anisotropic axis) and takes the argmax plane by plane;
+    optionally only the largest component of each class is kept. No full-volume float32 logits or
+    probabilities exist at any point (see ``tests/inference/test_memory.py``).
+
     Args:
         bundle: loaded model bundle (its plan drives the preprocessing).
-        image_zyx: native image in scanner units, ``(z, y, x)``.
+        image_zyx: native image in scanner units, ``(z, y, x)``: numpy or Zarr array (read by slabs).
         geometry: geometry of ``image_zyx``.
-        cfg: sliding-window overlap, windows per batch and mirror TTA.
-        device: where to run the network (the bundle's network is moved there).
+        cfg: overlap, windows per batch, mirror TTA, keep_largest_component, spill_mib.
+        device: where the network runs (the bundle's network is moved there).
+        spill_dir: folder of the temporary on-disk preprocessed image (large cases only).
     """
-    preprocess_image, restore_labels_to_native = _preprocess_api()
-    pre = preprocess_image(image_zyx, geometry, bundle.plan)
+    plan = bundle.plan
     dev = torch.device(device)
     bundle.network.to(dev)
-    probs = predict_preprocessed(bundle.network, pre.data, bundle.plan, cfg, dev)
-    label_pre = probs.argmax(axis=0).astype(np.uint8)
-    label = restore_labels_to_native(label_pre, pre)
-    if label.shape != image_zyx.shape:
-        raise RuntimeError(f"restored label shape {label.shape} != native image shape {image_zyx.shape}")
+    layout = case_layout(image_zyx, geometry, plan)
+    native = tuple(int(s) for s in image_zyx.shape)
+    label = np.zeros(native, dtype=np.uint8)
+    with preprocessed_buffer(layout.new_shape, cfg.spill_mib, spill_dir) as pre:
+        preprocess_image_into(image_zyx, layout, plan, pre)
+        restorer = NativeRestorer(layout.new_shape, layout.crop_bbox, label, layout.anisotropic_axis)
+        for z0, logits in stream_logits(bundle.network, pre, plan, cfg, dev):
+            restorer.feed(z0, logits)
+    if not restorer.done:
+        raise RuntimeError(f"inference produced an incomplete label map (shape {native}); this is a bug")
+    if cfg.keep_largest_component:
+        keep_largest_component(label, sorted(plan.label_names))
     return label
 
 
 def _write_nifti(path: Path, array: NDArray[Any], geometry: Geometry) -> None:
-    try:
-        from medseg.io.nifti import write_nifti
-    except ImportError:  # colleague's module missing: plain nibabel, same convention
-        import nibabel as nib
-
-        tmp = path.with_name(f".{path.name}.tmp.nii.gz")
-        nib.save(nib.Nifti1Image(np.asarray(array).transpose(2, 1, 0), geometry.nifti_affine()), str(tmp))
-        tmp.replace(path)
-        return
+    """NIfTI with the source affine (``geometry.nifti_affine()``), written atomically."""
     tmp = path.with_name(f".{path.name}.tmp.nii.gz")
     write_nifti(tmp, array, geometry)
     tmp.replace(path)
 
 
-def _already_done(zarr_path: Path, nii_path: Path, family: str, version: str) -> bool:
-    if not (is_complete(zarr_path) and nii_path.is_file()):
-        return False
-    source = read_meta(zarr_path).get("source", {})
-    return bool(source.get("model_family") == family and source.get("model_version") == version)
+def _write_prediction_store(
+    path: Path,
+    case_id: str,
+    image: ArraySource,
+    geometry: Geometry,
+    label: NDArray[np.uint8],
+    label_names: dict[int, str],
+    source: dict[str, Any],
+) -> None:
+    """OME-Zarr store: the source image (copied slab by slab) + ``labels/pred``; appears atomically."""
+    shape = (int(image.shape[0]), int(image.shape[1]), int(image.shape[2]))
+    dtype = getattr(image, "dtype", np.int16)
+    with case_writer(
+        path, case_id, shape, dtype, geometry, labels=[PRED_LABEL], label_names=label_names,
+        source=source, kind="prediction",
+    ) as writer:
+        step = int(writer.image.chunks[0])
+        for z0 in range(0, shape[0], step):
+            writer.image[z0 : z0 + step] = np.asarray(image[z0 : z0 + step])
+        writer.labels[PRED_LABEL][...] = label
+
+
+def _already_done(out_dir: Path, case_id: str, family: str, version: str) -> bool:
+    return (out_dir / f"{case_id}.nii.gz").is_file() and has_prediction(out_dir, case_id, family, version)
+
+
+def predict_case(
+    ws: Workspace,
+    cfg: MedsegConfig,
+    bundle: ModelBundle,
+    case_id: str,
+    out_dir: Path,
+    device: torch.device,
+) -> Path | None:
+    """Predict one ingested case and write its outputs; returns the DICOM SEG path (None when not written).
+
+    Outputs, in this order (the Zarr store, written last, marks the case as done):
+    ``<case_id>.nii.gz`` (source affine), ``dicom-seg/<study_key>/<case_id>/seg.dcm`` (when
+    ``cfg.infer.dicom_seg`` and the case came from DICOM; otherwise skipped with a logged reason),
+    ``<case_id>.zarr`` (image + ``labels/pred``; ``source`` records the model family and version).
+    """
+    volume = ws.volume_path(case_id)
+    meta = read_meta(volume)
+    geometry = Geometry.from_dict(meta["geometry"])
+    image = open_array(volume, "0")
+    label = predict_volume(bundle, image, geometry, cfg.infer, device, spill_dir=out_dir)
+    label_names = {int(k): str(v) for k, v in bundle.plan.label_names.items()}
+    _write_nifti(out_dir / f"{case_id}.nii.gz", label, geometry)
+    seg_file: Path | None = None
+    seg_note = "disabled (infer.dicom_seg=false)"
+    if cfg.infer.dicom_seg:
+        try:
+            seg_file = write_prediction_seg(
+                ws.catalog_path, out_dir, case_id, label, geometry, label_names, bundle.family, bundle.version
+            )
+            seg_note = str(seg_file)
+        except DicomSourceUnavailable as exc:
+            seg_note = f"skipped: {exc}"
+            log.info("no DICOM SEG for case %s: %s", case_id, exc)
+    source = {
+        "model_family": bundle.family,
+        "model_version": bundle.version,
+        "model": {"family": bundle.family, "version": bundle.version},
+        "bundle": str(bundle.path),
+        "plan_hash": bundle.plan.plan_hash(),
+        "input_volume": str(volume),
+        "infer": cfg.infer.model_dump(mode="json"),
+        "dicom_seg": seg_note,
+    }
+    _write_prediction_store(out_dir / f"{case_id}.zarr", case_id, image, geometry, label, label_names, source)
+    return seg_file
 
 
 def run_inference(
@@ -120,7 +223,8 @@ def run_inference(
 
     Args:
         ws: workspace.
-        cfg: ``cfg.infer`` (overlap, sw_batch_size, mirror_tta) and ``cfg.train.device/num_threads``.
+        cfg: ``cfg.infer`` (overlap, sw_batch_size, mirror_tta, keep_largest_component, dicom_seg,
+            spill_mib) and ``cfg.train.device/num_threads``.
         family: "cnn" or "gan".
         case_ids: cases to predict.
         bundle_path: bundle to use; None = the family's champion.
@@ -149,36 +253,16 @@ def run_inference(
     summary = InferSummary(family=family, version=bundle.version, bundle_path=Path(bundle_path), output_dir=out_dir)
     emit = progress or (lambda _e: None)
     for n, case_id in enumerate(case_ids, start=1):
-        zarr_path, nii_path = out_dir / f"{case_id}.zarr", out_dir / f"{case_id}.nii.gz"
         t0 = time.perf_counter()
         status = "predicted"
-        if _already_done(zarr_path, nii_path, family, bundle.version):
+        if _already_done(out_dir, case_id, family, bundle.version):
             summary.skipped.append(case_id)
             status = "skipped"
         else:
             try:
-                case = read_case(ws.volume_path(case_id), labels=False)
-                label = predict_volume(bundle, case.image, case.geometry, cfg.infer, device)
-                write_case(
-                    zarr_path,
-                    CaseVolume(
-                        case_id=case_id,
-                        image=case.image,
-                        geometry=case.geometry,
-                        labels={PRED_LABEL: label},
-                        label_names=dict(bundle.plan.label_names),
-                        kind="volume",
-                        source={
-                            "model_family": family,
-                            "model_version": bundle.version,
-                            "bundle": str(bundle.path),
-                            "plan_hash": bundle.plan.plan_hash(),
-                            "input_volume": str(ws.volume_path(case_id)),
-                            "infer": cfg.infer.model_dump(mode="json"),
-                        },
-                    ),
-                )
-                _write_nifti(nii_path, label, case.geometry)
+                seg_file = predict_case(ws, cfg, bundle, case_id, out_dir, device)
+                if seg_file is not None:
+                    summary.dicom_seg[case_id] = seg_file
                 summary.predicted.append(case_id)
                 summary.case_seconds[case_id] = time.perf_counter() - t0
             except Exception as exc:  # one bad case must not stop the batch; it is reported

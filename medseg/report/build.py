@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.evaluation.summary import Summary, load_summary
+from medseg.report.deltas import DeltaTable
 
 #: Metrics of the report tables and whether higher is better.
 REPORT_METRICS: tuple[tuple[str, bool], ...] = (
@@ -211,11 +212,47 @@ def _check_overlays(overlays: Mapping[str, Sequence[Path]]) -> None:
                 )
 
 
+def _rel(run_dir: Path, p: Path) -> str:
+    return Path(os.path.relpath(Path(p).resolve(), Path(run_dir).resolve())).as_posix()
+
+
+def _md_image(run_dir: Path, p: Path, alt: str) -> str:
+    return f"![{alt}]({_rel(run_dir, p)})\n"
+
+
+def _html_image(p: Path, caption: str) -> str:
+    data = base64.b64encode(Path(p).read_bytes()).decode("ascii")
+    cap = html.escape(caption)
+    return f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"><figcaption>{cap}</figcaption></figure>'
+
+
+def _delta_note(d: DeltaTable) -> str:
+    over = f"the {d.n_cases} cases both models predicted" if d.paired else "each model's own cases (no shared cases)"
+    return f"Delta = {d.a} - {d.b}, means over {over}. 'better' names the winner of each row."
+
+
+def _delta_cells(d: DeltaTable) -> tuple[list[str], list[list[_Cell]]]:
+    headers = ["class", "metric", d.a, d.b, "delta", "better"]
+    rows: list[list[_Cell]] = []
+    for r in d.rows:
+        metric = str(r["metric"])
+        delta = r["delta"]
+        text = "n/a" if math.isnan(delta) else ("+" if delta > 0 else "") + _fmt(metric, delta)
+        rows.append([(str(r["class"]), False), (metric + _UNITS.get(metric, ""), False), (_fmt(metric, r["a"]), False),
+                     (_fmt(metric, r["b"]), False), (text, False), (str(r["better"]), bool(r["better"]))])
+    return headers, rows
+
+
 def build_report(
     run_dir: Path,
     summaries: Mapping[str, Path | Summary],
     overlays: Mapping[str, Sequence[Path]],
     title: str,
+    *,
+    deltas: Sequence[DeltaTable] = (),
+    boxplots: Sequence[Path] = (),
+    curves: Mapping[str, Path] | None = None,
+    csv_files: Mapping[str, Path] | None = None,
 ) -> ReportFiles:
     """Write ``run_dir/report.md`` and ``run_dir/report.html``.
 
@@ -224,6 +261,10 @@ def build_report(
         summaries: ``{model name: summary.json path (or loaded Summary)}``, in display order.
         overlays: ``{model name: [PNG paths]}`` (may be empty).
         title: report title.
+        deltas: comparison tables (CNN vs GAN, vs the previous champion), see :mod:`medseg.report.deltas`.
+        boxplots: PNGs of per-case metric distributions (:func:`medseg.report.plots.boxplots`).
+        curves: ``{model name: training curves PNG}`` (the bundle's ``curves.png``).
+        csv_files: ``{model name: metrics.csv}``, linked from the report.
 
     Returns:
         Paths written, the markdown text and the per-model table rows (see :func:`summary_table`).
@@ -231,7 +272,8 @@ def build_report(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     loaded = _load(summaries)
-    _check_overlays(overlays)
+    curves = dict(curves or {})
+    _check_overlays({**overlays, "boxplots": list(boxplots), **{f"curves {k}": [v] for k, v in curves.items()}})
     table = summary_table(loaded)
     per_model_headers = ["model", "class", "Dice", "IoU", "HD95 (mm)", "NSD", "cases"]
     per_model_rows: list[list[_Cell]] = [
@@ -257,6 +299,14 @@ def build_report(
     md: list[str] = [f"# {title}", "", intro, "", "## Comparison", "", _md_table(cmp_headers, cmp_rows), ""]
     md += ["## Per model", "", _md_table(per_model_headers, per_model_rows), ""]
     md += ["## Per case (foreground-mean Dice)", "", _md_table(case_headers, case_rows), ""]
+    for d in deltas:
+        md += [f"## Deltas: {d.title}", "", _delta_note(d), "", _md_table(*_delta_cells(d)), ""]
+    if boxplots:
+        md += ["## Distributions", ""] + [_md_image(run_dir, p, Path(p).stem) for p in boxplots] + [""]
+    if curves:
+        md += ["## Training curves", ""] + [_md_image(run_dir, p, f"{m} curves") for m, p in curves.items()] + [""]
+    if csv_files:
+        md += ["## Files", ""] + [f"- {m}: [{Path(p).name}]({_rel(run_dir, p)})" for m, p in csv_files.items()] + [""]
     md += ["## Models", ""]
     for model, s in loaded.items():
         md += [
@@ -282,8 +332,19 @@ def build_report(
         "<h2>Comparison</h2>" + _html_table(cmp_headers, cmp_rows),
         "<h2>Per model</h2>" + _html_table(per_model_headers, per_model_rows),
         "<h2>Per case (foreground-mean Dice)</h2>" + _html_table(case_headers, case_rows),
-        "<h2>Models</h2>",
     ]
+    for d in deltas:
+        h.append(f"<h2>Deltas: {html.escape(d.title)}</h2><p>{html.escape(_delta_note(d))}</p>"
+                 + _html_table(*_delta_cells(d)))
+    if boxplots:
+        h.append("<h2>Distributions</h2>" + "".join(_html_image(p, Path(p).stem) for p in boxplots))
+    if curves:
+        figures = "".join(_html_image(p, f"{m} training curves") for m, p in curves.items())
+        h.append("<h2>Training curves</h2>" + figures)
+    if csv_files:
+        h.append("<h2>Files</h2><ul>" + "".join(
+            f"<li>{html.escape(m)}: {html.escape(_rel(run_dir, p))}</li>" for m, p in csv_files.items()) + "</ul>")
+    h.append("<h2>Models</h2>")
     for model, s in loaded.items():
         info_rows = [[(k, False), (v, False)] for k, v in _model_info(model, s)]
         h.append(f"<h3>{html.escape(model)}</h3>" + _html_table(["key", "value"], info_rows))

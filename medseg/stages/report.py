@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
 from medseg.config import MedsegConfig
-from medseg.evaluation.summary import CasePair, evaluate_cases, write_summary
+from medseg.evaluation.summary import CasePair, Summary, evaluate_cases, write_summary
+from medseg.evaluation.table import CSV_NAME, write_summary_csv
 from medseg.io.volume_store import is_complete, read_meta
 from medseg.report.build import build_report
+from medseg.report.deltas import best_and_worst, delta_table, previous_summary
 from medseg.report.overlay import overlay_case_png
+from medseg.report.plots import boxplots
 from medseg.stages.outcome import StageOutcome
 from medseg.workspace import Workspace
 
@@ -24,36 +28,75 @@ def _pairs(ws: Workspace, prediction_dir: Path) -> list[CasePair]:
     return pairs
 
 
+def _model_of(pred_dir: Path) -> tuple[str, str]:
+    """``(family, version)`` of ``predictions/<family>/<version>``."""
+    return pred_dir.parent.name, pred_dir.name
+
+
 def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str) -> StageOutcome:
     """Evaluate ``predictions`` ({model name: prediction dir}) against the ingested ground truth.
 
-    Writes ``reports/<run_id>/<model>/summary.json``, one overlay PNG per case and model, and
-    ``report.md`` / ``report.html`` comparing the models.
+    Writes, under ``reports/<run_id>/``: ``<model>/summary.json`` (nnU-Net superset) and
+    ``<model>/metrics.csv`` (case x class rows), overlay PNGs of each model's best and worst case,
+    box plots per metric (``plots/box_<metric>.png``), and ``report.md`` / ``report.html`` with the
+    tables, deltas between the models (e.g. CNN vs GAN, paired over shared cases) and against the
+    previous champion's report of each model (the newest earlier report of another version), the
+    plots and the bundles' training curves embedded. NSD tolerance: ``cfg.infer.nsd_tolerance_mm``.
     """
     started = time.time()
     ws = Workspace.at(cfg.workspace).ensure()
     run_dir = ws.reports_dir / run_id
     summaries: dict[str, Path] = {}
+    loaded: dict[str, Summary] = {}
+    csvs: dict[str, Path] = {}
     overlays: dict[str, list[Path]] = {}
+    curves: dict[str, Path] = {}
+    n_cases = 0
     for name, pred_dir in predictions.items():
         pairs = _pairs(ws, Path(pred_dir))
         if not pairs:
             raise FileNotFoundError(f"no completed predictions with ground truth in {pred_dir}")
+        n_cases += len(pairs)
         label_names = read_meta(ws.volume_path(pairs[0].case_id))["label_names"]
-        model = {"family": name, "version": Path(pred_dir).name}
-        summary = evaluate_cases(pairs, {int(k): v for k, v in label_names.items()}, model=model)
+        family, version = _model_of(Path(pred_dir))
+        model = {"family": family, "version": version}
+        summary = evaluate_cases(pairs, {int(k): v for k, v in label_names.items()},
+                                 nsd_tolerance_mm=cfg.infer.nsd_tolerance_mm, model=model)
+        loaded[name] = summary
         summaries[name] = write_summary(summary, run_dir / name / "summary.json")
+        csvs[name] = write_summary_csv(summary, run_dir / name / CSV_NAME)
+        by_id = {p.case_id: p for p in pairs}
+        picks = best_and_worst(summary)
+        tags = ["best", "worst"] if len(picks) == 2 else ["only"]
         overlays[name] = [
-            overlay_case_png(pair, run_dir / name / f"{pair.case_id}.png", f"{name} · {pair.case_id}")
-            for pair in pairs
+            overlay_case_png(by_id[cid], run_dir / name / f"{tag}_{cid}.png", f"{name} · {tag} case · {cid}")
+            for tag, cid in zip(tags, picks, strict=True)
         ]
-    files = build_report(run_dir, summaries, overlays, title=f"medseg report · {cfg.name} · {run_id}")
+        curve = ws.model_family_dir(family) / version / "curves.png"
+        if curve.is_file():
+            curves[name] = curve
+    deltas = [delta_table(loaded[a], loaded[b], a, b) for i, a in enumerate(loaded) for b in list(loaded)[i + 1:]]
+    for name, summary in loaded.items():
+        version = str(summary.model.get("version", ""))
+        previous = previous_summary(ws.reports_dir, name, version, exclude_run=run_id)
+        if previous is not None:
+            prev_version = str(previous[1].model.get("version", "?"))
+            deltas.append(delta_table(summary, previous[1], f"{name} {version}", f"{name} {prev_version}",
+                                      title=f"{name}: new model vs previous champion ({prev_version})"))
+    plots = boxplots(loaded, run_dir / "plots")
+    files = build_report(run_dir, summaries, overlays, title=f"medseg report · {cfg.name} · {run_id}",
+                         deltas=deltas, boxplots=plots, curves=curves, csv_files=csvs)
+    delta_rows = [{"comparison": d.title, **{k: _json_number(v) for k, v in r.items()}} for d in deltas for r in d.rows]
     return StageOutcome(
         stage="report",
         seconds=time.time() - started,
-        stats={"table": files.table, "markdown": files.markdown, "cases": len(pairs)},
-        outputs=[str(files.markdown_path), str(files.html_path), *map(str, summaries.values())],
+        stats={"table": files.table, "markdown": files.markdown, "deltas": delta_rows, "cases": n_cases},
+        outputs=[str(files.markdown_path), str(files.html_path), *map(str, [*summaries.values(), *csvs.values()])],
     )
+
+
+def _json_number(value: object) -> object:
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def champion_predictions(ws: Workspace) -> dict[str, str]:

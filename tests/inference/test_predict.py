@@ -39,15 +39,44 @@ def test_predict_volume_returns_labels_on_the_native_grid() -> None:
     label = predict_volume(bundle, image, GEOMETRY, InferConfig(), "cpu")
     assert label.shape == image.shape and label.dtype == np.uint8
     assert set(np.unique(label)) <= {0, 1}
-    # exactly what preprocessing -> perfect per-voxel prediction -> restoring gives ...
-    from medseg.preprocess.case import preprocess_image, restore_labels_to_native
+    # the whole-volume reference (nnU-Net's way, in RAM): MONAI sliding window -> full logits ->
+    # linear resampling of every class to the native grid -> argmax
+    from medseg.inference.sliding import predict_logits
+    from medseg.preprocess.case import preprocess_image, restore_probabilities_to_native
 
     pre = preprocess_image(image, GEOMETRY, plan)
-    np.testing.assert_array_equal(label, restore_labels_to_native((pre.data > 0).astype(np.uint8), pre))
+    x = torch.from_numpy(pre.data)[None, None]
+    logits = predict_logits(bundle.network, x, plan, InferConfig(), torch.device("cpu"))[0].numpy()
+    ref = restore_probabilities_to_native(logits, pre).argmax(axis=0)
+    assert (label != ref).mean() < 1e-4
     # ... which is the organ (120 HU, without its hypodense lesions) up to resampling at the edges
     truth = gt == 1
     dice = 2 * np.logical_and(label == 1, truth).sum() / ((label == 1).sum() + truth.sum())
     assert dice > 0.8, dice
+
+
+def test_predict_volume_spills_large_preprocessed_images_to_disk(tmp_path: Path) -> None:
+    image, _ = _native_case()
+    plan = phantom.make_plan()
+    bundle = ModelBundle(path=Path("."), family="cnn", version="v", plan=plan, network=BrightIsOrgan(), metadata={})
+    in_ram = predict_volume(bundle, image, GEOMETRY, InferConfig(), "cpu")
+    spilled = predict_volume(bundle, image, GEOMETRY, InferConfig(spill_mib=0), "cpu", spill_dir=tmp_path)
+    np.testing.assert_array_equal(spilled, in_ram)
+    assert not any(tmp_path.iterdir())  # the temporary on-disk image is gone
+
+
+def test_predict_volume_keeps_the_largest_component() -> None:
+    image, _ = _native_case()
+    image[2:4, 5:9, 5:9] = 300  # a small bright island far from the organ
+    plan = phantom.make_plan()
+    bundle = ModelBundle(path=Path("."), family="cnn", version="v", plan=plan, network=BrightIsOrgan(), metadata={})
+    raw = predict_volume(bundle, image, GEOMETRY, InferConfig(), "cpu")
+    kept = predict_volume(bundle, image, GEOMETRY, InferConfig(keep_largest_component=True), "cpu")
+    assert raw[2:4, 5:9, 5:9].any() and not kept[2:4, 5:9, 5:9].any()
+    from scipy import ndimage
+
+    assert ndimage.label(kept == 1, structure=np.ones((3, 3, 3)))[1] == 1
+    assert np.array_equal(kept == 1, (raw == 1) & (kept == 1)) and (kept == 1).sum() > 0.9 * (raw == 1).sum()
 
 
 def _workspace(tmp_path: Path) -> tuple[Workspace, Path]:
