@@ -69,3 +69,46 @@ def friendly_errors() -> Iterator[None]:
 def run_quietly(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     with friendly_errors():
         return fn(*args, **kwargs)
+
+
+def recent_flow_runs(limit: int = 10) -> list[dict[str, Any]] | None:
+    """The last flow runs of the Prefect server at ``$PREFECT_API_URL`` (None when unset or unreachable).
+
+    Without ``PREFECT_API_URL`` there is no persistent server to ask (the embedded one only lives
+    for the duration of a command), so nothing is started.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        return None
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        with get_client(sync_client=True) as client:
+            client.api_healthcheck()
+            runs = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=limit)
+            flows = {f.id: f.name for f in client.read_flows(limit=200)}
+    except Exception:  # noqa: BLE001 - status must work without a server
+        return None
+    return [
+        {
+            "flow": flows.get(r.flow_id, str(r.flow_id)),
+            "run": r.name,
+            "state": r.state.name if r.state else "?",
+            "start": r.start_time.strftime("%Y-%m-%d %H:%M:%S") if r.start_time else "",
+            "seconds": round(r.total_run_time.total_seconds(), 1) if r.total_run_time else None,
+        }
+        for r in runs
+    ]
+
+
+def ensure_gpu_limit(slots: int = 1) -> str:
+    """Create the tag concurrency limit ``gpu`` (one training task at a time) unless it exists."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        try:
+            existing = client.read_concurrency_limit_by_tag("gpu")
+            return f"gpu concurrency limit exists ({existing.concurrency_limit} slot(s))"
+        except Exception:  # noqa: BLE001 - ObjectNotFound
+            client.create_concurrency_limit(tag="gpu", concurrency_limit=slots)
+            return f"created gpu concurrency limit ({slots} slot(s))"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -193,10 +194,99 @@ def report(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrides: 
 
 
 @app.command()
-def status(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrides: SetOpt = None) -> None:
-    """Last stage runs (state, duration), workspace contents and champion models."""
+def status(
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    scan: Annotated[bool, typer.Option("--scan", help="count unindexed files under `sources` (walks them)")] = False,
+) -> None:
+    """Last runs (stage records; Prefect flow runs when PREFECT_API_URL is set), pending work, champions."""
+    from cli.common import recent_flow_runs
+
     cfg = build_config(config, overrides, workspace)
-    print_status(Workspace.at(cfg.workspace))
+    print_status(Workspace.at(cfg.workspace), [m.value for m in cfg.train.models],
+                 sources=cfg.sources if scan else None, flow_runs=recent_flow_runs())
+
+
+@app.command()
+def nightly(
+    config: Annotated[Path, typer.Argument(help="YAML config with sources, workspace and the ops section")],
+    overrides: SetOpt = None,
+) -> None:
+    """Run the nightly retrain once now (ingest new files; if any: preprocess, train, promote, infer, report)."""
+    build_config(config, overrides)  # a bad config fails here with one line
+    prefect_env()
+    from flows.nightly import nightly_flow
+
+    with friendly_errors():
+        result = nightly_flow(config_path=str(config), overrides=list(overrides or []))
+    print_outcomes(result["stages"])
+    console.print(result["message"])
+    console.print(f"summary: {result['summary_md']}")
+
+
+@app.command()
+def bulk(
+    config: Annotated[Path, typer.Argument(help="YAML config with sources and workspace")],
+    overrides: SetOpt = None,
+    files_per_task: Annotated[int | None, typer.Option("--files-per-task", min=1,
+                                                       help="[default: ops.bulk_files_per_task]")] = None,
+    assemble: Annotated[bool, typer.Option("--assemble/--index-only", help="plan series and write volumes")] = True,
+) -> None:
+    """Index a whole archive in resumable batches (rerun after a crash skips finished batches), then assemble."""
+    build_config(config, overrides)
+    prefect_env()
+    from flows.bulk import bulk_flow
+
+    with friendly_errors():
+        result = bulk_flow(config_path=str(config), overrides=list(overrides or []), files_per_task=files_per_task,
+                           assemble=assemble)
+    console.print(f"bulk {result['manifest']}: {result['n_files']} files, {result['n_batches']} batches "
+                  f"({len(result['batches_run'])} run, {len(result['batches_skipped'])} already done) "
+                  f"in {result['wall_seconds']:.1f}s")
+    if result["assemble"]:
+        print_outcomes([{"stage": "assemble", "seconds": result["assemble"]["seconds"], "stats": result["assemble"]}])
+
+
+def served_deployments(config: Path, cfg: MedsegConfig) -> list[Any]:
+    """RunnerDeployments served by ``medseg serve``: nightly-retrain (cron of ``ops``), bulk-ingest, batch-infer."""
+    from prefect.schedules import Cron
+
+    from flows.bulk import bulk_flow
+    from flows.nightly import batch_infer_flow, nightly_flow
+
+    params = {"config_path": str(config.resolve())}
+    return [
+        nightly_flow.to_deployment("nightly-retrain", parameters=params, tags=["medseg", "nightly"],
+                                   schedules=[Cron(cfg.ops.nightly_cron, timezone=cfg.ops.timezone)],
+                                   concurrency_limit=1),
+        bulk_flow.to_deployment("bulk-ingest", parameters=params, tags=["medseg", "bulk"], concurrency_limit=1),
+        batch_infer_flow.to_deployment("batch-infer", parameters=params, tags=["medseg", "infer"]),
+    ]
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Argument(help="YAML config the served flows run with (ops.nightly_cron/timezone)")],
+    gpu_slots: Annotated[int, typer.Option("--gpu-slots", min=1, help="training tasks allowed at once")] = 1,
+) -> None:
+    """Serve the nightly schedule, bulk-ingest and batch-infer on this box (no work pool); Ctrl-C stops.
+
+    Needs a persistent Prefect server (PREFECT_API_URL); creates the `gpu` tag concurrency limit.
+    """
+    cfg = build_config(config, None)
+    if not os.environ.get("PREFECT_API_URL"):
+        raise fail("`medseg serve` needs a running Prefect server: start `prefect server start` and "
+                   "export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    prefect_env()
+    from prefect import serve as prefect_serve
+
+    from cli.common import ensure_gpu_limit
+
+    with friendly_errors():
+        console.print(ensure_gpu_limit(gpu_slots))
+        console.print(f"nightly-retrain: cron {cfg.ops.nightly_cron!r} ({cfg.ops.timezone})")
+        prefect_serve(*served_deployments(config, cfg))
 
 
 @app.command()

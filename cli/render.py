@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -63,28 +63,45 @@ def print_rows(rows: Sequence[dict[str, Any]], title: str) -> None:
     console.print(table)
 
 
-def print_status(ws: Workspace) -> None:
+def _ago(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def print_status(ws: Workspace, families: Sequence[str] = ("cnn", "gan"), sources: Sequence[Path] | None = None,
+                 flow_runs: Sequence[dict[str, Any]] | None = None) -> None:
+    """Last runs (stage records + Prefect flow runs), the queue of pending work and the champions."""
+    from medseg.ops.status import champions, last_stage_runs, pending_work
+
     console.print(f"workspace: {ws.root}")
     if not ws.root.exists():
         console.print("  (does not exist yet)")
         return
     runs = Table(title="last stage runs")
-    for col in ("stage", "finished (UTC)", "seconds", "summary"):
+    for col in ("stage", "state", "finished (UTC)", "seconds", "summary"):
         runs.add_column(col)
-    for path in sorted(ws.stages_dir.glob("*.json")):
-        rec = json.loads(path.read_text())
-        stats = ", ".join(f"{k}={_fmt(v)}" for k, v in rec.get("stats", {}).items() if k in _SHOWN)
-        finished = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rec["finished_at"]))
-        runs.add_row(rec["stage"], finished, f"{rec['finished_at'] - rec['started_at']:.1f}", stats)
+    for run in last_stage_runs(ws):
+        stats = ", ".join(f"{k}={_fmt(v)}" for k, v in run.stats.items() if k in _SHOWN)
+        runs.add_row(run.stage, run.state, _ago(run.finished_at), f"{run.seconds:.1f}", stats)
     console.print(runs)
-    n_vol = len(list(ws.volumes_dir.glob("*.zarr")))
-    n_pre = len(list((ws.preprocessed_dir / "cases").glob("*.zarr")))
-    console.print(f"volumes: {n_vol}   preprocessed cases: {n_pre}")
-    champions = Table(title="champion models")
+    if flow_runs is not None:
+        print_rows(list(flow_runs), title="Prefect flow runs")
+    work = pending_work(ws, list(families), list(sources) if sources else None)
+    queue = Table(title="pending work")
+    queue.add_column("what")
+    queue.add_column("count", justify="right")
+    queue.add_row("files not yet indexed", "?" if work.files_unindexed is None else str(work.files_unindexed))
+    if work.bulk_batches_left is not None:
+        queue.add_row("bulk batches left (latest manifest)", str(work.bulk_batches_left))
+    queue.add_row("cases ingested", str(work.cases_ingested))
+    queue.add_row("cases not preprocessed", str(work.cases_not_preprocessed))
+    for family, n in work.cases_without_prediction.items():
+        queue.add_row(f"cases without a {family} champion prediction", str(n))
+    console.print(queue)
+    table = Table(title="champion models")
     for col in ("family", "version", "val mean Dice", "promoted (UTC)", "why"):
-        champions.add_column(col)
-    for pointer in sorted(ws.models_dir.glob("*/champion.json")):
-        data = json.loads(pointer.read_text())
-        champions.add_row(pointer.parent.name, str(data.get("version", "?")), _fmt(data.get("val_mean_dice")),
-                          str(data.get("promoted_at", ""))[:19].replace("T", " "), str(data.get("reason", "")))
-    console.print(champions)
+        table.add_column(col)
+    for c in champions(ws, list(families)):
+        why = f"[red]{c.error}[/]" if c.error else c.reason
+        table.add_row(c.family, c.version or "(none)", _fmt(c.val_mean_dice) if c.val_mean_dice is not None else "-",
+                      c.promoted_at, why)
+    console.print(table)

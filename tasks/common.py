@@ -1,23 +1,70 @@
-"""Shared task settings: retry policy for transient failures and stage logging."""
+"""Shared task settings: retry policy for transient failures and stage logging.
+
+Retries use exponential backoff with jitter and only happen for *transient* errors
+(:func:`medseg.ops.errors.is_transient`: I/O errors, lost Dask workers, timeouts); a permanent
+error (bad config, corrupt model bundle, missing input) fails the task at once with one message.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any, TypeVar
 
+from prefect import Task
+from prefect.client.schemas.objects import TaskRun
 from prefect.logging import get_run_logger
+from prefect.states import State
 from prefect.tasks import exponential_backoff
 
+from medseg.ops.errors import describe, is_transient
 from medseg.stages.outcome import StageOutcome
 
 #: Backoff for transient errors (I/O, lost Dask workers): 10 s, 20 s, 40 s ... with jitter.
 RETRY_DELAYS = exponential_backoff(backoff_factor=10)
 RETRY_JITTER = 0.5
 
+T = TypeVar("T", bound=Task[Any, Any])
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except Exception:
+        return logging.getLogger("medseg")
+
 
 def log_outcome(outcome: StageOutcome) -> StageOutcome:
-    try:
-        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = get_run_logger()
-    except Exception:
-        logger = logging.getLogger("medseg")
-    logger.info(outcome.headline())
+    _logger().info(outcome.headline())
     return outcome
+
+
+def retry_on_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn`` of every medseg task: retry transient errors only (see module doc)."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as err:  # noqa: BLE001 - the result itself could not be loaded
+        exc = err
+    if not isinstance(exc, BaseException):
+        return True
+    transient = is_transient(exc)
+    log = logging.getLogger("medseg.retry")
+    if transient:
+        log.warning("%s failed with a transient error, retrying with backoff: %s", task_run.name, describe(exc))
+    else:
+        log.error("%s failed with a permanent error (no retry): %s", task_run.name, describe(exc))
+    return transient
+
+
+def retry_delays(retries: int, backoff_s: float) -> list[float]:
+    """``backoff_s``, 2×, 4× ... (``retries`` values); Prefect adds ``RETRY_JITTER`` jitter."""
+    return [backoff_s * 2**i for i in range(max(retries, 1))]
+
+
+def with_transient_retries(task: T, retries: int = 3, backoff_s: float = 10.0) -> T:
+    """``task`` retrying transient errors ``retries`` times with exponential backoff + jitter."""
+    return task.with_options(  # type: ignore[return-value]
+        retries=retries,
+        retry_delay_seconds=retry_delays(retries, backoff_s),
+        retry_jitter_factor=RETRY_JITTER,
+        retry_condition_fn=retry_on_transient,
+    )

@@ -1,0 +1,146 @@
+"""Bulk archive flow: scan → resumable batches of thousands of files (Dask inside each task) → assemble.
+
+Resumable: every completed batch leaves ``WS/bulk/<manifest>/batch-<n>.json``; a rerun (after a
+crash, a cancel or a killed process) skips those batches, and inside an interrupted batch the
+files already committed to the catalog are skipped. A progress artifact is updated per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+from prefect import flow
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture
+
+from medseg.config import MedsegConfig
+from medseg.ops.bulk import BatchRecord, completed_batches, totals
+from medseg.ops.params import resolve_config
+from medseg.parallel import dask_client
+from medseg.workspace import Workspace
+from tasks.bulk import bulk_assemble_task, bulk_batch_task, bulk_scan_task, close_shared_client
+from tasks.common import _logger, with_transient_retries
+from tasks.notify import FAILURE_HOOKS
+from tasks.ops import artifact_key, publish_table
+
+
+@contextmanager
+def _cluster_address(cfg: MedsegConfig) -> Iterator[MedsegConfig]:
+    """``cfg`` with ``dask.address`` set: the configured cluster, or a LocalCluster for the whole flow."""
+    if cfg.dask.address:
+        try:
+            yield cfg
+        finally:
+            close_shared_client(cfg.dask.address)
+        return
+    with dask_client(cfg.dask) as client:
+        address = client.scheduler.address if client.scheduler is not None else None
+        try:
+            yield cfg.model_copy(update={"dask": cfg.dask.model_copy(update={"address": address})})
+        finally:
+            close_shared_client(address)
+
+
+def _progress(artifact: UUID | None, done: int, total: int, key: str) -> UUID | None:
+    pct = 100.0 * done / total if total else 100.0
+    text = f"bulk {key}: {done}/{total} batches"
+    try:
+        if artifact is None:
+            created = create_progress_artifact(pct, key=artifact_key("bulk", key, "progress"), description=text)
+            return created if isinstance(created, UUID) else None
+        update_progress_artifact(artifact, pct, description=text)
+    except Exception:  # noqa: BLE001 - best effort
+        return artifact
+    return artifact
+
+
+@flow(name="medseg-bulk-ingest", log_prints=True, on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
+def bulk_flow(
+    config: dict[str, Any] | None = None,
+    config_path: str | None = None,
+    overrides: list[str] | None = None,
+    files_per_task: int | None = None,
+    assemble: bool = True,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Index every file under ``sources`` in resumable batches, then plan and build volumes.
+
+    Args:
+        config: the run's :class:`~medseg.config.MedsegConfig` as a dict (or use ``config_path``).
+        config_path: YAML config file (deployments); ``overrides`` are ``key=value`` items.
+        files_per_task: files per Prefect task (default ``ops.bulk_files_per_task``).
+        assemble: run the final ingest (series planning + volume stores) after the batches.
+        run_id: recorded in the catalog rows and batch records (default: UTC timestamp).
+    """
+    t0 = time.perf_counter()
+    cfg = resolve_config(config, config_path, overrides)
+    ws = Workspace.at(cfg.workspace).ensure()
+    run_id = run_id or time.strftime("bulk-%Y%m%d-%H%M%S", time.gmtime())
+    log = _logger()
+    timings: dict[str, float] = {}
+    manifest = bulk_scan_task(cfg, files_per_task or cfg.ops.bulk_files_per_task)
+    timings["scan_task"] = time.perf_counter() - t0
+    done_before = completed_batches(ws, manifest)
+    todo = [b for b in range(manifest.n_batches) if b not in done_before]
+    log.info("bulk %s: %d batches, %d already done, %d to run", manifest.key, manifest.n_batches,
+             len(done_before), len(todo))
+    batch_task = with_transient_retries(bulk_batch_task, cfg.ops.transient_retries, cfg.ops.retry_backoff_s)
+    artifact = _progress(None, len(done_before), manifest.n_batches, manifest.key)
+    records: list[BatchRecord] = []
+    t1 = time.perf_counter()
+    with _cluster_address(cfg) as run_cfg:
+        in_flight: deque[PrefectFuture[BatchRecord]] = deque()
+        pending = deque(todo)
+        done = len(done_before)
+        while pending or in_flight:
+            while pending and len(in_flight) < cfg.ops.bulk_tasks_in_flight:
+                in_flight.append(batch_task.submit(run_cfg, manifest, pending.popleft(), run_id))
+            rec = in_flight.popleft().result()
+            records.append(rec)
+            done += 1
+            artifact = _progress(artifact, done, manifest.n_batches, manifest.key)
+        timings["batches"] = time.perf_counter() - t1
+    timings["batches_and_close"] = time.perf_counter() - t1
+    assembled = bulk_assemble_task(cfg).model_dump(mode="json") if assemble else None
+    tot = totals(ws, manifest)
+    wall = time.perf_counter() - t0
+    row: dict[str, Any] = {
+        "manifest": manifest.key,
+        "files": manifest.n_files,
+        "batches": manifest.n_batches,
+        "batches_run": len(records),
+        "batches_skipped": len(done_before),
+        "files indexed": sum(r.indexed for r in records),
+        "quarantined": tot.quarantined,
+        "scan_s": manifest.scan_seconds,
+        "wall_s": round(wall, 2),
+    }
+    if assembled is not None:
+        row.update({"series ingested": assembled["series_ingested"], "cases": assembled["cases"]})
+    publish_table(artifact_key(cfg.name, "bulk"), [row], f"bulk ingest {run_id}")
+    log.info("bulk %s finished: %s", manifest.key, row)
+    return {
+        "run_id": run_id,
+        "manifest": manifest.key,
+        "n_files": manifest.n_files,
+        "n_batches": manifest.n_batches,
+        "batches_run": [r.batch for r in records],
+        "batches_skipped": sorted(done_before),
+        "scan_seconds": manifest.scan_seconds,
+        "work_seconds": round(sum(r.work_seconds for r in records), 4),
+        "read_seconds": round(sum(r.read_seconds for r in records), 4),
+        "commit_seconds": round(sum(r.commit_seconds for r in records), 4),
+        "lookup_seconds": round(sum(r.lookup_seconds for r in records), 4),
+        "workers": max((r.workers for r in records), default=1),
+        "assemble": assembled,
+        "wall_seconds": round(wall, 3),
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+__all__ = ["bulk_flow"]

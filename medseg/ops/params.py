@@ -1,0 +1,37 @@
+"""Flow parameters → :class:`MedsegConfig` (a deployment passes a config file path, a caller a dict)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from medseg.config import MedsegConfig
+from medseg.config_loader import ConfigError, load_config
+
+
+def resolve_config(config: dict[str, Any] | None = None, config_path: str | None = None,
+                   overrides: list[str] | None = None) -> MedsegConfig:
+    """The run's config: ``config`` (a JSON dict) or ``config_path`` (YAML) plus ``key=value`` overrides.
+
+    Raises:
+        ConfigError: neither or both given, or the values fail validation (one line naming the field).
+    """
+    if (config is None) == (config_path is None):
+        raise ConfigError("pass exactly one of the flow parameters `config` (dict) or `config_path` (YAML file)")
+    if config_path is not None:
+        return load_config(Path(config_path), overrides)
+    cfg_dict = dict(config or {})
+    if overrides:
+        from medseg.config_loader import _set_dotted, parse_override
+
+        for item in overrides:
+            key, value = parse_override(item)
+            _set_dotted(cfg_dict, key, value)
+    try:
+        return MedsegConfig.model_validate(cfg_dict)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise ConfigError(f"invalid config (flow parameter `config`): field '{field}': {first['msg']}") from exc

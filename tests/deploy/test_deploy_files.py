@@ -1,0 +1,87 @@
+"""The deploy/ material is consistent: entrypoints are flows accepting the parameters, schedules are
+valid cron + IANA zone, compose/k8s files parse with the expected services, README links every file."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import py_compile
+import re
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+from prefect import Flow
+
+from medseg.config_loader import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+
+
+def _prefect_yaml() -> dict:
+    return yaml.safe_load((DEPLOY / "prefect.yaml").read_text())
+
+
+def test_prefect_yaml_entrypoints_are_flows_taking_the_parameters() -> None:
+    deployments = {d["name"]: d for d in _prefect_yaml()["deployments"]}
+    assert set(deployments) == {"nightly-retrain", "bulk-ingest", "batch-infer"}
+    setup = (DEPLOY / "setup-prefect.sh").read_text()
+    for dep in deployments.values():
+        path, func = dep["entrypoint"].split(":")
+        assert (REPO / path).is_file()
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        flow = getattr(module, func)
+        assert isinstance(flow, Flow)
+        params = inspect.signature(flow.fn).parameters
+        assert set(dep["parameters"]) <= set(params), dep["name"]
+        assert dep["work_pool"]["name"] == "medseg-process" and "POOL=\"${MEDSEG_POOL:-medseg-process}\"" in setup
+        assert (REPO / dep["parameters"]["config_path"]).is_file()
+
+
+def test_nightly_schedule_is_a_valid_cron_in_a_real_timezone() -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    nightly = next(d for d in _prefect_yaml()["deployments"] if d["name"] == "nightly-retrain")
+    (schedule,) = nightly["schedules"]
+    ZoneInfo(schedule["timezone"])
+    CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+    site = load_config(DEPLOY / "medseg.yaml")
+    assert (site.ops.nightly_cron, site.ops.timezone) == (schedule["cron"], schedule["timezone"])
+
+
+def test_compose_has_the_full_stack() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "prefect-server", "worker", "dask-scheduler", "dask-worker", "setup"} <= set(services)
+    assert "postgresql+asyncpg://" in services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert services["dask-worker"]["deploy"]["replicas"] == 2
+    assert "tcp://dask-scheduler:8786" in services["dask-worker"]["command"]
+    assert "--pool medseg-process" in services["worker"]["command"]
+
+
+def test_kubernetes_and_slurm_material_parse() -> None:
+    cluster = yaml.safe_load((DEPLOY / "k8s" / "dask-cluster.yaml").read_text())
+    assert cluster["kind"] == "DaskCluster" and cluster["spec"]["worker"]["replicas"] >= 1
+    values = yaml.safe_load((DEPLOY / "k8s" / "prefect-worker-values.yaml").read_text())
+    assert values["worker"]["config"]["type"] == "kubernetes"
+    py_compile.compile(str(DEPLOY / "slurm" / "bulk_on_slurm.py"), doraise=True)
+    assert "#SBATCH --gres=gpu:1" in (DEPLOY / "slurm" / "medseg-nightly.sbatch").read_text()
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cuda"])
+def test_dockerfiles_copy_existing_folders_and_use_the_constraints(name: str) -> None:
+    text = (DEPLOY / name).read_text()
+    for src in re.findall(r"^COPY (\S+) ", text, flags=re.M):
+        assert (REPO / src).exists(), src
+    assert "-c constraints.txt" in text and "torch==2.13.0" in text
+
+
+def test_readme_links_every_deploy_file() -> None:
+    readme = (REPO / "README.md").read_text()
+    for rel in ("deploy/prefect.yaml", "deploy/setup-prefect.sh", "deploy/Dockerfile", "deploy/Dockerfile.cuda",
+                "deploy/docker-compose.yml", "deploy/k8s/prefect-worker-values.yaml", "deploy/k8s/dask-cluster.yaml",
+                "deploy/slurm/bulk_on_slurm.py", "docs/OPERATIONS.md"):
+        assert f"]({rel})" in readme, rel
+    assert "bash deploy/install.sh && .venv/bin/medseg demo" in readme  # set-up commands unchanged

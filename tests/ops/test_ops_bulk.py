@@ -1,0 +1,97 @@
+"""Bulk indexing library: manifest, batch slices, records, resume, and the catalog of a plain ingest."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medseg.config import IngestConfig
+from medseg.ingest.run import ingest, scan_sources
+from medseg.ops import bulk
+from medseg.ops.bulk import completed_batches, index_batch, read_batch, totals, write_manifest
+from medseg.workspace import Workspace
+
+CFG = IngestConfig(deid_secret="bulk-secret-123", files_per_batch=8)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from medseg.demo.archive import generate_demo_archive
+
+    out = tmp_path_factory.mktemp("bulk") / "archive"
+    generate_demo_archive(out, cases=3, seed=5)
+    return out
+
+
+def catalog_snapshot(ws: Workspace) -> dict[str, list[tuple[Any, ...]]]:
+    """Catalog rows without run ids/timestamps/workspace location, sorted."""
+    root = str(ws.root)
+    skip = {"run_id", "updated_at", "id"}
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    with sqlite3.connect(ws.catalog_path) as con:
+        for table in ("files", "series", "quarantine", "studies"):
+            cur = con.execute(f"SELECT * FROM {table}")
+            cols = [d[0] for d in cur.description]
+            out[table] = sorted(
+                (tuple(str(v).replace(root, "<ws>") if isinstance(v, str) else v
+                       for c, v in zip(cols, r, strict=True) if c not in skip) for r in cur.fetchall()),
+                key=repr,
+            )
+    return out
+
+
+def test_manifest_is_streamed_split_and_stable(archive: Path, tmp_path: Path) -> None:
+    ws = Workspace.at(tmp_path / "ws").ensure()
+    m = write_manifest([archive], ws, files_per_task=10)
+    files = list(scan_sources([archive]))
+    assert m.n_files == len(files) and m.n_batches == -(-len(files) // 10) == len(m.offsets)
+    assert [it for b in range(m.n_batches) for it in read_batch(ws, m, b)] == files
+    assert len(read_batch(ws, m, m.n_batches - 1)) == len(files) - 10 * (m.n_batches - 1)
+    assert write_manifest([archive], ws, 10).key == m.key  # same files + batch size = same manifest
+    assert write_manifest([archive], ws, 11).key != m.key
+    assert not [p for p in bulk.bulk_root(ws).iterdir() if p.name.startswith(".")]  # no temp files left
+    with pytest.raises(IndexError, match="out of range"):
+        read_batch(ws, m, m.n_batches)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_manifest([tmp_path / "missing"], ws, 10)
+
+
+def test_batches_then_ingest_give_the_catalog_of_a_plain_ingest(archive: Path, tmp_path: Path) -> None:
+    ref = Workspace.at(tmp_path / "ref")
+    ingest([archive], ref, CFG)
+    ws = Workspace.at(tmp_path / "ws").ensure()
+    m = write_manifest([archive], ws, files_per_task=25)
+    records = [index_batch(ws, CFG, m, b, None, run_id="bulk-test") for b in range(m.n_batches)]
+    assert sum(r.indexed for r in records) == m.n_files and all(r.already_indexed == 0 for r in records)
+    assert completed_batches(ws, m) == set(range(m.n_batches))
+    # a batch with a record is never processed again: the stored record comes back unchanged
+    first = bulk.record_path(ws, m.key, 0)
+    before = (first.read_text(), first.stat().st_mtime_ns)
+    assert index_batch(ws, CFG, m, 0, None, run_id="other") == records[0]
+    assert (first.read_text(), first.stat().st_mtime_ns) == before
+    t = totals(ws, m)
+    assert (t.batches_done, t.files, t.indexed) == (m.n_batches, m.n_files, m.n_files)
+    summary = ingest([archive], ws, CFG)
+    assert summary.files_indexed == 0 and summary.cases == 3  # the batches did all header reading
+    assert catalog_snapshot(ws) == catalog_snapshot(ref)
+
+
+def test_interrupted_batch_reads_only_the_missing_files(archive: Path, tmp_path: Path) -> None:
+    ws = Workspace.at(tmp_path / "ws").ensure()
+    m = write_manifest([archive], ws, files_per_task=40)
+    items = read_batch(ws, m, 0)
+    from medseg.ingest.catalog import Catalog
+    from medseg.ingest.headers import read_header_batch
+
+    Catalog(ws.catalog_path).upsert_files(read_header_batch(items[:16], CFG.deid_secret), "killed-run")
+    rec = index_batch(ws, CFG, m, 0, None)
+    assert (rec.indexed, rec.already_indexed, rec.files) == (len(items) - 16, 16, len(items))
+    # a changed file (new mtime) is read again by its batch
+    os.utime(items[0][0], ns=(items[0][2] + 10**9, items[0][2] + 10**9))
+    m2 = write_manifest([archive], ws, files_per_task=40)
+    assert m2.key != m.key
+    assert index_batch(ws, CFG, m2, 0, None).indexed == 1
