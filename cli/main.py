@@ -161,17 +161,21 @@ def train(workspace: WorkspaceOpt = None, model: ModelOpt = None, config: Config
 def infer(
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
-    cases: Annotated[list[str] | None, typer.Option("--case", help="case ids [default: held-out test split]")] = None,
+    cases: Annotated[list[str] | None, typer.Option("--case", help="case ids [default: --select]")] = None,
+    select: Annotated[str, typer.Option("--select", help="test (held-out split) or pending (every ingested case "
+                                        "without a prediction from the champion)")] = "test",
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Predict cases with each family's champion model (Zarr + NIfTI outputs)."""
+    """Predict cases with each family's champion model (Zarr, NIfTI and DICOM SEG outputs)."""
+    if select not in ("test", "pending"):
+        raise fail(f"--select must be 'test' or 'pending', got {select!r}")
     cfg = build_config(config, overrides, workspace)
     prefect_env()
     from flows.stages import infer_flow
 
     with friendly_errors():
-        print_outcomes(infer_flow(_cfg_dict(cfg), _families(cfg, model), case_ids=cases))
+        print_outcomes(infer_flow(_cfg_dict(cfg), _families(cfg, model), case_ids=cases, cases=select))
 
 
 @app.command()

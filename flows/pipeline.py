@@ -10,6 +10,7 @@ from prefect import flow
 from medseg.config import MedsegConfig
 from tasks.infer import infer_task
 from tasks.ingest import ingest_task
+from tasks.notify import FAILURE_HOOKS
 from tasks.preprocess import preprocess_task
 from tasks.report import report_task
 from tasks.train import train_task
@@ -19,7 +20,7 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
 
 
-@flow(name="medseg-pipeline", log_prints=True)
+@flow(name="medseg-pipeline", log_prints=True, on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
 def pipeline_flow(config: dict[str, Any], force: bool = False, run_id: str | None = None) -> dict[str, Any]:
     """Run every stage; each is skipped when its inputs did not change (unless ``force``).
 

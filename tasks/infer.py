@@ -8,12 +8,13 @@ from prefect.cache_policies import NO_CACHE
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.stages.infer import run_infer_stage
 from medseg.stages.outcome import StageOutcome
-from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome
+from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
 from tasks.progress import TaskProgress
 
 
 @task(name="infer", task_run_name="infer-{family}", tags=["medseg", "infer"], retries=2,
-      retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=RETRY_JITTER, cache_policy=NO_CACHE)
+      retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=RETRY_JITTER,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def infer_task(cfg: MedsegConfig, family: ModelFamily, bundle_path: str | None = None,
                case_ids: list[str] | None = None, cases: str = "test") -> StageOutcome:
     """Predict the selected cases with a bundle (default: champion).

@@ -8,12 +8,13 @@ from prefect.cache_policies import NO_CACHE
 from medseg.config import MedsegConfig
 from medseg.stages.ingest import run_ingest_stage
 from medseg.stages.outcome import StageOutcome
-from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome
+from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
 from tasks.progress import TaskProgress
 
 
 @task(name="ingest", tags=["medseg", "ingest"], retries=2, retry_delay_seconds=RETRY_DELAYS,
-      retry_jitter_factor=RETRY_JITTER, cache_policy=NO_CACHE)
+      retry_jitter_factor=RETRY_JITTER,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def ingest_task(cfg: MedsegConfig, force: bool = False) -> StageOutcome:
     """Index new files, assemble and write new/changed series; skipped when the sources are unchanged."""
     return log_outcome(run_ingest_stage(cfg, progress=TaskProgress("ingest"), force=force))

@@ -8,12 +8,13 @@ from prefect.cache_policies import NO_CACHE
 from medseg.config import MedsegConfig
 from medseg.stages.outcome import StageOutcome
 from medseg.stages.preprocess import run_preprocess_stage
-from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome
+from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
 from tasks.progress import TaskProgress
 
 
 @task(name="preprocess", tags=["medseg", "preprocess"], retries=2, retry_delay_seconds=RETRY_DELAYS,
-      retry_jitter_factor=RETRY_JITTER, cache_policy=NO_CACHE)
+      retry_jitter_factor=RETRY_JITTER,
+      retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def preprocess_task(cfg: MedsegConfig, force: bool = False) -> StageOutcome:
     """Preprocess every new or changed case into Zarr; skipped when volumes and settings are unchanged."""
     return log_outcome(run_preprocess_stage(cfg, progress=TaskProgress("preprocess"), force=force))

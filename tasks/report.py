@@ -9,14 +9,14 @@ from prefect.cache_policies import NO_CACHE
 from medseg.config import MedsegConfig
 from medseg.stages.outcome import StageOutcome
 from medseg.stages.report import run_report_stage
-from tasks.common import log_outcome
+from tasks.common import log_outcome, retry_on_transient
 
 
 def _artifact_key(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "medseg"
 
 
-@task(name="report", tags=["medseg", "report"], retries=1, cache_policy=NO_CACHE)
+@task(name="report", tags=["medseg", "report"], retries=1, retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def report_task(cfg: MedsegConfig, predictions: dict[str, str], run_id: str) -> StageOutcome:
     """Evaluate predictions, write summary.json/report.md/report.html, publish table + markdown artifacts."""
     outcome = run_report_stage(cfg, predictions, run_id)
