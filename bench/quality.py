@@ -24,7 +24,7 @@ Usage::
 
     python bench/quality.py [--train DIR ... --test DIR ...] [--minutes 3] [--folds N]
                             [--tools cnn,gan,nnunet] [--device auto|cpu|cuda] [--workdir DIR]
-                            [--nnunet-venv /tmp/nnunet-venv] [--set train.batch_size=4 ...]
+                            [--nnunet-venv /tmp/nnunet-venv] [--set train.batch_size=4 ...] [--reuse]
 
 Ends with ``RESULT medseg_dice=... gan_dice=... nnunet_dice=...`` (mean foreground Dice over all
 test studies of all folds).
@@ -70,8 +70,8 @@ class nnUNetTrainerTimeBudget(nnUNetTrainer):
     """nnUNetTrainer that stops after ``budget_s`` seconds of training (mid-epoch) and anneals its poly LR
     over that budget; 5 pseudo-validation batches per epoch instead of 50 (logging only)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_val_iterations_per_epoch = 5
         self.budget_s = budget_s
         self.iterations_done = 0
@@ -112,10 +112,20 @@ class nnUNetTrainerTimeBudget(nnUNetTrainer):
 
 device = torch.device(device_name)
 pre = join(nnUNet_preprocessed, dataset)
-trainer = nnUNetTrainerTimeBudget(plans=load_json(join(pre, "nnUNetPlans.json")), configuration="3d_fullres",
+plans = load_json(join(pre, "nnUNetPlans.json"))
+plans["continue_training"] = False  # what nnunetv2.run.run_training adds (nnU-Net >= 2.7)
+trainer = nnUNetTrainerTimeBudget(plans=plans, configuration="3d_fullres",
                                   fold="all", dataset_json=load_json(join(pre, "dataset.json")), device=device)
-trainer.run_training()
+final = join(trainer.output_folder, "checkpoint_final.pth")
+if len(sys.argv) > 6 and sys.argv[6] == "reuse" and os.path.isfile(final):  # --reuse: predict only
+    trainer.initialize()
+    trainer.load_checkpoint(final)
+    trainer.train_seconds = float("nan")
+else:
+    trainer.run_training()
 t0 = time.time()
+trainer.set_deep_supervision_enabled(False)  # as nnUNetTrainer.perform_actual_validation
+trainer.network.eval()
 predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
                             perform_everything_on_device=device.type == "cuda", device=device, allow_tqdm=False)
 predictor.manual_initialization(trainer.network, trainer.plans_manager, trainer.configuration_manager,
@@ -275,7 +285,7 @@ def nnunet_env(work: Path, args: argparse.Namespace) -> dict[str, str]:
         "nnUNet_preprocessed": str(work / "nnUNet_preprocessed"),
         "nnUNet_results": str(work / "nnUNet_results"),
         "nnUNet_compile": "f",
-        "nnUNet_n_proc_DA": str(args.nnunet_workers),
+        "nnUNet_n_proc_DA": str(max(1, args.nnunet_workers)),
         "nnUNet_def_n_proc": str(args.np),
         "OMP_NUM_THREADS": str(args.threads),
         "PYTHONPATH": "",
@@ -312,6 +322,10 @@ def run_fold(fold: Fold, args: argparse.Namespace, base: Path) -> tuple[list[dic
     budget_timeout = args.minutes * 60 * 3 + 1800
     for family in [t for t in tools if t in FAMILIES]:
         out = work / f"pred_{family}"
+        if args.reuse and all((out / f"{c.case_id}.npy").is_file() for c in prep["test"]):
+            runs[family] = {"reused": True}
+            preds[family] = {c.case_id: np.load(out / f"{c.case_id}.npy") for c in prep["test"]}
+            continue
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "medseg", "--family", family,
                "--ws", str(prep["ws"].root), "--test-ws", str(prep["ws_test"].root), "--out", str(out),
                "--minutes", str(args.minutes), "--device", args.device, "--seed", str(args.seed),
@@ -330,11 +344,13 @@ def run_fold(fold: Fold, args: argparse.Namespace, base: Path) -> tuple[list[dic
         dataset = f"Dataset{did:03d}_MedsegQuality{fold.index}"
         test_names = export_nnunet(prep, work / "nnUNet_raw", dataset)
         env = nnunet_env(work, args)
-        m = run_measured("nnunet-preprocess", [str(exe), "-d", str(did), "-c", "3d_fullres", "-np", str(args.np),
-                                               "-npfp", str(args.np)], env=env, timeout=3600, cwd=work)
-        if not m.ok:
-            raise SystemExit(f"nnUNetv2_plan_and_preprocess failed (rc {m.rc}):\n{m.log_tail}")
-        runs["nnunet_preprocess_s"] = m.wall_s
+        if not (args.reuse and (work / "nnUNet_preprocessed" / dataset / "nnUNetPlans.json").is_file()):
+            m = run_measured("nnunet-preprocess", [str(exe), "-d", str(did), "-c", "3d_fullres", "-np",
+                                                   str(args.np), "-npfp", str(args.np)], env=env, timeout=3600,
+                             cwd=work)
+            if not m.ok:
+                raise SystemExit(f"nnUNetv2_plan_and_preprocess failed (rc {m.rc}):\n{m.log_tail}")
+            runs["nnunet_preprocess_s"] = m.wall_s
         driver = work / "nnunet_budget_driver.py"
         driver.write_text(NNUNET_DRIVER)
         out = work / "pred_nnunet"
@@ -344,7 +360,8 @@ def run_fold(fold: Fold, args: argparse.Namespace, base: Path) -> tuple[list[dic
         device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         m = run_measured("nnunet", [str(args.nnunet_venv / "bin" / "python"), str(driver), dataset,
                                     str(args.minutes * 60), device, str(work / "nnUNet_raw" / dataset / "imagesTs"),
-                                    str(out)], env=env, timeout=budget_timeout, cwd=work)
+                                    str(out), *(["reuse"] if args.reuse else [])], env=env,
+                         timeout=budget_timeout, cwd=work)
         if not m.ok:
             raise SystemExit(f"nnU-Net training/prediction failed (rc {m.rc}):\n{m.log_tail}")
         runs["nnunet"] = {**m.info, "wall_s": m.wall_s, "rss_mib": m.rss_tree_mib}
@@ -382,11 +399,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--np", type=int, default=2, help="processes of nnU-Net preprocessing")
-    ap.add_argument("--nnunet-workers", type=int, default=0, help="nnU-Net augmentation workers (nnUNet_n_proc_DA)")
+    ap.add_argument("--nnunet-workers", type=int, default=1,
+                    help="nnU-Net augmentation worker processes (nnUNet_n_proc_DA, >= 1)")
     ap.add_argument("--nnunet-venv", type=Path, default=Path("/tmp/nnunet-venv"))
     ap.add_argument("--set", action="append", default=[], help="medseg config override, e.g. train.batch_size=4")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --workdir: re-use finished medseg predictions and nnU-Net's final checkpoint")
     ap.add_argument("--child", choices=["medseg"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--family", default="cnn", help=argparse.SUPPRESS)
     ap.add_argument("--ws", type=Path, default=None, help=argparse.SUPPRESS)

@@ -12,12 +12,13 @@ from prefect.cache_policies import NO_CACHE
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.stages.outcome import StageOutcome
 from medseg.stages.train import run_train_stage
-from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome
+from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
 from tasks.progress import TaskProgress
 
 
 @task(name="train", task_run_name="train-{family}", tags=["medseg", "train", "gpu"], retries=1,
-      retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=RETRY_JITTER, cache_policy=NO_CACHE)
+      retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=RETRY_JITTER, retry_condition_fn=retry_on_transient,
+      cache_policy=NO_CACHE)
 def train_task(cfg: MedsegConfig, family: ModelFamily, force: bool = False) -> StageOutcome:
     """Train ``family`` into a new bundle; skipped when data, plan and config are unchanged."""
     return log_outcome(run_train_stage(cfg, family, force=force, progress=TaskProgress(f"train-{family.value}")))

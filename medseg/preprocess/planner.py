@@ -81,19 +81,47 @@ def _topology(
     return search_patch_size(spacing, median_shape, cfg.max_patch_voxels, max_levels)
 
 
-def make_plan(fp: Fingerprint, cfg: PreprocessConfig, train_cfg: TrainConfig, spatial_dims: int = 3) -> Plan:
+#: Auto mode plans a 2D (slice-wise) network when the slice spacing is at least this many times the
+#: in-plane spacing (e.g. 6.5 mm slices at 0.7 mm pixels: 9.3), as nnU-Net's ``2d`` configuration.
+AUTO_2D_RATIO = 8.0
+
+
+def choose_spatial_dims(spacing: tuple[float, float, float], ratio: float = AUTO_2D_RATIO) -> tuple[int, str]:
+    """2 when the target spacing is strongly anisotropic along z (the slice axis), else 3.
+
+    Args:
+        spacing: target spacing ``(z, y, x)`` in mm.
+        ratio: z spacing / finest in-plane spacing from which 2D is chosen.
+
+    Returns:
+        ``(spatial_dims, reason)``.
+    """
+    z, inplane = float(spacing[0]), float(min(spacing[1], spacing[2]))
+    r = z / inplane
+    if r >= ratio and z == max(spacing):
+        return 2, f"slice spacing {z:.2f} mm is {r:.1f}x the in-plane {inplane:.2f} mm (>= {ratio}): 2D plan"
+    return 3, f"spacing ratio z / in-plane {r:.1f} < {ratio}: 3D plan"
+
+
+def make_plan(
+    fp: Fingerprint, cfg: PreprocessConfig, train_cfg: TrainConfig, spatial_dims: int | None = None
+) -> Plan:
     """Plan preprocessing and network topology from a dataset fingerprint.
 
     Args:
         fp: fingerprint of the labeled cases.
         cfg: preprocessing config (``target_spacing`` / ``patch_size`` override the data-driven values).
         train_cfg: training config; ``filters`` caps the number of resolution levels.
-        spatial_dims: 3, or 2 for a slice-wise plan (patch ``(1, y, x)``, kernels/strides 1 on z).
+        spatial_dims: 3, or 2 for a slice-wise plan (patch ``(1, y, x)``, kernels/strides 1 on z);
+            None = ``cfg.spatial_dims``, and when that is None too the planner decides
+            (:func:`choose_spatial_dims`: 2D for strongly anisotropic data).
 
     Returns:
         The plan (its hash changes whenever any planned value changes).
     """
-    if spatial_dims not in (2, 3):
+    if spatial_dims is None:
+        spatial_dims = cfg.spatial_dims
+    if spatial_dims is not None and spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
     if not train_cfg.filters:
         raise ValueError("train.filters is empty; give at least one filter count per resolution level")
@@ -103,6 +131,9 @@ def make_plan(fp: Fingerprint, cfg: PreprocessConfig, train_cfg: TrainConfig, sp
         else target_spacing(fp, cfg.anisotropy_threshold)
     )
     spacing3 = (spacing[0], spacing[1], spacing[2])
+    if spatial_dims is None:
+        spatial_dims, reason = choose_spatial_dims(spacing3)
+        log.info("preprocess.spatial_dims is auto: %s", reason)
     median_shape = median_resampled_shape(fp, spacing3)
     topo = _topology(spacing3, median_shape, cfg, len(train_cfg.filters), spatial_dims)
     is_ct = fp.modality.upper() == "CT"

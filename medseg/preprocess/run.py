@@ -144,8 +144,7 @@ def run_preprocess(
         plan = Plan.load(ws.plan_path)
         log.info("re-using the frozen plan %s", plan.plan_hash())
     else:
-        spatial_dims = int(getattr(cfg.preprocess, "spatial_dims", 3))  # optional config field
-        plan = make_plan(fp, cfg.preprocess, cfg.train, spatial_dims=spatial_dims)
+        plan = make_plan(fp, cfg.preprocess, cfg.train)  # spatial_dims: cfg.preprocess, None = planner decides
         plan.save(ws.plan_path)
     plan_hash = plan.plan_hash()
     by_id = {p.stem: p for p in labeled}

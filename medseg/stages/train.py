@@ -48,6 +48,9 @@ def run_train_stage(cfg: MedsegConfig, family: ModelFamily, force: bool = False,
         "device": result.device,
         "promoted": promoted,
         "warnings": result.warnings,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "warm_started_from": result.warm_started_from,
+        "warm_start_reason": result.warm_start_reason,
     }
     rec = save_record(ws, stage, key, [result.bundle_path], stats, started)
     return StageOutcome(stage=stage, seconds=rec.seconds, stats=stats, outputs=rec.outputs)

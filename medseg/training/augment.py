@@ -8,6 +8,7 @@ the image. Rotation is in-plane (about the z axis) so anisotropic plans stay val
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -90,3 +91,46 @@ def augment_patch(
         gamma = rng.uniform(*params.gamma_range)
         image = (np.power((image - lo) / span, gamma) * span + lo).astype(np.float32)
     return image.astype(np.float32, copy=False), label
+
+
+def draw_augmentation(rng: np.random.Generator, params: AugmentParams, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Draw the random parameters of one patch's augmentation without applying it (device augmentation).
+
+    The draws follow :func:`augment_patch`'s order except that the noise field is replaced by a seed
+    (the device generates it), so the result is deterministic given ``rng`` but not bit-identical to the
+    CPU path. Disabled transforms get neutral values (angle 0, scale/brightness/contrast/gamma 1).
+
+    Args:
+        rng: source of randomness.
+        params: probabilities and ranges.
+        shape: ``(z, y, x)`` patch shape (axes of size 1 are never flipped).
+
+    Returns:
+        ``{"spatial": bool, "angle": rad, "scale": float, "flip": bool (3,), "noise_std": float,
+        "noise_seed": int, "brightness": float, "contrast": float, "do_contrast": bool, "gamma": float,
+        "do_gamma": bool}`` as numpy scalars/arrays (collated to tensors by the DataLoader).
+    """
+    do_rot = rng.random() < params.p_rotate
+    do_scale = rng.random() < params.p_scale
+    angle = np.deg2rad(rng.uniform(-params.max_rotation_deg, params.max_rotation_deg))
+    scale = rng.uniform(*params.scale_range)
+    flips = (rng.random(3) < params.p_flip) & (np.asarray(shape) > 1)
+    u = rng.random(4)
+    noise_std = float(np.sqrt(rng.uniform(*params.noise_variance))) if u[0] < params.p_noise else 0.0
+    noise_seed = int(rng.integers(0, 2**62))
+    brightness = float(rng.uniform(*params.brightness_range)) if u[1] < params.p_brightness else 1.0
+    contrast = float(rng.uniform(*params.contrast_range)) if u[2] < params.p_contrast else 1.0
+    gamma = float(rng.uniform(*params.gamma_range)) if u[3] < params.p_gamma else 1.0
+    return {
+        "spatial": np.bool_(do_rot or do_scale),
+        "angle": np.float64(angle if do_rot else 0.0),
+        "scale": np.float64(scale if do_scale else 1.0),
+        "flip": flips.astype(np.bool_),
+        "noise_std": np.float64(noise_std),
+        "noise_seed": np.int64(noise_seed),
+        "brightness": np.float64(brightness),
+        "contrast": np.float64(contrast),
+        "do_contrast": np.bool_(u[2] < params.p_contrast),
+        "gamma": np.float64(gamma),
+        "do_gamma": np.bool_(u[3] < params.p_gamma),
+    }

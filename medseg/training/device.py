@@ -26,10 +26,17 @@ def configure_threads(cfg: TrainConfig) -> None:
         torch.set_num_threads(cfg.num_threads)
 
 
+def memory_format(device: torch.device, spatial_dims: int, enabled: bool) -> torch.memory_format:
+    """``channels_last(_3d)`` on CUDA when ``enabled`` (cuDNN's fast NDHWC kernels), else contiguous."""
+    if not enabled or device.type != "cuda":
+        return torch.contiguous_format
+    return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
+
+
 @contextlib.contextmanager
-def autocast(device: torch.device) -> Iterator[None]:
-    """bf16 autocast on CUDA; no-op (fp32) elsewhere."""
-    if device.type == "cuda":
+def autocast(device: torch.device, enabled: bool = True) -> Iterator[None]:
+    """bf16 autocast on CUDA (when ``enabled``); no-op (fp32) elsewhere. bf16 needs no GradScaler."""
+    if device.type == "cuda" and enabled:
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
             yield
     else:

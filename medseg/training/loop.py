@@ -59,9 +59,24 @@ class LoopState:
     resumed_from_epoch: int | None = None
 
 
-def make_loader(dataset: PatchDataset, batch_size: int, device: torch.device) -> DataLoader[dict[str, Any]]:
-    """Sequential loader (the dataset is already random per epoch); workers only on CUDA hosts."""
-    workers = 0 if device.type != "cuda" else max(0, min(4, (os.cpu_count() or 1) - 1))
+def loader_workers(device: torch.device, cfg: TrainConfig | None = None) -> int:
+    """DataLoader worker processes: ``cfg.num_workers`` when set, else 0 on CPU (the step already uses
+    every core; a worker would compete with it) and up to 8 on CUDA hosts (loading must never starve
+    the GPU)."""
+    if cfg is not None and cfg.num_workers is not None:
+        return int(cfg.num_workers)
+    return 0 if device.type != "cuda" else max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def make_loader(
+    dataset: PatchDataset, batch_size: int, device: torch.device, cfg: TrainConfig | None = None
+) -> DataLoader[dict[str, Any]]:
+    """Sequential loader (the dataset is already random per epoch), see :func:`loader_workers`.
+
+    Samples depend only on ``(seed, epoch, index)``, so the batches are identical whatever the number
+    of workers.
+    """
+    workers = loader_workers(device, cfg)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -69,6 +84,7 @@ def make_loader(dataset: PatchDataset, batch_size: int, device: torch.device) ->
         num_workers=workers,
         pin_memory=device.type == "cuda",
         drop_last=False,
+        prefetch_factor=4 if workers > 0 else None,
     )
 
 
@@ -148,7 +164,7 @@ def run_loop(
     def elapsed() -> float:
         return time.monotonic() - t0
 
-    loader = make_loader(dataset, cfg.batch_size, device)
+    loader = make_loader(dataset, cfg.batch_size, device, cfg)
     report_every = max(1, cfg.iterations_per_epoch // 10)
     while state.stopped_reason is None and state.epoch < cfg.max_epochs:
         epoch = state.epoch

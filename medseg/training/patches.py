@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
 from medseg.io.volume_store import open_array
-from medseg.training.augment import AugmentParams, augment_patch
+from medseg.training.augment import AugmentParams, augment_patch, draw_augmentation
 from medseg.training.foreground import foreground_locations
 
 #: Cases are loaded into RAM when all images + labels together stay below this many bytes.
@@ -103,6 +103,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
         seed: int,
         augment: AugmentParams | None = None,
         spatial_dims: int = 3,
+        defer_augmentation: bool = False,
     ) -> None:
         if not cases:
             raise ValueError("PatchDataset needs at least one case")
@@ -115,6 +116,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
         self.seed = int(seed)
         self.augment = augment
         self.spatial_dims = spatial_dims
+        self.defer_augmentation = bool(defer_augmentation)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -126,6 +128,12 @@ class PatchDataset(Dataset[dict[str, Any]]):
 
     def sample(self, index: int) -> tuple[NDArray[np.float32], NDArray[np.uint8], str, bool]:
         """Raw ``(image, label, case_id, forced_fg)`` patch ``(z, y, x)`` of sample ``index`` of the epoch."""
+        image, label, case_id, forced, _ = self._sample(index)
+        return image, label, case_id, forced
+
+    def _sample(
+        self, index: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.uint8], str, bool, dict[str, Any] | None]:
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         case = self.cases[int(rng.integers(len(self.cases)))]
         forced = bool(rng.random() < self.foreground_oversample)
@@ -140,17 +148,26 @@ class PatchDataset(Dataset[dict[str, Any]]):
         start = patch_start(case.shape, self.patch_size, rng, centre)
         image = crop_padded(case.image, start, self.patch_size, np.float32)
         label = crop_padded(case.label, start, self.patch_size, np.uint8)
+        draws = None
         if self.augment is not None:
-            image, label = augment_patch(image, label, rng, self.augment)
-        return image, label, case.case_id, forced
+            if self.defer_augmentation:
+                draws = draw_augmentation(rng, self.augment, self.patch_size)
+            else:
+                image, label = augment_patch(image, label, rng, self.augment)
+        return image, label, case.case_id, forced, draws
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image, label, case_id, forced = self.sample(index)
+        """Item dict; with ``defer_augmentation`` the patch is raw and ``"aug"`` holds the drawn
+        parameters (tensors) for :func:`medseg.training.gpu_augment.augment_batch` on the device."""
+        image, label, case_id, forced, draws = self._sample(index)
         if self.spatial_dims == 2:
             image, label = image[0], label[0]
-        return {
+        item: dict[str, Any] = {
             "image": torch.from_numpy(np.ascontiguousarray(image))[None],
             "label": torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))[None],
             "case_id": case_id,
             "forced_fg": forced,
         }
+        if draws is not None:
+            item["aug"] = {k: torch.as_tensor(v) for k, v in draws.items()}
+        return item

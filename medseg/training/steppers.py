@@ -16,7 +16,8 @@ from torch import nn
 
 from medseg.config import GanConfig, TrainConfig
 from medseg.plan import Plan
-from medseg.training.device import autocast
+from medseg.training.device import autocast, memory_format
+from medseg.training.gpu_augment import augment_batch
 from medseg.training.losses import (
     SegmentationLoss,
     discriminator_accuracy,
@@ -51,7 +52,14 @@ class CnnStepper:
 
     def __init__(self, plan: Plan, cfg: TrainConfig, device: torch.device) -> None:
         self.plan, self.cfg, self.device = plan, cfg, device
+        self.memory_format = memory_format(device, plan.spatial_dims, cfg.channels_last)
         self.model = build_segmenter(plan, cfg.deep_supervision).to(device)
+        if self.memory_format != torch.contiguous_format:
+            self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
+        #: what the step calls: the model, or its ``torch.compile`` wrapper (same parameters)
+        self.forward_model: nn.Module = self.model
+        if cfg.compile_model:
+            self.forward_model = torch.compile(self.model)  # type: ignore[assignment]
         self.loss_fn = SegmentationLoss()
         self.optimizer = build_sgd(self.model.parameters(), cfg)
         self.scheduler = PolyLR(self.optimizer, cfg.learning_rate)
@@ -87,16 +95,18 @@ class CnnStepper:
 
     # -- training ---------------------------------------------------------------------------
     def _batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        return (
-            batch["image"].to(self.device, non_blocking=True),
-            batch["label"].to(self.device, non_blocking=True),
-        )
+        """``(image, label)`` on the device; deferred augmentation (``"aug"``) is applied here."""
+        x = batch["image"].to(self.device, non_blocking=True)
+        y = batch["label"].to(self.device, non_blocking=True)
+        if "aug" in batch:
+            x, y = augment_batch(x, y, batch["aug"])
+        return x.contiguous(memory_format=self.memory_format), y
 
     def train_step(self, batch: dict[str, Any], epoch: int, iteration: int) -> dict[str, float]:
         x, y = self._batch(batch)
         self.model.train()
-        with autocast(self.device):
-            out = self.model(x)
+        with autocast(self.device, self.cfg.amp):
+            out = self.forward_model(x)
         loss = self.loss_fn(out, y)
         value = _check(loss, "segmentation loss", epoch, iteration)
         self.optimizer.zero_grad(set_to_none=True)
@@ -167,8 +177,8 @@ class GanStepper(CnnStepper):
         x, y = self._batch(batch)
         self.model.train()
         self.discriminator.train()
-        with autocast(self.device):
-            out = self.model(x)
+        with autocast(self.device, self.cfg.amp):
+            out = self.forward_model(x)
         main = out[:, 0] if out.dim() == y.dim() + 1 else out
         probs = torch.softmax(main.float(), dim=1)
         onehot = F.one_hot(y[:, 0], self.plan.num_classes).movedim(-1, 1).float()
@@ -176,7 +186,7 @@ class GanStepper(CnnStepper):
 
         # discriminator step first (generator output detached)
         self.discriminator.requires_grad_(True)
-        with autocast(self.device):
+        with autocast(self.device, self.cfg.amp):
             d_real = self.discriminator(real)
             d_fake = self.discriminator(torch.cat([x, probs.detach()], dim=1))
         d_loss = lsgan_discriminator_loss(d_real, d_fake)
@@ -192,7 +202,7 @@ class GanStepper(CnnStepper):
         seg_value = _check(seg, "segmentation loss", epoch, iteration)
         self.discriminator.requires_grad_(False)
         try:
-            with autocast(self.device):
+            with autocast(self.device, self.cfg.amp):
                 g_scores = self.discriminator(torch.cat([x, probs], dim=1))
             adv = lsgan_generator_loss(g_scores)
             adv_value = _check(adv, "adversarial loss", epoch, iteration)

@@ -32,12 +32,15 @@ from medseg.training.device import configure_threads, resolve_device
 from medseg.training.loop import Progress, run_loop
 from medseg.training.patches import PatchDataset, load_cases
 from medseg.training.steppers import build_stepper
+from medseg.training.warm_start import load_into, resolve_warm_start
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 #: Fields of ``cfg.train`` that do not change the trained model (excluded from the run key).
-_NON_MODEL_FIELDS = {"max_minutes", "device", "num_threads", "models"}
+_NON_MODEL_FIELDS = {
+    "max_minutes", "device", "num_threads", "models", "num_workers", "compile_model", "channels_last"
+}
 
 
 @dataclass
@@ -57,6 +60,8 @@ class TrainResult:
     device: str
     warnings: list[str] = field(default_factory=list)
     resumed_from_epoch: int | None = None
+    warm_started_from: str | None = None  # champion version the run was initialised from
+    warm_start_reason: str | None = None
 
 
 def _case_paths(ws: Workspace, ids: list[str], what: str) -> dict[str, Path]:
@@ -70,13 +75,16 @@ def _case_paths(ws: Workspace, ids: list[str], what: str) -> dict[str, Path]:
     return paths
 
 
-def run_key(family: str, plan: Plan, splits: Splits, cfg: MedsegConfig) -> str:
-    """Hash of everything that determines the trained model (resume only continues the same run)."""
+def run_key(family: str, plan: Plan, splits: Splits, cfg: MedsegConfig, warm_from: str | None = None) -> str:
+    """Hash of everything that determines the trained model (resume only continues the same run).
+
+    ``warm_from`` is the champion version a warm-started run starts from (None: from scratch).
+    """
     train_cfg = cfg.train.model_dump(mode="json", exclude=_NON_MODEL_FIELDS)
-    text = json.dumps(
-        [family, plan.plan_hash(), sorted(splits.train), sorted(splits.val), train_cfg, cfg.seed],
-        sort_keys=True,
-    )
+    items: list[Any] = [family, plan.plan_hash(), sorted(splits.train), sorted(splits.val), train_cfg, cfg.seed]
+    if warm_from is not None:
+        items.append({"warm_from": warm_from})
+    text = json.dumps(items, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -122,18 +130,23 @@ def train_model(
         val_ids = list(splits.train)
     val_paths = _case_paths(ws, val_ids, "validation")
 
+    warm = resolve_warm_start(ws, family, plan, cfg.train)
     tcfg = cfg.train
+    if warm.active:  # nightly fine-tuning: old + new cases, smaller budget
+        tcfg = tcfg.model_copy(update={"max_epochs": min(tcfg.max_epochs, tcfg.warm_start_max_epochs)})
     configure_threads(tcfg)
     dev = resolve_device(device if device is not None else tcfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
 
-    key = run_key(family, plan, splits, cfg)
+    key = run_key(family, plan, splits, cfg, warm_from=warm.version)
     run_dir = run_dir_for(ws, family, key)
     run_dir.mkdir(parents=True, exist_ok=True)
-    run_info = {"family": family, "run_key": key, "plan_hash": plan.plan_hash(), "seed": cfg.seed}
+    run_info = {"family": family, "run_key": key, "plan_hash": plan.plan_hash(), "seed": cfg.seed,
+                "warm_started_from": warm.version}
 
     stepper = build_stepper(family, plan, tcfg, dev)
+    load_into(stepper.model, warm)  # a resumed run then overwrites this with its own last.pt
     cases = load_cases(train_paths)
     dataset = PatchDataset(
         cases,
@@ -143,6 +156,7 @@ def train_model(
         seed=cfg.seed,
         augment=AugmentParams(),
         spatial_dims=plan.spatial_dims,
+        defer_augmentation=tcfg.gpu_augmentation,
     )
     state = run_loop(stepper, dataset, val_paths, plan, tcfg, run_dir, dev, run_info, progress)
 
@@ -161,6 +175,8 @@ def train_model(
         "run_key": key,
         "validation_on_train_cases": validation_on_train,
         "config": tcfg.model_dump(mode="json"),
+        "warm_started_from": warm.source,
+        "warm_start_reason": warm.reason,
         "warnings": state.warnings,
         "wall_seconds_this_session": time.time() - started,
     }
@@ -195,4 +211,6 @@ def train_model(
         device=str(dev),
         warnings=list(state.warnings),
         resumed_from_epoch=state.resumed_from_epoch,
+        warm_started_from=warm.version,
+        warm_start_reason=warm.reason,
     )
