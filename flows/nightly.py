@@ -21,6 +21,7 @@ from medseg.config import MedsegConfig, ModelFamily
 from medseg.ops.nightly import NOTHING_NEW, changes_of, nightly_config, nothing_new_result, pending_cases
 from medseg.ops.params import resolve_config
 from medseg.ops.summary import markdown_table, stage_rows, totals_row, write_run_summary
+from medseg.splits import Splits
 from medseg.stages.outcome import StageOutcome
 from medseg.workspace import Workspace
 from tasks.common import _logger, with_transient_retries
@@ -56,11 +57,13 @@ def _infer_pending(cfg: MedsegConfig, families: list[ModelFamily]) -> tuple[list
 
 
 def _report(cfg: MedsegConfig, predictions: dict[str, str], run_id: str) -> StageOutcome | None:
-    """Metrics report of the new predictions; None when none of them has ground truth to compare with."""
+    """Metrics report on the held-out test cases (never trained on); None when there is nothing to evaluate."""
     if not predictions:
         return None
+    splits_path = Workspace.at(cfg.workspace).splits_path
+    held_out = Splits.load(splits_path).test if splits_path.is_file() else None
     try:
-        return report_task(cfg, predictions, run_id)
+        return report_task(cfg, predictions, run_id, cases=held_out)
     except FileNotFoundError as exc:  # predictions of unlabeled studies only: nothing to evaluate
         _logger().info("no metrics report: %s", exc)
         return None

@@ -17,9 +17,10 @@ def _artifact_key(name: str) -> str:
 
 
 @task(name="report", tags=["medseg", "report"], retries=1, retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
-def report_task(cfg: MedsegConfig, predictions: dict[str, str], run_id: str) -> StageOutcome:
-    """Evaluate predictions, write summary.json/report.md/report.html, publish table + markdown artifacts."""
-    outcome = run_report_stage(cfg, predictions, run_id)
+def report_task(cfg: MedsegConfig, predictions: dict[str, str], run_id: str,
+                cases: list[str] | None = None) -> StageOutcome:
+    """Evaluate predictions (of ``cases`` only, when given), write summary.json/report.md/report.html and artifacts."""
+    outcome = run_report_stage(cfg, predictions, run_id, cases)
     key = _artifact_key(f"{cfg.name}-report")
     try:
         create_table_artifact(table=outcome.stats["table"], key=key,

@@ -18,10 +18,12 @@ from medseg.stages.outcome import StageOutcome
 from medseg.workspace import Workspace
 
 
-def _pairs(ws: Workspace, prediction_dir: Path) -> list[CasePair]:
+def _pairs(ws: Workspace, prediction_dir: Path, cases: set[str] | None = None) -> list[CasePair]:
     pairs = []
     for pred in sorted(prediction_dir.glob("*.zarr")):
         case_id = pred.name.removesuffix(".zarr")
+        if cases is not None and case_id not in cases:
+            continue
         gt = ws.volume_path(case_id)
         if is_complete(pred) and is_complete(gt):
             pairs.append(CasePair(case_id=case_id, pred_path=pred, gt_path=gt))
@@ -33,8 +35,12 @@ def _model_of(pred_dir: Path) -> tuple[str, str]:
     return pred_dir.parent.name, pred_dir.name
 
 
-def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str) -> StageOutcome:
+def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str,
+                     cases: list[str] | None = None) -> StageOutcome:
     """Evaluate ``predictions`` ({model name: prediction dir}) against the ingested ground truth.
+
+    ``cases`` limits the evaluation to these case ids (e.g. the held-out test split, so that a
+    nightly run that predicted every ingested case does not report on cases the model trained on).
 
     Writes, under ``reports/<run_id>/``: ``<model>/summary.json`` (nnU-Net superset) and
     ``<model>/metrics.csv`` (case x class rows), overlay PNGs of each model's best and worst case,
@@ -53,9 +59,10 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
     curves: dict[str, Path] = {}
     n_cases = 0
     for name, pred_dir in predictions.items():
-        pairs = _pairs(ws, Path(pred_dir))
+        pairs = _pairs(ws, Path(pred_dir), set(cases) if cases is not None else None)
         if not pairs:
-            raise FileNotFoundError(f"no completed predictions with ground truth in {pred_dir}")
+            which = "" if cases is None else f" among the {len(cases)} selected cases"
+            raise FileNotFoundError(f"no completed predictions with ground truth in {pred_dir}{which}")
         n_cases += len(pairs)
         label_names = read_meta(ws.volume_path(pairs[0].case_id))["label_names"]
         family, version = _model_of(Path(pred_dir))

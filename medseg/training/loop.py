@@ -74,7 +74,9 @@ def make_loader(
     """Sequential loader (the dataset is already random per epoch), see :func:`loader_workers`.
 
     Samples depend only on ``(seed, epoch, index)``, so the batches are identical whatever the number
-    of workers.
+    of workers. Workers start from a fork server, not by forking this process: a fork inherits the
+    OpenMP pool of torch, Zarr's I/O thread and Prefect's threads in whatever state they are, and
+    such children can die at random.
     """
     workers = loader_workers(device, cfg)
     return DataLoader(
@@ -85,6 +87,7 @@ def make_loader(
         pin_memory=device.type == "cuda",
         drop_last=False,
         prefetch_factor=4 if workers > 0 else None,
+        multiprocessing_context="forkserver" if workers > 0 else None,
     )
 
 

@@ -65,6 +65,14 @@ def test_first_night_trains_promotes_predicts_and_reports(first_night: dict[str,
     assert rows["preprocess"]["cases preprocessed"] == 3
     summary = Path(result["summary_md"]).read_text()
     assert "| infer-cnn | done |" in summary and "promoted: cnn, gan" in summary
+    # the metrics report covers the held-out test cases only, not the cases the models trained on
+    from medseg.splits import Splits
+
+    test_cases = set(Splits.load(ws.splits_path).test)
+    assert result["report"] is not None and test_cases
+    for family in ("cnn", "gan"):
+        evaluated = json.loads((ws.reports_dir / "night-1" / family / "summary.json").read_text())["metric_per_case"]
+        assert {c["case_id"] for c in evaluated} == test_cases
 
 
 @pytest.mark.slow
