@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,22 @@ REAL_DATA = (REPO_ROOT.parent / "shared" / "data" / "real").resolve()  # ingest 
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+
+
+def _register_phantom() -> None:
+    """Make ``import phantom_data`` (tests/training/phantom_data.py, the tiny phantom workspace) work everywhere."""
+    name = "phantom_data"
+    if name in sys.modules:
+        return
+    path = Path(__file__).resolve().parent / "training" / "phantom_data.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+_register_phantom()
 
 
 @pytest.fixture(scope="session")

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import phantom_data
 import pytest
 import torch
 
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.training import steppers
 from medseg.training.train import train_model
-
-
-def _phantom() -> ModuleType:
-    name = "phantom_data"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "training" / "phantom_data.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 class _Crash(OSError):
@@ -41,7 +27,7 @@ def test_retry_resumes_from_the_last_checkpoint(
     from tasks.train import train_task
 
     torch.set_num_threads(2)
-    phantom = _phantom()
+    phantom = phantom_data
     ws = phantom.write_phantom_workspace(tmp_path / "ws")
     cfg: MedsegConfig = phantom.tiny_config(max_epochs=2).model_copy(update={"workspace": ws.root})
 
