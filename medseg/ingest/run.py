@@ -45,7 +45,7 @@ from medseg.ingest.file_planning import OrphanLabel
 from medseg.ingest.headers import read_header_batch
 from medseg.ingest.planning import IngestPlan, PlannedCase, plan_ingest, stack_row
 from medseg.ingest.volume_files import DATASET_JSON, volume_suffix
-from medseg.io.volume_store import is_complete, read_meta
+from medseg.io.volume_store import clean_partial_stores, is_complete, read_meta
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -267,17 +267,8 @@ def _workspace_lock(ws: Workspace) -> Iterator[None]:
 
 
 def clean_stale_stores(volumes_dir: Path) -> int:
-    """Remove temporary store directories left by a killed run (``.<name>.zarr.partial-*`` / ``.old-*``)."""
-    removed = 0
-    if not volumes_dir.is_dir():
-        return 0
-    for entry in volumes_dir.iterdir():
-        if entry.name.startswith(".") and (".zarr.partial-" in entry.name or ".zarr.old-" in entry.name):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed += 1
-    if removed:
-        log.info("removed %d temporary store folder(s) of an interrupted run in %s", removed, volumes_dir)
-    return removed
+    """Remove temporary store directories left by a killed run (see :func:`clean_partial_stores`)."""
+    return clean_partial_stores(volumes_dir)
 
 
 def _resumed_result(pc: PlannedCase) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ last, then the directory is renamed into place. Readers refuse a store without `
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -36,6 +37,8 @@ from zarr.codecs import BloscCodec
 
 from medseg.geometry import Geometry
 from medseg.io.zarr_direct import write_array, write_group
+
+_log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 AXES = [
@@ -333,3 +336,25 @@ def case_writer(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def clean_partial_stores(folder: Path) -> int:
+    """Remove temporary store folders of interrupted writes (``.<case>.zarr.partial-*`` / ``.old-*``).
+
+    :func:`medseg.io.volume_store.write_case` writes under such a hidden sibling name and renames it
+    into place, so a worker killed mid-write leaves one behind; it is never read (readers only see
+    ``<case>.zarr``), only deleted here. Call it only while no other run writes into ``folder``.
+
+    Returns:
+        The number of folders removed.
+    """
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") and (".zarr.partial-" in entry.name or ".zarr.old-" in entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    if removed:
+        _log.info("removed %d temporary store folder(s) of interrupted writes in %s", removed, folder)
+    return removed

@@ -8,7 +8,6 @@ stores is cached under ``preprocessed/fingerprint_cache/``.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from distributed import Client
 from pydantic import BaseModel, Field
 
 from medseg.config import MedsegConfig
-from medseg.io.volume_store import is_complete, read_meta
+from medseg.io.volume_store import clean_partial_stores, is_complete, read_meta
 from medseg.plan import Plan
 from medseg.preprocess.case import CaseResult, preprocess_case
 from medseg.preprocess.fanout import Outcome, fan_out
@@ -66,28 +65,6 @@ def is_up_to_date(out_path: Path, src_hash: str, plan_hash: str) -> bool:
         return False
     source = read_meta(out_path).get("source", {})
     return bool(source.get("source_hash") == src_hash and source.get("plan_hash") == plan_hash)
-
-
-def clean_partial_stores(folder: Path) -> int:
-    """Remove temporary store folders of interrupted writes (``.<case>.zarr.partial-*`` / ``.old-*``).
-
-    :func:`medseg.io.volume_store.write_case` writes under such a hidden sibling name and renames it
-    into place, so a worker killed mid-write leaves one behind; it is never read (readers only see
-    ``<case>.zarr``), only deleted here. Call it only while no other run writes into ``folder``.
-
-    Returns:
-        The number of folders removed.
-    """
-    removed = 0
-    if not folder.is_dir():
-        return 0
-    for entry in folder.iterdir():
-        if entry.name.startswith(".") and (".zarr.partial-" in entry.name or ".zarr.old-" in entry.name):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed += 1
-    if removed:
-        log.info("removed %d temporary store folder(s) of interrupted writes in %s", removed, folder)
-    return removed
 
 
 def _scan(ws: Workspace) -> tuple[list[Path], int, int]:
