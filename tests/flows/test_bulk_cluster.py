@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "preprocess"))  # the shared dask_processes helper
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ops"))
+from catalog_snapshot import catalog_snapshot  # noqa: E402
 from dask_processes import process_cluster  # noqa: E402
-from test_ops_bulk import catalog_snapshot  # noqa: E402
 
 from medseg.config import MedsegConfig  # noqa: E402
 from medseg.ingest.run import ingest  # noqa: E402

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from catalog_snapshot import catalog_snapshot
 from dicom_factory import ct_slices, seg_for, write
 
 from medseg.config import IngestConfig
@@ -62,28 +63,6 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return src
 
 
-def _snapshot(ws: Workspace) -> dict[str, list[tuple[Any, ...]]]:
-    """Catalog content without run ids, timestamps and workspace location; rows sorted."""
-    root = str(ws.root)
-    skip = {"run_id", "updated_at", "id"}
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    with sqlite3.connect(ws.catalog_path) as con:
-        for table in ("files", "series", "quarantine", "studies"):
-            cur = con.execute(f"SELECT * FROM {table}")
-            cols = [d[0] for d in cur.description]
-            rows = [
-                tuple(
-                    str(v).replace(root, "<ws>") if isinstance(v, str) else v
-                    for c, v in zip(cols, r, strict=True)
-                    if c not in skip
-                )
-                for r in cur.fetchall()
-            ]
-            assert len(rows) == len(set(rows)), f"duplicate rows in {table}"
-            out[table] = sorted(rows, key=repr)
-    return out
-
-
 def _visible_stores(ws: Workspace) -> list[Path]:
     return sorted(p for p in ws.volumes_dir.iterdir() if not p.name.startswith("."))
 
@@ -120,7 +99,7 @@ def reference(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Worksp
 
 
 def _assert_same_as_reference(ws: Workspace, reference: Workspace) -> None:
-    assert _snapshot(ws) == _snapshot(reference)
+    assert catalog_snapshot(ws) == catalog_snapshot(reference)
     stores = _visible_stores(ws)
     assert [p.name for p in stores] == [p.name for p in _visible_stores(reference)]
     assert not [p for p in ws.volumes_dir.iterdir() if ".partial-" in p.name or ".old-" in p.name]

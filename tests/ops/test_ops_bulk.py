@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
+from catalog_snapshot import catalog_snapshot
 
 from medseg.config import IngestConfig
 from medseg.ingest.run import ingest, scan_sources
@@ -24,23 +23,6 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("bulk") / "archive"
     generate_demo_archive(out, cases=3, seed=5)
-    return out
-
-
-def catalog_snapshot(ws: Workspace) -> dict[str, list[tuple[Any, ...]]]:
-    """Catalog rows without run ids/timestamps/workspace location, sorted."""
-    root = str(ws.root)
-    skip = {"run_id", "updated_at", "id"}
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    with sqlite3.connect(ws.catalog_path) as con:
-        for table in ("files", "series", "quarantine", "studies"):
-            cur = con.execute(f"SELECT * FROM {table}")
-            cols = [d[0] for d in cur.description]
-            out[table] = sorted(
-                (tuple(str(v).replace(root, "<ws>") if isinstance(v, str) else v
-                       for c, v in zip(cols, r, strict=True) if c not in skip) for r in cur.fetchall()),
-                key=repr,
-            )
     return out
 
 
