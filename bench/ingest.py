@@ -9,7 +9,7 @@ peak RSS (psutil polling every 50 ms: the sum over the process tree and the larg
 Tool settings (each the fastest sensible configuration of that tool):
 
 * medseg: ``medseg.ingest.run.ingest`` on a LocalCluster of ``--workers`` processes, 1 thread each
-  (header index, stack validation, SEG labels, catalog, Blosc-zstd Zarr stores);
+  (header index, stack validation, SEG labels, catalog, Blosc-LZ4 Zarr stores);
 * dcm2niix: ``-z n -b n`` (uncompressed NIfTI, no BIDS sidecar);
 * dicom2nifti: ``convert_directory(compression=False, reorient=False)`` once per patient folder
   (one call on the whole archive keeps every dataset, pixels included, in memory and runs

@@ -3,7 +3,7 @@
 Layout of ``<case>.zarr`` (zarr v3)::
 
     <case>.zarr/                 group; attrs: "ome" (multiscales, axes z/y/x in mm) and "medseg" (below)
-      0                          image array (z, y, x); float32 or int16; Blosc/zstd
+      0                          image array (z, y, x); float32 or int16; Blosc/LZ4 + bit shuffle
       labels/                    group; attrs: "ome": {"labels": [names...]}
         <name>/                  group; attrs: "ome": multiscales + "image-label"
           0                      uint8 label array (z, y, x), same shape as the image
@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from zarr.codecs import BloscCodec
 
 from medseg.geometry import Geometry
-from medseg.io.zarr_direct import write_array, write_group
+from medseg.io.zarr_direct import BLOSC_CLEVEL, BLOSC_CNAME, BLOSC_SHUFFLE, write_array, write_group
 
 _log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ def _new_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any,
         shape=shape,
         chunks=chunks,
         dtype=dtype,
-        compressors=[BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")],
+        compressors=[BloscCodec(cname=BLOSC_CNAME, clevel=BLOSC_CLEVEL, shuffle=BLOSC_SHUFFLE)],
         fill_value=0,
     )
 

@@ -27,9 +27,9 @@ import numpy as np
 from numcodecs import Blosc
 from numpy.typing import NDArray
 
-#: Blosc settings of every medseg array (zstd level 3, bit shuffle): see docs/ARCHITECTURE.md.
-BLOSC_CNAME = "zstd"
-BLOSC_CLEVEL = 3
+#: Blosc settings of every medseg array (LZ4 level 5, bit shuffle): see docs/ARCHITECTURE.md.
+BLOSC_CNAME = "lz4"
+BLOSC_CLEVEL = 5
 BLOSC_SHUFFLE = "bitshuffle"
 _SHUFFLE_CODES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 

@@ -10,13 +10,13 @@ import pytest
 import zarr
 from zarr.codecs import BloscCodec
 
-from medseg.io.zarr_direct import write_array, write_group
+from medseg.io.zarr_direct import BLOSC_CLEVEL, BLOSC_CNAME, BLOSC_SHUFFLE, write_array, write_group
 
 
 def _zarr_reference(path: Path, data: np.ndarray, chunks: tuple[int, ...]) -> None:
     arr = zarr.create_array(str(path), shape=data.shape, chunks=chunks, dtype=data.dtype,
-                            compressors=[BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")], fill_value=0,
-                            zarr_format=3)
+                            compressors=[BloscCodec(cname=BLOSC_CNAME, clevel=BLOSC_CLEVEL, shuffle=BLOSC_SHUFFLE)],
+                            fill_value=0, zarr_format=3)
     arr[...] = data
 
 

@@ -76,7 +76,6 @@ def _peak_above_baseline(tmp: Path, n_slices: int) -> tuple[int, int]:
 def test_peak_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
     small, small_bytes = _peak_above_baseline(tmp_path, 100)
     large, large_bytes = _peak_above_baseline(tmp_path, 500)
-    # the old whole-volume path needed ~9x the int16 input (float64 spline prefilter, one-hot copies)
     mib = (small / 2**20, large / 2**20, small_bytes / 2**20, large_bytes / 2**20)
     # the old whole-volume path needed ~9x the int16 input (float64 spline prefilter, one-hot copies);
     # here a fixed ~100 MiB of slab/window buffers dominates
