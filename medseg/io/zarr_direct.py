@@ -21,16 +21,16 @@ import json
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from numcodecs import Blosc
 from numpy.typing import NDArray
 
 #: Blosc settings of every medseg array (LZ4 level 5, bit shuffle): see docs/ARCHITECTURE.md.
-BLOSC_CNAME = "lz4"
-BLOSC_CLEVEL = 5
-BLOSC_SHUFFLE = "bitshuffle"
+BLOSC_CNAME: Final = "lz4"
+BLOSC_CLEVEL: Final = 5
+BLOSC_SHUFFLE: Final = "bitshuffle"
 _SHUFFLE_CODES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 
