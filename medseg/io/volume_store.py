@@ -134,7 +134,8 @@ def write_case(
     (one chunk) in the same atomic write; read it back with :func:`open_array`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         ch = _chunks(case.image.shape, chunks)
