@@ -18,11 +18,13 @@ Per size, two child processes (measured with :func:`bench._measure.run_measured`
 
 Overhead of the flow = (flow wall − medseg work) / flow wall, where the flow wall is measured
 inside the flow process from the first line of the flow to its return, and medseg work is the
-medseg critical path: scan + max(Σ header-reading time on the workers / worker threads,
-Σ catalog lookups + commits in the task process); commits of one sub-batch overlap with the
-reading of the next. It counts Prefect (flow/task orchestration, state and artifact API calls)
-and Dask (scheduling, transfers, idle workers at batch ends). RSS: peak of the flow process tree
-(``rss_tree``); the workers are separate processes, their peak RSS is sampled at the end.
+medseg critical path: scan + max(Σ header-reading CPU on the workers / worker threads,
+Σ catalog lookup + commit CPU in the task process, all of that CPU / the machine's cores);
+commits of one sub-batch overlap with the reading of the next, and the workers and the task
+process share the cores (see :func:`overhead_of`). It counts Prefect (flow/task orchestration,
+state and artifact API calls) and Dask (scheduling, transfers, idle workers at batch ends).
+RSS: peak of the flow process tree (``rss_tree``); the workers are separate processes, their peak
+RSS is sampled at the end. ``service_cpu_s`` (JSON lines) is the CPU each service used during a run.
 
 Usage::
 
@@ -125,11 +127,12 @@ def services(work: Path, n_workers: int) -> Iterator[dict[str, Any]]:
         return p
 
     try:
-        spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], "prefect.log")
+        server = spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                       "prefect.log")
         sched_file = work / "scheduler.json"
         sched_file.unlink(missing_ok=True)
-        spawn([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-               "--scheduler-file", str(sched_file)], "scheduler.log")
+        scheduler = spawn([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                           "--scheduler-file", str(sched_file)], "scheduler.log")
         deadline = time.monotonic() + 120
         while not sched_file.is_file():
             if time.monotonic() > deadline:
@@ -154,7 +157,8 @@ def services(work: Path, n_workers: int) -> Iterator[dict[str, Any]]:
         address = json.loads(sched_file.read_text())["address"]
         with Client(address, timeout="30s") as c:
             c.wait_for_workers(n_workers, timeout=120)
-        yield {"env": env, "address": address, "workers": workers}
+        yield {"env": env, "address": address, "workers": workers,
+               "cpu_of": {"prefect server": [server], "dask scheduler": [scheduler], "dask workers": workers}}
     finally:
         _stop(procs)
 
@@ -200,6 +204,25 @@ def child_plain(cfg: dict[str, Any]) -> None:
 # --- driver -------------------------------------------------------------------------------------
 
 
+def _service_cpu(svc: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds used so far by each service (process and its children)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for name, procs in svc["cpu_of"].items():
+        total = 0.0
+        for p in procs:
+            try:
+                proc = psutil.Process(p.pid)
+                for q in [proc, *proc.children(recursive=True)]:
+                    t = q.cpu_times()
+                    total += t.user + t.system
+            except psutil.Error:
+                continue
+        out[name] = total
+    return out
+
+
 def _worker_rss_mib(procs: list[subprocess.Popen[bytes]]) -> float:
     import psutil
 
@@ -222,18 +245,27 @@ def _run(tool: str, mode: str, cfg: dict[str, Any], env: dict[str, str], timeout
     return m
 
 
-def overhead_of(info: dict[str, Any]) -> dict[str, float]:
+def overhead_of(info: dict[str, Any], cores: int | None = None) -> dict[str, float]:
     """Medseg critical path and overhead share of a bulk flow result (see the module docstring).
 
-    ``medseg_s`` = scan + max(header reading on the workers / worker threads, catalog lookups +
-    commits in the task process): the commits of one sub-batch overlap with the reading of the
-    next, so the larger of the two bounds the wall time. ``overhead`` = (flow wall − medseg_s) /
-    flow wall: Prefect and Dask together (including idle workers at the end of the run).
+    ``medseg_s`` = scan + the largest of three lower bounds on the batches' wall time, all from CPU
+    time (thread CPU clocks, so waiting for a core does not count as work):
+
+    * header reading spread over the worker threads (``read / threads``);
+    * the serial chain in the task process (catalog lookups + commits);
+    * all of that medseg CPU work spread over the machine's ``cores``, which the workers and the
+      task process share here (on 2 cores, 2 busy workers and a committing task process cannot all
+      run at full speed).
+
+    ``overhead`` = (flow wall − medseg_s) / flow wall: Prefect and Dask together (orchestration
+    API calls, scheduling, transfers, idle workers at batch ends).
     """
     wall = float(info["wall_seconds"])
     threads = max(1, int(info["workers"]))
-    serial = float(info["lookup_seconds"]) + float(info["commit_seconds"])
-    medseg = float(info["scan_seconds"]) + max(float(info["read_seconds"]) / threads, serial)
+    cpu = info["cpu_seconds"]
+    read, serial = float(cpu["read"]), float(cpu["lookup"]) + float(cpu["commit"])
+    cores = cores or os.cpu_count() or 1
+    medseg = float(info["scan_seconds"]) + max(read / threads, serial, (read + serial) / cores)
     return {"medseg_s": medseg, "overhead": (wall - medseg) / wall if wall > 0 else math.nan}
 
 
@@ -267,7 +299,9 @@ def main() -> None:
                  env, args.timeout)
             for size, (archive, n_files) in archives.items():
                 cfg = _cfg(work / f"ws-flow-{size}", archive, address, args.files_per_task, args.in_flight)
+                before = _service_cpu(svc)
                 m = _run("bulk-flow", "flow", cfg, env, args.timeout)
+                after = _service_cpu(svc)
                 ov = overhead_of(m.info)
                 row = {"files": n_files, "tool": "bulk-flow", "tasks": m.info["n_batches"],
                        "wall_s": m.wall_s, "flow_s": m.info["wall_seconds"], "work_s": ov["medseg_s"],
@@ -275,6 +309,8 @@ def main() -> None:
                        "rss_max": m.rss_max_mib, "worker_rss": _worker_rss_mib(svc["workers"]),
                        "read_s": m.info["read_seconds"], "commit_s": m.info["commit_seconds"],
                        "lookup_s": m.info["lookup_seconds"], "scan_s": m.info["scan_seconds"],
+                       "cpu_s": m.info["cpu_seconds"], "flow_process_cpu_s": m.cpu_s,
+                       "service_cpu_s": {k: round(after[k] - before[k], 2) for k in after},
                        "timings": m.info.get("timings")}
                 rows.append(row)
                 print(json.dumps(row), flush=True)

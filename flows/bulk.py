@@ -136,6 +136,8 @@ def bulk_flow(
         "read_seconds": round(sum(r.read_seconds for r in records), 4),
         "commit_seconds": round(sum(r.commit_seconds for r in records), 4),
         "lookup_seconds": round(sum(r.lookup_seconds for r in records), 4),
+        "cpu_seconds": {k: round(sum(getattr(r, f"{k}_cpu_seconds") for r in records), 4)
+                        for k in ("read", "commit", "lookup")},
         "workers": max((r.workers for r in records), default=1),
         "assemble": assembled,
         "wall_seconds": round(wall, 3),

@@ -143,16 +143,22 @@ def _read_headers(
             if progress:
                 progress("headers", done, total)
         return done
-    for rows in _bounded_map(client, _header_rows, batches, secret=cfg.deid_secret, run_id=run_id):
-        done += catalog.insert_file_rows(rows)
+    for blob in _bounded_map(client, header_rows_pickled, batches, secret=cfg.deid_secret, run_id=run_id):
+        done += catalog.insert_file_rows(pickle.loads(blob))
         if progress:
             progress("headers", done, total)
     return done
 
 
-def _header_rows(items: list[tuple[str, int, int]], secret: str, run_id: str) -> list[tuple[Any, ...]]:
+def header_rows(items: list[tuple[str, int, int]], secret: str, run_id: str) -> list[tuple[Any, ...]]:
     """Catalog rows of a batch of files, made on the worker (the main process only stores them)."""
     return [file_row(h, run_id) for h in read_header_batch(items, secret)]
+
+
+def header_rows_pickled(items: list[tuple[str, int, int]], secret: str, run_id: str) -> bytes:
+    """:func:`header_rows` as one pickle: Dask would otherwise serialise a list result item by item
+    (~15 ms per 256-row batch on each side)."""
+    return pickle.dumps(header_rows(items, secret, run_id), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

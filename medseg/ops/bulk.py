@@ -20,20 +20,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import socket
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import distributed
 from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
-from medseg.ingest.catalog import Catalog
-from medseg.ingest.headers import read_header_batch
-from medseg.ingest.run import scan_sources
+from medseg.ingest.catalog import FILE_COLUMNS, Catalog
+from medseg.ingest.run import header_rows, scan_sources
 from medseg.workspace import Workspace
 
 FILES_NAME = "files.jsonl"
@@ -72,6 +71,9 @@ class BatchRecord(BaseModel):
     commit_seconds: float = Field(description="time spent committing rows to the catalog")
     lookup_seconds: float = Field(description="time spent asking the catalog which files are new")
     work_seconds: float = Field(description="wall time of the whole batch inside medseg (lookup+read+commit)")
+    read_cpu_seconds: float = Field(0.0, description="CPU time of the header reading (worker threads)")
+    commit_cpu_seconds: float = Field(0.0, description="CPU time of the commits (task thread)")
+    lookup_cpu_seconds: float = Field(0.0, description="CPU time of the catalog lookups (task thread)")
     workers: int = Field(description="Dask worker threads available to the batch (1 without a cluster)")
     run_id: str
     host: str
@@ -221,11 +223,20 @@ def unindexed(catalog_path: Path, items: list[FileItem]) -> list[FileItem]:
     return [it for it in items if known.get(it[0]) != (it[1], it[2])]
 
 
-def timed_read_header_batch(items: list[FileItem], secret: str) -> tuple[list[dict[str, Any]], float]:
-    """:func:`medseg.ingest.headers.read_header_batch` plus its duration in seconds (one Dask task)."""
-    t0 = time.perf_counter()
-    headers = read_header_batch(items, secret)
-    return headers, time.perf_counter() - t0
+_STATUS = FILE_COLUMNS.index("status")
+
+
+def timed_header_rows(items: list[FileItem], secret: str, run_id: str) -> tuple[bytes, int, float, float]:
+    """Pickled catalog rows of a sub-batch, its quarantined count, wall and CPU seconds (one Dask task).
+
+    The rows are made on the worker (:func:`~medseg.ingest.catalog.file_row`) and pickled there as
+    one object: the task process only stores them, so its commits keep pace with many workers.
+    """
+    t0, c0 = time.perf_counter(), time.thread_time()
+    rows = header_rows(items, secret, run_id)
+    bad = sum(1 for r in rows if r[_STATUS] != "ok")
+    blob = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+    return blob, bad, time.perf_counter() - t0, time.thread_time() - c0
 
 
 def _worker_threads(client: distributed.Client | None) -> int:
@@ -253,34 +264,35 @@ def index_batch(
     if existing is not None:
         return existing
     started = time.time()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     items = read_batch(ws, manifest, batch)
     todo = unindexed(ws.catalog_path, items)
-    lookup_s = time.perf_counter() - t0
+    lookup_s, lookup_cpu = time.perf_counter() - t0, time.thread_time() - c0
     catalog = Catalog(ws.catalog_path)
     subs = [todo[i : i + cfg.files_per_batch] for i in range(0, len(todo), cfg.files_per_batch)]
-    read_s = commit_s = 0.0
+    read_s = commit_s = read_cpu = commit_cpu = 0.0
     indexed = quarantined = 0
 
-    def _commit(headers: list[dict[str, Any]]) -> None:
-        nonlocal commit_s, indexed, quarantined
-        tc = time.perf_counter()
-        indexed += catalog.upsert_files(headers, run_id)
-        quarantined += sum(1 for h in headers if h.get("status") != "ok")
+    def _commit(result: tuple[bytes, int, float, float]) -> None:
+        nonlocal read_s, commit_s, read_cpu, commit_cpu, indexed, quarantined
+        blob, bad, secs, cpu = result
+        read_s += secs
+        read_cpu += cpu
+        tc, cc = time.perf_counter(), time.thread_time()
+        indexed += catalog.insert_file_rows(pickle.loads(blob))
+        quarantined += bad
         commit_s += time.perf_counter() - tc
+        commit_cpu += time.thread_time() - cc
 
     if client is None:
         for sub in subs:
-            headers, secs = timed_read_header_batch(sub, cfg.deid_secret)
-            read_s += secs
-            _commit(headers)
+            _commit(timed_header_rows(sub, cfg.deid_secret, run_id))
     elif subs:
-        futures = client.map(timed_read_header_batch, subs, secret=cfg.deid_secret, pure=False)
+        futures = client.map(timed_header_rows, subs, secret=cfg.deid_secret, run_id=run_id, pure=False)
         for fut in distributed.as_completed(futures, loop=client.loop):
-            headers, secs = fut.result()
+            result = fut.result()
             fut.release()
-            read_s += secs
-            _commit(headers)
+            _commit(result)
     rec = BatchRecord(
         manifest=manifest.key,
         batch=batch,
@@ -293,6 +305,9 @@ def index_batch(
         commit_seconds=round(commit_s, 4),
         lookup_seconds=round(lookup_s, 4),
         work_seconds=round(time.perf_counter() - t0, 4),
+        read_cpu_seconds=round(read_cpu, 4),
+        commit_cpu_seconds=round(commit_cpu, 4),
+        lookup_cpu_seconds=round(lookup_cpu, 4),
         workers=_worker_threads(client),
         run_id=run_id,
         host=socket.gethostname(),
@@ -318,6 +333,9 @@ class BulkTotals(BaseModel):
     commit_seconds: float = 0.0
     lookup_seconds: float = 0.0
     work_seconds: float = 0.0
+    read_cpu_seconds: float = 0.0
+    commit_cpu_seconds: float = 0.0
+    lookup_cpu_seconds: float = 0.0
 
 
 def totals(ws: Workspace, manifest: BulkManifest) -> BulkTotals:
@@ -332,6 +350,9 @@ def totals(ws: Workspace, manifest: BulkManifest) -> BulkTotals:
         t.commit_seconds += rec.commit_seconds
         t.lookup_seconds += rec.lookup_seconds
         t.work_seconds += rec.work_seconds
+        t.read_cpu_seconds += rec.read_cpu_seconds
+        t.commit_cpu_seconds += rec.commit_cpu_seconds
+        t.lookup_cpu_seconds += rec.lookup_cpu_seconds
     return t
 
 
