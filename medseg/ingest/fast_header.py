@@ -62,7 +62,16 @@ TAGS: dict[int, str] = {
     0x00281053: "slope",
 }
 _US_TAGS = {0x00280002, 0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103}
-_FALLBACK_TAGS = {0x52009229, 0x52009230, 0x00041220}  # functional groups, DICOMDIR record sequence
+_REF_SERIES = 0x00081115  # ReferencedSeriesSequence (the images a DICOM SEG was drawn on)
+_DIR_RECORDS = 0x00041220
+#: tags the top-level walk stops at: functional groups and DICOMDIR records (decline), except in a
+#: DICOM SEG, where functional groups are skipped and the referenced series are read
+_FALLBACK_TAGS = {0x52009229, 0x52009230, _DIR_RECORDS, _REF_SERIES}
+SEG_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"})
+#: inside ReferencedSeriesSequence items: SeriesInstanceUID, ReferencedInstanceSequence > ReferencedSOPInstanceUID
+_REF_SEQS = frozenset({0x0008114A})
+_REF_LEAVES = frozenset({0x0020000E, 0x00081155})
+REF_SERIES_UID, REF_INSTANCES, REF_SOP_UID = 0x0020000E, 0x0008114A, 0x00081155
 
 
 class _Decline(Exception):
@@ -197,7 +206,15 @@ def _scan(r: _Reader) -> dict[str, Any]:
             fields["pixel_offset"], fields["pixel_length"] = vpos, length
             return fields
         if tag > PIXEL_DATA or tag in fallback:
-            raise _Decline("no pixel data / functional groups")
+            seg = tag < PIXEL_DATA and tag != _DIR_RECORDS and fields.get("sop_class") in SEG_SOP_CLASSES
+            if seg and tag == _REF_SERIES:
+                if explicit and vr != b"SQ":
+                    raise _Decline("referenced series VR")
+                fields["ref_series"], pos = _items(r, vpos, length, explicit, 1, _REF_SEQS, _REF_LEAVES)
+                continue
+            if not seg and tag != _REF_SERIES:
+                raise _Decline("no pixel data / functional groups")
+            # a SEG's functional groups, an image's ReferencedSeriesSequence: skipped as any sequence
         if length == _UNDEFINED:
             if explicit and vr not in (b"SQ", b"UN"):
                 raise _Decline("undefined length")
@@ -276,8 +293,14 @@ _GROUP_SEQS = {_PER_FRAME, _SHARED, *(s for s, _ in FRAME_ATTRS)}
 _GROUP_LEAVES = {a for _, a in FRAME_ATTRS}
 
 
-def _dataset(r: _Reader, pos: int, end: int | None, explicit: bool, depth: int) -> tuple[dict[int, Any], int]:
-    """Wanted values of the elements from ``pos`` to ``end`` (None: to an item delimiter / PixelData)."""
+def _dataset(
+    r: _Reader, pos: int, end: int | None, explicit: bool, depth: int,
+    seqs: frozenset[int] | set[int] = _GROUP_SEQS, leaves: frozenset[int] | set[int] = _GROUP_LEAVES,
+) -> tuple[dict[int, Any], int]:
+    """Values of the ``leaves`` (and ``seqs``, as item lists) from ``pos`` to ``end``.
+
+    ``end`` None: up to an item delimiter, or PixelData at the top level.
+    """
     if depth > 8:
         raise _Decline("nesting")
     out: dict[int, Any] = {}
@@ -287,13 +310,13 @@ def _dataset(r: _Reader, pos: int, end: int | None, explicit: bool, depth: int) 
             return out, vpos
         if depth == 0 and tag >= PIXEL_DATA:
             return out, pos
-        if tag in _GROUP_SEQS and (vr is None or vr == b"SQ"):
-            out[tag], pos = _items(r, vpos, length, explicit, depth + 1)
+        if tag in seqs and (vr is None or vr == b"SQ"):
+            out[tag], pos = _items(r, vpos, length, explicit, depth + 1, seqs, leaves)
             continue
         if length == _UNDEFINED:
             pos = _skip_undefined(r, vpos, explicit and vr == b"SQ")
             continue
-        if tag in _GROUP_LEAVES:
+        if tag in leaves:
             r.need(vpos + length)
             raw = bytes(r.buf[vpos : vpos + length])
             out[tag] = _US.unpack_from(raw)[0] if tag == 0x0062000B else _text(raw).split("\\")
@@ -301,7 +324,10 @@ def _dataset(r: _Reader, pos: int, end: int | None, explicit: bool, depth: int) 
     return out, pos
 
 
-def _items(r: _Reader, pos: int, length: int, explicit: bool, depth: int) -> tuple[list[dict[int, Any]], int]:
+def _items(
+    r: _Reader, pos: int, length: int, explicit: bool, depth: int,
+    seqs: frozenset[int] | set[int] = _GROUP_SEQS, leaves: frozenset[int] | set[int] = _GROUP_LEAVES,
+) -> tuple[list[dict[int, Any]], int]:
     end = None if length == _UNDEFINED else pos + length
     items: list[dict[int, Any]] = []
     while end is None or pos < end:
@@ -311,7 +337,7 @@ def _items(r: _Reader, pos: int, length: int, explicit: bool, depth: int) -> tup
         if tag != _ITEM:
             raise _Decline("bad item")
         item_end = None if item_len == _UNDEFINED else ipos + item_len
-        values, pos = _dataset(r, ipos, item_end, explicit, depth)
+        values, pos = _dataset(r, ipos, item_end, explicit, depth, seqs, leaves)
         pos = item_end if item_end is not None else pos
         items.append(values)
     return items, pos

@@ -33,12 +33,19 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from medseg.deid import keyed_hash
-from medseg.ingest.fast_header import element_header, pixel_layout, scan_file
+from medseg.ingest.fast_header import (
+    REF_INSTANCES,
+    REF_SERIES_UID,
+    REF_SOP_UID,
+    SEG_SOP_CLASSES,
+    element_header,
+    pixel_layout,
+    scan_file,
+)
 from medseg.ingest.reasons import IngestError, Reason
 from medseg.ingest.rtstruct import RTSTRUCT_SOP_CLASS, rtstruct_references
 from medseg.ingest.volume_files import DATASET_JSON, read_dataset_json, read_volume_header, volume_suffix
 
-SEG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"}
 _NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "PR", "KO", "ANN", "REG", "DOC"}
 
 
@@ -354,6 +361,8 @@ def _describe_fast(f: dict[str, Any], secret: str) -> dict[str, Any] | None:
         return None
     sop_class, sop_uid, series_uid = f.get("sop_class", ""), f.get("sop_uid", ""), f.get("series_uid", "")
     modality = f.get("modality", "")
+    if sop_class in SEG_SOP_CLASSES and sop_uid and series_uid and f.get("media_class") != "1.2.840.10008.1.3.10":
+        return _describe_seg_fast(f, secret)
     if (
         not sop_uid
         or not series_uid
@@ -417,6 +426,50 @@ def _describe_fast(f: dict[str, Any], secret: str) -> dict[str, Any] | None:
         f["pixel_offset"],
         f["pixel_length"],
     )
+    return out
+
+
+def _common_fast(f: dict[str, Any], secret: str) -> dict[str, Any]:
+    """The header fields every object has, from :func:`scan_file` fields (as :func:`_describe` makes them)."""
+    sop_class, series_uid = f.get("sop_class", ""), f.get("series_uid", "")
+    raw_type = f.get("image_type")
+    return {
+        "status": "ok",
+        "sop_class": sop_class,
+        "sop_name": _sop_name(sop_class),
+        "sop_uid": f.get("sop_uid", ""),
+        "series_uid": series_uid,
+        **identity_keys(secret, series_uid, f.get("study_uid", ""), f.get("patient_id", "")),
+        "modality": f.get("modality", ""),
+        "description": f.get("description", ""),
+        "series_number": _int_text(f.get("series_number")),
+        "for_uid": f.get("for_uid", ""),
+        "image_type": [raw_type] if isinstance(raw_type, str) else list(raw_type or []),
+        "rows": f.get("rows"),
+        "cols": f.get("cols"),
+        "samples": f.get("samples") or 1,
+        "transfer_syntax": f.get("transfer_syntax", ""),
+    }
+
+
+def _describe_seg_fast(f: dict[str, Any], secret: str) -> dict[str, Any] | None:
+    """Header dict of a DICOM SEG whose ReferencedSeriesSequence lists its source instances; else None."""
+    series: set[str] = set()
+    sops: set[str] = set()
+    for item in f.get("ref_series") or []:
+        if REF_SERIES_UID in item:
+            series.add(item[REF_SERIES_UID][0])
+        for inst in item.get(REF_INSTANCES) or []:
+            if REF_SOP_UID in inst:
+                sops.add(inst[REF_SOP_UID][0])
+    if not sops:  # references only in the per-frame derivation sequences: pydicom reads those
+        return None
+    try:
+        out = _common_fast(f, secret)
+    except Exception:  # noqa: BLE001
+        return None
+    out.update({"n_frames": _int_text(f.get("n_frames")) or 1, "kind": "seg",
+                "ref_series_uids": sorted(series), "ref_sop_uids": sorted(sops)})
     return out
 
 

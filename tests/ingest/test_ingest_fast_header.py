@@ -12,7 +12,7 @@ from dicom_factory import ct_slices, write
 from pydicom.uid import ImplicitVRLittleEndian
 
 from medseg.ingest.fast_header import scan_file, scan_frame_groups
-from medseg.ingest.headers import read_header
+from medseg.ingest.headers import _describe_fast, read_header
 from medseg.ingest.pixels import read_native, read_stack
 from medseg.ingest.seg import _frame_table
 from medseg.ingest.stacks import frames_of
@@ -25,13 +25,16 @@ def _files(real_data: Path) -> list[Path]:
 
 
 def test_fast_and_pydicom_headers_are_identical_on_real_files(real_data: Path) -> None:
-    fast_used = 0
+    fast_used = fast_seg = 0
     for p in _files(real_data):
         fast = read_header(p, "s3cret-key", fast=True)
         slow = read_header(p, "s3cret-key", fast=False)
         assert fast == slow, p
-        fast_used += scan_file(str(p)) is not None and fast.get("kind") == "image"
+        scanned = scan_file(str(p))
+        fast_used += scanned is not None and fast.get("kind") == "image"
+        fast_seg += scanned is not None and fast.get("kind") == "seg" and _describe_fast(scanned, "k") is not None
     assert fast_used > 300  # the fast path really ran on most classic images
+    assert fast_seg >= 7  # and on the DICOM SEGs (all but the big-endian one)
 
 
 def test_native_pixels_equal_pydicom_pixel_array(real_data: Path) -> None:
