@@ -8,7 +8,7 @@ DynUNet topology is derived from ``--patch`` (kernels/strides as the planner doe
   reading the Zarr stores (foreground oversampling + augmentation, on the device with
   ``--gpu-aug``), the loop's DataLoader (:func:`~medseg.training.loop.make_loader`) and
   :class:`~medseg.training.steppers.CnnStepper` (deep-supervised Dice+CE, SGD Nesterov, poly LR,
-  gradient clipping, NaN check, bf16 autocast on CUDA).
+  gradient clipping, NaN check, bf16 autocast on CUDA and on CPUs with AMX / AVX512-BF16).
 * **monai** — a bare loop: ``monai.networks.nets.DynUNet`` with the same arguments,
   ``DeepSupervisionLoss(DiceCELoss)``, the same SGD and clipping, fed from patches cropped once into
   in-memory tensors (no augmentation, no sampler, no DataLoader).
@@ -17,7 +17,8 @@ Each loop runs in its own child process (``bench/_measure.py``: wall time, peak 
 number of torch threads; ``--warmup`` iterations are discarded, then ``--iters`` are timed.
 On CUDA (``--device cuda``) it also reports iterations/s, GPU utilisation (sampled every 100 ms with
 ``torch.cuda.utilization`` or ``nvidia-smi``), the share of time spent waiting for data, and the
-bf16-AMP vs fp32 speed-up, as a second table.
+bf16-AMP vs fp32 speed-up, as a second table; on a CPU with bf16 matrix units the bare loop runs in
+bf16 too (the same precision as medseg), and the bf16 vs fp32 speed-up of medseg's step is reported.
 
 Usage::
 
@@ -26,7 +27,7 @@ Usage::
                           [--channels-last] [--gpu-aug] [--workdir DIR]
 
 Ends with ``RESULT medseg_s_per_it=... monai_s_per_it=... cpu_ratio=...`` (plus ``gpu_it_s=...
-gpu_util=... amp_speedup=...`` on CUDA).
+gpu_util=... amp_speedup=...`` on CUDA, ``amp_speedup=...`` on bf16 CPUs).
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ class MedsegLoop:
         cases = load_cases({c: ws.preprocessed_case_path(c) for c in ids})
         dataset = PatchDataset(cases, plan.patch_size, total * args.batch, cfg.foreground_oversample, seed=0,
                                augment=AugmentParams(), spatial_dims=plan.spatial_dims,
-                               defer_augmentation=cfg.gpu_augmentation)
+                               defer_augmentation=cfg.gpu_augmentation, batch_size=args.batch)
         self.loader = make_loader(dataset, args.batch, self.device, cfg)
         self.it = iter(self.loader)
         self.total = total
@@ -244,7 +245,9 @@ class MonaiLoop:
         if plan.spatial_dims == 2:
             xs, ys = xs[:, :, 0], ys[:, :, 0]
         self.xs, self.ys = xs.to(self.device), ys.to(self.device)
-        self.amp = self.device.type == "cuda" and args.amp
+        from medseg.training.device import uses_amp
+
+        self.amp = uses_amp(self.device, args.amp)  # the same precision as medseg's stepper
         self.batch = args.batch
         self.net.train()
 
@@ -355,7 +358,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the segmenter (medseg)")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--gpu-aug", action="store_true", help="augmentation on the device (train.gpu_augmentation)")
-    ap.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on CUDA")
+    ap.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 (default: bf16 on CUDA / AMX CPUs)")
     ap.add_argument("--separate", action="store_true",
                     help="one child process per tool (default on CUDA; on CPU both loops alternate in one child)")
     ap.add_argument("--timeout", type=float, default=1800)
@@ -370,9 +373,11 @@ def main() -> None:
         print("BENCHJSON " + json.dumps(run_child(args)), flush=True)
         return
 
-    if args.device == "cuda":
-        import torch
+    import torch
 
+    from medseg.hardware import cpu_has_fast_bf16
+
+    if args.device == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit("--device cuda but torch.cuda.is_available() is False")
         args.separate = True
@@ -405,20 +410,24 @@ def main() -> None:
         key = "cpu_ratio" if args.device == "cpu" else "ratio"
         result = (f"medseg_s_per_it={med['s_per_it_median']:.4f} monai_s_per_it={mon['s_per_it_median']:.4f} "
                   f"{key}={ratio:.3f}")
-        if args.device == "cuda":
+        if args.device == "cuda" or (args.device == "cpu" and cpu_has_fast_bf16()):
             other = _measure("medseg", args, [f for f in flags if f != "--no-amp"] + (["--no-amp"] if args.amp else []))
             amp, fp32 = (med, other.info["medseg"]) if args.amp else (other.info["medseg"], med)
             speedup = fp32["wall_per_it"] / amp["wall_per_it"]
-            print(f"\nGPU, medseg training step ({torch.cuda.get_device_name()}; flags: {' '.join(flags) or 'none'})")
+            where = f"GPU, {torch.cuda.get_device_name()}" if args.device == "cuda" else "CPU with bf16 matrix units"
+            print(f"\n{where}: medseg training step (flags: {' '.join(flags) or 'none'})")
             print(f"{'precision':<10} {'it/s':>8} {'GPU util':>9} {'data wait':>10} {'workers':>8}")
             for name, r in (("bf16 AMP", amp), ("fp32", fp32)):
                 util = r.get("gpu_util")
                 print(f"{name:<10} {1 / r['wall_per_it']:>8.2f} {(f'{util:.0f}%' if util is not None else 'n/a'):>9} "
                       f"{_pct(r['data_wait_share']):>10} {r['workers']:>8}")
-            print(f"AMP speed-up = {speedup:.2f}x (targets: data wait ~0 %, GPU utilisation >= 90 %)")
+            print(f"AMP speed-up = {speedup:.2f}x" + (" (targets: data wait ~0 %, GPU utilisation >= 90 %)"
+                                                      if args.device == "cuda" else ""))
             util = amp.get("gpu_util")
-            result += (f" gpu_it_s={1 / amp['wall_per_it']:.2f} gpu_util={'nan' if util is None else f'{util:.1f}'}"
-                       f" amp_speedup={speedup:.2f} data_wait={amp['data_wait_share']:.3f}")
+            if args.device == "cuda":
+                result += (f" gpu_it_s={1 / amp['wall_per_it']:.2f} gpu_util={'nan' if util is None else f'{util:.1f}'}"
+                           f" data_wait={amp['data_wait_share']:.3f}")
+            result += f" amp_speedup={speedup:.2f}"
         print("RESULT " + result)
     finally:
         if own:

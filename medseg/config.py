@@ -81,7 +81,9 @@ class TrainConfig(_Strict):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = all cores")
     warm_start: bool = Field(False, description="start from the family's champion (nightly fine-tuning)")
     warm_start_max_epochs: int = Field(10, ge=1, description="epoch budget of a warm-started run")
-    amp: bool = Field(True, description="bf16 autocast on CUDA (no GradScaler needed); ignored on CPU")
+    amp: bool = Field(
+        True, description="bf16 autocast (no GradScaler) on CUDA and on CPUs with AMX/AVX512-BF16; fp32 elsewhere"
+    )
     compile_model: bool = Field(False, description="torch.compile the segmenter (CUDA hosts; slow first steps)")
     channels_last: bool = Field(False, description="channels-last(-3d) memory format on CUDA")
     gpu_augmentation: bool = Field(False, description="run patch augmentation on the training device")

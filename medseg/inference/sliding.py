@@ -17,8 +17,8 @@ from numpy.typing import NDArray
 from torch import nn
 
 from medseg.config import InferConfig
+from medseg.inference.precision import inference_autocast
 from medseg.plan import Plan
-from medseg.training.device import autocast
 
 
 def mirror_axes(spatial_dims: int) -> list[tuple[int, ...]]:
@@ -57,7 +57,7 @@ def predict_logits(
     was_training = network.training
     network.eval()
     try:
-        with torch.inference_mode(), autocast(device):
+        with torch.inference_mode(), inference_autocast(device, cfg.precision):
             for axes in combos:
                 xi = torch.flip(x, axes) if axes else x
                 out = inferer(xi, network)

@@ -1,4 +1,4 @@
-"""Device selection and mixed precision (bf16 autocast on CUDA, fp32 on CPU)."""
+"""Device selection and mixed precision (bf16 autocast on CUDA and on CPUs with bf16 matrix units)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 
 from medseg.config import DeviceChoice, TrainConfig
+from medseg.hardware import cpu_has_fast_bf16
 
 
 def resolve_device(choice: DeviceChoice | str | None) -> torch.device:
@@ -33,11 +34,20 @@ def memory_format(device: torch.device, spatial_dims: int, enabled: bool) -> tor
     return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
 
 
+def uses_amp(device: torch.device, enabled: bool = True) -> bool:
+    """Whether :func:`autocast` runs bf16 on ``device``: CUDA, or a CPU with AMX / AVX512-BF16.
+
+    On such CPUs oneDNN runs bf16 convolutions about twice as fast as fp32 (a 2D U-Net training
+    step of the PGBM plan: 1.1 -> 0.57 s); elsewhere bf16 would be emulated, so fp32 is kept.
+    """
+    return enabled and (device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16()))
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, enabled: bool = True) -> Iterator[None]:
-    """bf16 autocast on CUDA (when ``enabled``); no-op (fp32) elsewhere. bf16 needs no GradScaler."""
-    if device.type == "cuda" and enabled:
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+    """bf16 autocast where :func:`uses_amp` says so; no-op (fp32) elsewhere. bf16 needs no GradScaler."""
+    if uses_amp(device, enabled):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
             yield
     else:
         yield

@@ -91,7 +91,10 @@ class PatchDataset(Dataset[dict[str, Any]]):
     ``image`` is a float32 tensor ``(1, *patch)``, ``label`` an int64 tensor ``(1, *patch)``; for a 2D
     plan (``patch_size == (1, y, x)``, ``spatial_dims == 2``) the z axis is dropped: ``(1, y, x)``.
     A fraction ``foreground_oversample`` of samples is centred on a random stored foreground voxel of a
-    random present class; the rest are uniformly random.
+    random present class; the rest are uniformly random. With ``batch_size`` (the loader's, > 1) the
+    forced samples are the last ``batch_size - round(batch_size * (1 - foreground_oversample))`` of
+    every batch, as in nnU-Net: each batch holds foreground (batch 2 at 0.33: one sample of two).
+    Without it each sample is forced with probability ``foreground_oversample``.
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
         augment: AugmentParams | None = None,
         spatial_dims: int = 3,
         defer_augmentation: bool = False,
+        batch_size: int | None = None,
     ) -> None:
         if not cases:
             raise ValueError("PatchDataset needs at least one case")
@@ -117,6 +121,7 @@ class PatchDataset(Dataset[dict[str, Any]]):
         self.augment = augment
         self.spatial_dims = spatial_dims
         self.defer_augmentation = bool(defer_augmentation)
+        self.batch_size = int(batch_size) if batch_size and batch_size > 1 else None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -137,6 +142,8 @@ class PatchDataset(Dataset[dict[str, Any]]):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         case = self.cases[int(rng.integers(len(self.cases)))]
         forced = bool(rng.random() < self.foreground_oversample)
+        if self.batch_size is not None:
+            forced = int(index) % self.batch_size >= round(self.batch_size * (1 - self.foreground_oversample))
         centre = None
         if forced:
             present = [c for c, loc in sorted(case.fg.items()) if len(loc) > 0]

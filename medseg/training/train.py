@@ -157,6 +157,7 @@ def train_model(
         augment=AugmentParams(),
         spatial_dims=plan.spatial_dims,
         defer_augmentation=tcfg.gpu_augmentation,
+        batch_size=tcfg.batch_size,
     )
     state = run_loop(stepper, dataset, val_paths, plan, tcfg, run_dir, dev, run_info, progress)
 

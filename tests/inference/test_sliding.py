@@ -40,7 +40,8 @@ def test_sliding_window_reproduces_a_pointwise_network(tta: bool) -> None:
     plan = phantom.make_plan(patch_size=(16, 32, 32))
     image = np.random.default_rng(0).normal(size=(20, 40, 50)).astype(np.float32)  # not a patch multiple
     net = Pointwise(3)
-    probs = predict_preprocessed(net, image, plan, InferConfig(overlap=0.5, sw_batch_size=3, mirror_tta=tta))
+    cfg = InferConfig(overlap=0.5, sw_batch_size=3, mirror_tta=tta, precision="fp32")
+    probs = predict_preprocessed(net, image, plan, cfg)
     assert probs.shape == (3, 20, 40, 50) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
     np.testing.assert_allclose(probs, _direct(net, image), atol=1e-5)
@@ -49,7 +50,7 @@ def test_sliding_window_reproduces_a_pointwise_network(tta: bool) -> None:
 def test_volume_smaller_than_patch_is_padded_and_cropped_back() -> None:
     plan = phantom.make_plan(patch_size=(16, 32, 32))
     image = np.random.default_rng(1).normal(size=(5, 10, 12)).astype(np.float32)
-    probs = predict_preprocessed(Pointwise(3), image, plan)
+    probs = predict_preprocessed(Pointwise(3), image, plan, InferConfig(precision="fp32"))
     assert probs.shape == (3, 5, 10, 12)
     np.testing.assert_allclose(probs, _direct(Pointwise(3), image), atol=1e-5)
 
@@ -58,7 +59,7 @@ def test_2d_plan_predicts_slice_by_slice() -> None:
     plan = phantom.make_plan(patch_size=(1, 32, 32), spatial_dims=2)
     image = np.random.default_rng(2).normal(size=(4, 40, 36)).astype(np.float32)
     net = Pointwise(2)
-    probs = predict_preprocessed(net, image, plan, InferConfig(mirror_tta=True))
+    probs = predict_preprocessed(net, image, plan, InferConfig(mirror_tta=True, precision="fp32"))
     assert probs.shape == (3, 4, 40, 36)
     np.testing.assert_allclose(probs, _direct(net, image), atol=1e-5)
 

@@ -44,6 +44,19 @@ def test_foreground_oversampling_ratio(ratio: float) -> None:
     assert with_fg / len(ds) < ratio + 0.08
 
 
+@pytest.mark.parametrize(
+    ("batch", "ratio", "forced_per_batch"), [(2, 0.33, 1), (12, 0.33, 4), (4, 0.0, 0), (3, 1.0, 3)]
+)
+def test_foreground_oversampling_per_batch_as_nnunet(batch: int, ratio: float, forced_per_batch: int) -> None:
+    ds = PatchDataset([_small_fg_case()], (8, 16, 16), batch * 20, ratio, seed=1, batch_size=batch)
+    for start in range(0, len(ds), batch):
+        flags = [ds.sample(i)[3] for i in range(start, start + batch)]
+        labels = [ds.sample(i)[1] for i in range(start, start + batch)]
+        # the last samples of every batch are the forced ones, and each of them holds foreground
+        assert flags == [False] * (batch - forced_per_batch) + [True] * forced_per_batch
+        assert all(lab.any() for lab, f in zip(labels, flags, strict=True) if f)
+
+
 def test_forced_samples_without_foreground_fall_back_to_random() -> None:
     case = _small_fg_case()
     case.fg = {1: np.zeros((0, 3), np.int64)}
