@@ -57,6 +57,9 @@ def test_batches_then_ingest_give_the_catalog_of_a_plain_ingest(archive: Path, t
     assert (first.read_text(), first.stat().st_mtime_ns) == before
     t = totals(ws, m)
     assert (t.batches_done, t.files, t.indexed) == (m.n_batches, m.n_files, m.n_files)
+    # CPU clocks of the work (the bench's overhead accounting): header reading and commits cost CPU
+    assert t.read_cpu_seconds > 0 and t.commit_cpu_seconds > 0
+    assert t.read_cpu_seconds <= t.read_seconds * 1.05 + 0.05
     summary = ingest([archive], ws, CFG)
     assert summary.files_indexed == 0 and summary.cases == 3  # the batches did all header reading
     assert catalog_snapshot(ws) == catalog_snapshot(ref)
