@@ -28,7 +28,7 @@ RSS is sampled at the end. ``service_cpu_s`` (JSON lines) is the CPU each servic
 
 Usage::
 
-    python bench/bulk.py [--sizes 2000,20000,100000] [--files-per-task 20000] [--workers 2]
+    python bench/bulk.py [--sizes 2000,20000,100000] [--files-per-task N] [--files-per-batch N] [--workers 2]
 
 Ends with ``RESULT overhead=<max over sizes> rss_flat=<max/min flow RSS> ...``.
 """
@@ -166,13 +166,15 @@ def services(work: Path, n_workers: int) -> Iterator[dict[str, Any]]:
 # --- children -----------------------------------------------------------------------------------
 
 
-def _cfg(ws: Path, archive: Path, address: str, files_per_task: int, in_flight: int) -> dict[str, Any]:
+def _cfg(ws: Path, archive: Path, address: str, args: argparse.Namespace) -> dict[str, Any]:
     from medseg.config import MedsegConfig
 
     return MedsegConfig.model_validate({
         "workspace": str(ws), "sources": [str(archive)], "dask": {"address": address},
-        "ingest": {"deid_secret": SECRET, "files_per_batch": 256},
-        "ops": {"bulk_files_per_task": files_per_task, "bulk_tasks_in_flight": in_flight},
+        "ingest": {"deid_secret": SECRET,
+                   **({"files_per_batch": args.files_per_batch} if args.files_per_batch else {})},
+        "ops": {"bulk_tasks_in_flight": args.in_flight,
+                **({"bulk_files_per_task": args.files_per_task} if args.files_per_task else {})},
     }).model_dump(mode="json")
 
 
@@ -272,8 +274,10 @@ def overhead_of(info: dict[str, Any], cores: int | None = None) -> dict[str, flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="2000,20000,100000", help="comma-separated archive sizes (files)")
-    ap.add_argument("--files-per-task", type=int, default=20000)
+    ap.add_argument("--files-per-task", type=int, default=None, help="default: ops.bulk_files_per_task")
     ap.add_argument("--in-flight", type=int, default=2, help="batch tasks running at once")
+    ap.add_argument("--files-per-batch", type=int, default=None,
+                    help="files per Dask task inside a batch (default: ingest.files_per_batch)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/medseg-bench-bulk"))
     ap.add_argument("--no-plain", action="store_true", help="skip the anchor (plain index_files) runs")
@@ -295,10 +299,10 @@ def main() -> None:
         work = Path(tmp)
         with services(work, args.workers) as svc:
             env, address = svc["env"], svc["address"]
-            _run("warm-up", "flow", _cfg(work / "ws-warm", warm_archive, address, args.files_per_task, args.in_flight),
+            _run("warm-up", "flow", _cfg(work / "ws-warm", warm_archive, address, args),
                  env, args.timeout)
             for size, (archive, n_files) in archives.items():
-                cfg = _cfg(work / f"ws-flow-{size}", archive, address, args.files_per_task, args.in_flight)
+                cfg = _cfg(work / f"ws-flow-{size}", archive, address, args)
                 before = _service_cpu(svc)
                 m = _run("bulk-flow", "flow", cfg, env, args.timeout)
                 after = _service_cpu(svc)
@@ -315,7 +319,7 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 if not args.no_plain:
-                    cfg = _cfg(work / f"ws-plain-{size}", archive, address, args.files_per_task, args.in_flight)
+                    cfg = _cfg(work / f"ws-plain-{size}", archive, address, args)
                     p = _run("plain", "plain", cfg, env, args.timeout)
                     prow = {"files": n_files, "tool": "plain index_files", "tasks": 1, "wall_s": p.wall_s,
                             "flow_s": p.info["work_wall_s"], "work_s": math.nan, "overhead": math.nan,
@@ -330,7 +334,12 @@ def main() -> None:
 
 def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print()
-    print(f"bulk flow (index only), {args.files_per_task} files/task, {args.in_flight} tasks in flight, "
+    from medseg.config import IngestConfig, OpsConfig
+
+    per_task = args.files_per_task or OpsConfig().bulk_files_per_task
+    per_batch = args.files_per_batch or IngestConfig.model_fields["files_per_batch"].default
+    print(f"bulk flow (index only), {per_task} files/task, up to {per_batch} files per Dask task, "
+          f"{args.in_flight} tasks in flight, "
           f"{args.workers} Dask workers x 1 thread; anchor = plain index_files (no Prefect, no batching)")
     header = f"{'files':>8} {'tool':<18} {'tasks':>5} {'wall_s':>8} {'flow_s':>8} {'work_s':>8} {'overhead':>9} " \
              f"{'vs_plain':>8} {'rss_tree':>9} {'rss_max':>8} {'wrk_rss':>8}"

@@ -37,7 +37,9 @@ class DaskConfig(_Strict):
 
 class IngestConfig(_Strict):
     deid_secret: str = Field("medseg-demo-secret", min_length=8, description="key of the patient/study hash")
-    files_per_batch: int = Field(256, ge=1)
+    files_per_batch: int = Field(
+        1024, ge=1, description="files per Dask task when reading headers (fewer when needed to keep every worker busy)"
+    )
     volume_files: bool = Field(
         True,
         description="also ingest NIfTI/NRRD files and nnU-Net/MSD dataset folders; false = DICOM only "
@@ -130,7 +132,7 @@ class OpsConfig(_Strict):
         None, gt=0, description="wall-clock budget per model in the nightly run (None = train.max_minutes)"
     )
     bulk_files_per_task: int = Field(
-        20000, ge=1, description="files per Prefect task in the bulk flow (≈10 s of Dask work per task on 2 workers)"
+        50000, ge=1, description="files per Prefect task in the bulk flow (≈10 s of Dask work per task on 2 workers)"
     )
     bulk_tasks_in_flight: int = Field(2, ge=1, description="bulk batch tasks running at once (each fans out on Dask)")
     transient_retries: int = Field(3, ge=0, description="retries of a task failing with a transient error")

@@ -1,8 +1,8 @@
 """Ingest DICOM sources into the workspace catalog and per-case volume stores.
 
 Phases (``progress(phase, done, total)`` is called for each): ``scan`` (list every file, any
-name), ``headers`` (read new/changed files only; Dask batches of ``cfg.files_per_batch`` when a
-client is given), ``plan`` (assemble stacks, link labels), ``volumes`` (decode + write changed cases;
+name), ``headers`` (read new/changed files only; Dask batches of up to ``cfg.files_per_batch``
+when a client is given), ``plan`` (assemble stacks, link labels), ``volumes`` (decode + write changed cases;
 one Dask task per case when a client is given).
 
 Incremental: a file whose (path, size, mtime_ns) is already in the catalog is not read again; a
@@ -46,6 +46,7 @@ from medseg.ingest.headers import read_header_batch
 from medseg.ingest.planning import IngestPlan, PlannedCase, plan_ingest, stack_row
 from medseg.ingest.volume_files import DATASET_JSON, volume_suffix
 from medseg.io.volume_store import clean_partial_stores, is_complete, read_meta
+from medseg.parallel import task_size, worker_threads
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,8 @@ def _read_headers(
     ``items`` is consumed lazily and at most a few batches per worker are in flight, so memory
     does not grow with the archive.
     """
-    batches = _batched(items, cfg.files_per_batch)
+    size = cfg.files_per_batch if client is None else task_size(total, cfg.files_per_batch, worker_threads(client))
+    batches = _batched(items, size)
     done = 0
     if client is None:
         for batch in batches:

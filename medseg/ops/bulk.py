@@ -9,7 +9,7 @@ Layout under ``<workspace>/bulk/<key>/`` (``key`` = hash of the file list and th
 The flow passes only the manifest key and batch numbers between tasks (never the file list). A
 batch task reads its slice of ``files.jsonl`` (``files_per_task`` lines from a byte offset), asks
 the catalog which of those files are not indexed yet (a bounded ``WHERE path IN`` lookup, not the
-whole catalog), reads their headers on Dask in sub-batches of ``cfg.ingest.files_per_batch``
+whole catalog), reads their headers on Dask in sub-batches of up to ``cfg.ingest.files_per_batch``
 and commits each sub-batch to the catalog as it completes. Memory is bounded by the batch size,
 whatever the archive size. A rerun skips batches that have a record; inside an interrupted batch
 the committed files are skipped by the catalog lookup, so no header is read twice.
@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from medseg.config import IngestConfig
 from medseg.ingest.catalog import FILE_COLUMNS, Catalog
 from medseg.ingest.run import header_rows, scan_sources
+from medseg.parallel import task_size, worker_threads
 from medseg.workspace import Workspace
 
 FILES_NAME = "files.jsonl"
@@ -239,13 +240,6 @@ def timed_header_rows(items: list[FileItem], secret: str, run_id: str) -> tuple[
     return blob, bad, time.perf_counter() - t0, time.thread_time() - c0
 
 
-def _worker_threads(client: distributed.Client | None) -> int:
-    if client is None:
-        return 1
-    info = client.scheduler_info().get("workers", {})
-    return max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
-
-
 def index_batch(
     ws: Workspace,
     cfg: IngestConfig,
@@ -257,7 +251,7 @@ def index_batch(
     """Index the files of ``batch`` not yet in the catalog and write the batch record.
 
     A batch that already has a record is not processed again: its record is returned unchanged.
-    Headers are read on Dask (``client``) in sub-batches of ``cfg.files_per_batch`` or in this
+    Headers are read on Dask (``client``) in sub-batches of up to ``cfg.files_per_batch`` or in this
     process without a client; each sub-batch is committed as it completes.
     """
     existing = load_record(ws, manifest.key, batch)
@@ -269,7 +263,9 @@ def index_batch(
     todo = unindexed(ws.catalog_path, items)
     lookup_s, lookup_cpu = time.perf_counter() - t0, time.thread_time() - c0
     catalog = Catalog(ws.catalog_path)
-    subs = [todo[i : i + cfg.files_per_batch] for i in range(0, len(todo), cfg.files_per_batch)]
+    threads = worker_threads(client)
+    size = task_size(len(todo), cfg.files_per_batch, threads) if client is not None else cfg.files_per_batch
+    subs = [todo[i : i + size] for i in range(0, len(todo), size)]
     read_s = commit_s = read_cpu = commit_cpu = 0.0
     indexed = quarantined = 0
 
@@ -308,7 +304,7 @@ def index_batch(
         read_cpu_seconds=round(read_cpu, 4),
         commit_cpu_seconds=round(commit_cpu, 4),
         lookup_cpu_seconds=round(lookup_cpu, 4),
-        workers=_worker_threads(client),
+        workers=threads,
         run_id=run_id,
         host=socket.gethostname(),
         pid=os.getpid(),
