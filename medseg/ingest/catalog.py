@@ -129,6 +129,10 @@ class CaseRecord(BaseModel):
     n_instances: int
 
 
+#: connections inherited by a forked child: kept referenced so that they are never closed there
+_INHERITED: list[sqlite3.Connection] = []
+
+
 class Catalog:
     """Read/write access to the ingest catalog at ``path`` (created on first use)."""
 
@@ -169,6 +173,8 @@ class Catalog:
         local = self._local
         con: sqlite3.Connection | None = getattr(local, "con", None)
         if con is None or local.pid != os.getpid():  # a forked child must not reuse its parent's connection
+            if con is not None:  # nor close it (SQLite: never use or close a connection across fork)
+                _INHERITED.append(con)
             con = sqlite3.connect(str(self.path), timeout=60)
             con.row_factory = sqlite3.Row
             con.execute("PRAGMA journal_mode=WAL")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
+from medseg.ingest import catalog as catalog_module
 from medseg.ingest.catalog import FILE_COLUMNS, Catalog
 
 
@@ -41,18 +42,15 @@ def test_a_failed_transaction_rolls_back_nested_writes(tmp_path: Path) -> None:
     assert list(Catalog(tmp_path / "catalog.sqlite").known_files()) == ["/b"]
 
 
-def _count_in_child(cat: Catalog, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    cat.insert_file_rows([_row("/child")])
-    out.put(len(cat.known_files()))
-
-
-def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cat = Catalog(tmp_path / "catalog.sqlite")
     cat.insert_file_rows([_row("/parent")])
-    ctx = multiprocessing.get_context("fork")
-    q = ctx.Queue()
-    p = ctx.Process(target=_count_in_child, args=(cat, q))
-    p.start()
-    p.join(30)
-    assert p.exitcode == 0 and q.get(timeout=5) == 2
-    assert len(cat.known_files()) == 2  # the parent's connection still works and sees the child's row
+    parent_con = cat._connection()
+    assert cat._connection() is parent_con  # one connection per thread and process
+    real_pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)  # what a forked child sees
+    child_con = cat._connection()
+    assert child_con is not parent_con
+    assert parent_con in catalog_module._INHERITED  # never closed in the child
+    cat.insert_file_rows([_row("/child")])
+    assert len(cat.known_files()) == 2
