@@ -334,21 +334,16 @@ class BulkTotals(BaseModel):
     lookup_cpu_seconds: float = 0.0
 
 
+#: BulkTotals fields that are sums of the BatchRecord field of the same name
+_SUMMED = tuple(f for f in BulkTotals.model_fields if f not in ("batches_done", "batches_total"))
+
+
 def totals(ws: Workspace, manifest: BulkManifest) -> BulkTotals:
     t = BulkTotals(batches_total=manifest.n_batches)
     for rec in iter_records(ws, manifest):
         t.batches_done += 1
-        t.files += rec.files
-        t.indexed += rec.indexed
-        t.already_indexed += rec.already_indexed
-        t.quarantined += rec.quarantined
-        t.read_seconds += rec.read_seconds
-        t.commit_seconds += rec.commit_seconds
-        t.lookup_seconds += rec.lookup_seconds
-        t.work_seconds += rec.work_seconds
-        t.read_cpu_seconds += rec.read_cpu_seconds
-        t.commit_cpu_seconds += rec.commit_cpu_seconds
-        t.lookup_cpu_seconds += rec.lookup_cpu_seconds
+        for name in _SUMMED:
+            setattr(t, name, getattr(t, name) + getattr(rec, name))
     return t
 
 
