@@ -67,13 +67,28 @@ class CaseJob:
 
 
 def _merge(
-    names: dict[str, int], label: NDArray[np.uint8], part: NDArray[np.uint8], part_names: dict[int, str]
-) -> None:
-    """Paint ``part`` into ``label``, mapping its values to global values by segment name."""
+    names: dict[str, int],
+    label: NDArray[np.uint8] | None,
+    part: NDArray[np.uint8],
+    part_names: dict[int, str],
+    shape: tuple[int, ...],
+    where: str,
+) -> NDArray[np.uint8]:
+    """Paint ``part`` into ``label`` (None: nothing painted yet), mapping its values to global values by name."""
+    if part.shape != shape:
+        raise IngestError(Reason.LABEL_MISMATCH, f"{where}: label of shape {part.shape} on an image of shape {shape}")
+    mapping = {}
     for value, name in sorted(part_names.items()):
         if name not in names:
             names[name] = len(names) + 1
-        label[part == value] = names[name]
+        mapping[value] = names[name]
+    if label is None:
+        if list(mapping.items()) == [(v, v) for v in range(1, len(mapping) + 1)] and int(part.max()) <= len(mapping):
+            return part  # the first label source already holds the global values 1..n
+        label = np.zeros(shape, dtype=np.uint8)
+    for value, target in mapping.items():
+        label[part == value] = target
+    return label
 
 
 def build_case(job: CaseJob) -> dict[str, Any]:
@@ -94,7 +109,7 @@ def build_case(job: CaseJob) -> dict[str, Any]:
         image = image_values(read_volume(job.image_file, job.channel)[0]) if job.image_file else read_stack(job.frames)
         if len(job.labels) > 255:
             raise IngestError(Reason.SEG_MISMATCH, f"case {job.case_id}: too many label sources")
-        label = np.zeros(image.shape, dtype=np.uint8)
+        label: NDArray[np.uint8] | None = None
         names: dict[str, int] = {}
         used: list[LabelSource] = []
         for src in job.labels:
@@ -110,7 +125,7 @@ def build_case(job: CaseJob) -> dict[str, Any]:
                     part, part_names = mask_to_label(vol, src.description, src.frames[0].path)
                 if len(names) + len(part_names) > 255:
                     raise IngestError(Reason.SEG_MISMATCH, f"{src.path or src.series_uid}: more than 255 labels")
-                _merge(names, label, part, part_names)
+                label = _merge(names, label, part, part_names, image.shape, src.path or src.series_uid)
                 used.append(src)
             except IngestError as exc:
                 where = src.path or (src.frames[0].path if src.frames else "")
@@ -134,7 +149,7 @@ def build_case(job: CaseJob) -> dict[str, Any]:
             case_id=job.case_id,
             image=image,
             geometry=job.geometry,
-            labels={LABEL_NAME: label} if used else {},
+            labels={LABEL_NAME: label} if label is not None else {},
             label_names=label_names,
             source=source,
         )

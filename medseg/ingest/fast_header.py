@@ -15,6 +15,7 @@ lengths. The test-suite checks that both paths give identical header dicts on ev
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any
 
@@ -25,7 +26,7 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 NATIVE_SYNTAXES = (IMPLICIT_LE, EXPLICIT_LE)
 PIXEL_DATA = 0x7FE00010
 
-_HEAD = 65536  # bytes read first; the whole file is read only when the header is longer
+_HEAD = 8192  # bytes read first (a classic slice's header fits); the rest of the file only when needed
 _MAX_FILE = 64 << 20
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -79,18 +80,40 @@ class _Decline(Exception):
 
 
 class _Reader:
-    def __init__(self, fh: Any) -> None:
-        self.fh = fh
-        self.buf = fh.read(_HEAD)
+    """The bytes of one file, read lazily: the first :data:`_HEAD` bytes, the rest only when needed."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        try:
+            self.buf = os.read(self.fd, _HEAD)
+        except BaseException:
+            os.close(self.fd)
+            raise
         self.complete = len(self.buf) < _HEAD
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
     def need(self, end: int) -> None:
         if end <= len(self.buf):
             return
         if self.complete:
             raise _Decline("truncated")
-        rest = self.fh.read(_MAX_FILE)
-        self.buf += rest
+        size = os.fstat(self.fd).st_size
+        if size > _MAX_FILE:
+            raise _Decline("file too large for the fast path")
+        parts = [self.buf]
+        have = len(self.buf)
+        while have < size:
+            chunk = os.pread(self.fd, size - have, have)
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        self.buf = b"".join(parts)
         self.complete = True
         if end > len(self.buf):
             raise _Decline("truncated")
@@ -152,8 +175,7 @@ def scan_file(path: str) -> dict[str, Any] | None:
         ``pixel_offset`` / ``pixel_length`` of the PixelData value.
     """
     try:
-        with open(path, "rb") as fh:
-            r = _Reader(fh)
+        with _Reader(path) as r:
             return _scan(r)
     except (_Decline, struct.error, OSError, ValueError):
         return None
@@ -291,6 +313,9 @@ _PER_FRAME, _SHARED = 0x52009230, 0x52009229
 FRAME_ATTRS = ((0x00209113, 0x00200032), (0x00209116, 0x00200037), (0x00289110, 0x00280030), (0x0062000A, 0x0062000B))
 _GROUP_SEQS = {_PER_FRAME, _SHARED, *(s for s, _ in FRAME_ATTRS)}
 _GROUP_LEAVES = {a for _, a in FRAME_ATTRS}
+#: leaves decoded as US: ReferencedSegmentNumber, SegmentNumber, MaximumFractionalValue, Rows,
+#: Columns, BitsAllocated, PixelRepresentation (all other leaves are backslash-separated text)
+_US_LEAVES = frozenset({0x0062000B, 0x00620004, 0x0062000E, 0x00280010, 0x00280011, 0x00280100, 0x00280103})
 
 
 def _dataset(
@@ -319,7 +344,7 @@ def _dataset(
         if tag in leaves:
             r.need(vpos + length)
             raw = bytes(r.buf[vpos : vpos + length])
-            out[tag] = _US.unpack_from(raw)[0] if tag == 0x0062000B else _text(raw).split("\\")
+            out[tag] = _US.unpack_from(raw)[0] if tag in _US_LEAVES else _text(raw).split("\\")
         pos = vpos + length
     return out, pos
 
@@ -343,36 +368,37 @@ def _items(
     return items, pos
 
 
-def scan_frame_groups(path: str, n_frames: int) -> list[tuple[Any, Any, Any, Any]] | None:
-    """Per frame ``(IPP, IOP, PixelSpacing, ReferencedSegmentNumber)`` of a multi-frame file, or None.
+def dataset_start(r: _Reader) -> tuple[int, str]:
+    """Position of the first dataset element after the file meta group, and the transfer syntax.
 
-    Per-frame functional groups win over the shared ones; text values are lists of strings.
-    Same result as walking the pydicom Dataset, ~5x faster (pydicom builds a Dataset per item).
+    Raises:
+        _Decline: no preamble, undefined meta lengths, or a big-endian / deflated transfer syntax.
     """
-    try:
-        with open(path, "rb") as fh:
-            r = _Reader(fh)
-            if len(r.buf) < 132 or r.buf[128:132] != b"DICM":
-                return None
-            fields = {}
-            pos = 132
-            while True:
-                r.need(pos + 8)
-                if _US.unpack_from(r.buf, pos)[0] != 0x0002:
-                    break
-                tag, _, length, vpos = _element(r, pos, True)
-                if length == _UNDEFINED:
-                    return None
-                if tag == 0x00020010:
-                    r.need(vpos + length)
-                    fields["ts"] = _text(r.buf[vpos : vpos + length])
-                pos = vpos + length
-            ts = fields.get("ts", "")
-            if not ts or ts in (BIG_ENDIAN, DEFLATED):
-                return None
-            top, _ = _dataset(r, pos, None, ts != IMPLICIT_LE, 0)
-    except (_Decline, struct.error, OSError, ValueError):
-        return None
+    if len(r.buf) < 132 or r.buf[128:132] != b"DICM":
+        raise _Decline("no preamble")
+    ts = ""
+    pos = 132
+    while True:
+        r.need(pos + 8)
+        if _US.unpack_from(r.buf, pos)[0] != 0x0002:
+            break
+        tag, _, length, vpos = _element(r, pos, True)
+        if length == _UNDEFINED:
+            raise _Decline("undefined meta length")
+        if tag == 0x00020010:
+            r.need(vpos + length)
+            ts = _text(r.buf[vpos : vpos + length])
+        pos = vpos + length
+    if not ts or ts in (BIG_ENDIAN, DEFLATED):
+        raise _Decline("transfer syntax")
+    return pos, ts
+
+
+def frame_table(top: dict[int, Any], n_frames: int) -> list[tuple[Any, Any, Any, Any]]:
+    """Per frame ``(IPP, IOP, PixelSpacing, ReferencedSegmentNumber)`` from a :func:`_dataset` walk.
+
+    Per-frame functional groups win over the shared ones.
+    """
     per_frame = top.get(_PER_FRAME, [])
     shared = (top.get(_SHARED) or [{}])[0]
 
@@ -387,3 +413,18 @@ def scan_frame_groups(path: str, n_frames: int) -> list[tuple[Any, Any, Any, Any
         values = [value(group, s, a) for s, a in FRAME_ATTRS]
         table.append(tuple(v if v is not None else sv for v, sv in zip(values, shared_values, strict=True)))
     return table
+
+
+def scan_frame_groups(path: str, n_frames: int) -> list[tuple[Any, Any, Any, Any]] | None:
+    """Per frame ``(IPP, IOP, PixelSpacing, ReferencedSegmentNumber)`` of a multi-frame file, or None.
+
+    Per-frame functional groups win over the shared ones; text values are lists of strings.
+    Same result as walking the pydicom Dataset, ~5x faster (pydicom builds a Dataset per item).
+    """
+    try:
+        with _Reader(path) as r:
+            pos, ts = dataset_start(r)
+            top, _ = _dataset(r, pos, None, ts != IMPLICIT_LE, 0)
+    except (_Decline, struct.error, OSError, ValueError):
+        return None
+    return frame_table(top, n_frames)

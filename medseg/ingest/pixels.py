@@ -66,6 +66,48 @@ def decode_file(path: str) -> tuple[Dataset, NDArray[Any]]:
     return ds, arr
 
 
+def _native_dtype(frame: Frame) -> np.dtype[Any]:
+    assert frame.pixel is not None
+    _, bits, _, signed, _, _, _ = frame.pixel
+    return np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+
+
+def _read_into(frame: Frame, dest: NDArray[Any]) -> None:
+    """Read ``frame``'s native pixel values into the contiguous array ``dest`` (one ``preadv``)."""
+    assert frame.pixel is not None
+    offset, size = frame.pixel[0], frame.pixel[6]
+    try:
+        fd = os.open(frame.path, os.O_RDONLY)
+        try:
+            if size >= 0 and os.fstat(fd).st_size != size:
+                raise IngestError(
+                    Reason.PIXEL_ERROR, f"{frame.path}: file changed since its header was read; run ingest again"
+                )
+            got = os.preadv(fd, [dest.data], offset)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise IngestError(Reason.PIXEL_ERROR, f"{frame.path}: pixel data cannot be read ({exc})") from exc
+    if got != dest.nbytes:
+        raise IngestError(
+            Reason.PIXEL_ERROR,
+            f"{frame.path}: pixel data holds {got // dest.itemsize} of {dest.size} values (truncated file?)",
+        )
+
+
+def _mask_unused_bits(arr: NDArray[Any], frame: Frame) -> NDArray[Any]:
+    """Mask (unsigned) or sign-extend (signed) the bits above BitsStored, as pydicom does."""
+    assert frame.pixel is not None
+    _, bits, stored, signed, _, _, _ = frame.pixel
+    if stored >= bits:
+        return arr
+    if signed:
+        shift = bits - stored
+        return (arr << shift) >> shift
+    arr &= (1 << stored) - 1
+    return arr
+
+
 def read_native(frame: Frame) -> NDArray[Any]:
     """Read a native single-frame image straight from its file using the header's pixel layout.
 
@@ -74,32 +116,32 @@ def read_native(frame: Frame) -> NDArray[Any]:
     Raises:
         IngestError: ``pixel_error`` when the file changed since its header was read or is truncated.
     """
-    assert frame.pixel is not None
-    offset, bits, stored, signed, _, _, size = frame.pixel
-    count = frame.rows * frame.cols
-    try:
-        if size >= 0 and os.stat(frame.path).st_size != size:
-            raise IngestError(
-                Reason.PIXEL_ERROR, f"{frame.path}: file changed since its header was read; run ingest again"
-            )
-        arr = np.fromfile(frame.path, dtype=f"<{'i' if signed else 'u'}{bits // 8}", count=count, offset=offset)
-    except OSError as exc:
-        raise IngestError(Reason.PIXEL_ERROR, f"{frame.path}: pixel data cannot be read ({exc})") from exc
-    if arr.size != count:
-        raise IngestError(
-            Reason.PIXEL_ERROR, f"{frame.path}: pixel data holds {arr.size} of {count} values (truncated file?)"
-        )
-    if stored < bits:
-        if signed:
-            shift = bits - stored
-            arr = (arr << shift) >> shift
-        else:
-            arr &= (1 << stored) - 1
-    return arr.reshape(frame.rows, frame.cols)
+    arr = np.empty((frame.rows, frame.cols), dtype=_native_dtype(frame))
+    _read_into(frame, arr)
+    return _mask_unused_bits(arr, frame)
 
 
-def read_stack(frames: list[Frame]) -> NDArray[Any]:
-    """Decode ``frames`` (already sorted along the normal) into a ``(z, y, x)`` int16/float32 volume."""
+def _native_stack(frames: list[Frame]) -> NDArray[Any] | None:
+    """The raw values of a stack of native single-frame files with one pixel layout, or None."""
+    first = frames[0]
+    if first.pixel is None:
+        return None
+    layout = first.pixel[1:4]
+    paths = set()
+    for f in frames:
+        if f.pixel is None or f.pixel[1:4] != layout or (f.rows, f.cols) != (first.rows, first.cols):
+            return None
+        paths.add(f.path)
+    if len(paths) != len(frames):
+        return None
+    out = np.empty((len(frames), first.rows, first.cols), dtype=_native_dtype(first))
+    for z, f in enumerate(frames):
+        _read_into(f, out[z])
+    return _mask_unused_bits(out, first)
+
+
+def _decoded_stack(frames: list[Frame]) -> tuple[list[NDArray[Any]], list[tuple[float, float]]]:
+    """Raw values and (slope, intercept) per slice, decoding each file once (pydicom for compressed/multi-frame)."""
     by_path: dict[str, list[int]] = defaultdict(list)
     for z, f in enumerate(frames):
         by_path[f.path].append(z)
@@ -121,19 +163,42 @@ def read_stack(frames: list[Frame]) -> NDArray[Any]:
                 )
             raw[z] = np.array(arr[f.frame])
             scale[z] = _rescale(ds, f.frame)
-    lo, hi, integral = np.inf, -np.inf, True
-    for r, (slope, inter) in zip(raw, scale, strict=True):
-        assert r is not None
-        vmin, vmax = float(r.min()), float(r.max())
-        a, b = sorted((vmin * slope + inter, vmax * slope + inter))
-        lo, hi = min(lo, a), max(hi, b)
-        integral &= float(slope).is_integer() and float(inter).is_integer() and np.issubdtype(r.dtype, np.integer)
-    as_int = integral and lo >= _INT16.min and hi <= _INT16.max
-    out = np.empty((len(frames), frames[0].rows, frames[0].cols), dtype=np.int16 if as_int else np.float32)
-    for z, (r, (slope, inter)) in enumerate(zip(raw, scale, strict=True)):
-        assert r is not None
-        if as_int:
-            out[z] = (r.astype(np.int64) * int(slope) + int(inter)).astype(np.int16)
-        else:
-            out[z] = (r.astype(np.float64) * slope + inter).astype(np.float32)
-    return out
+    return [r for r in raw if r is not None], scale
+
+
+def read_stack(frames: list[Frame]) -> NDArray[Any]:
+    """Decode ``frames`` (already sorted along the normal) into a ``(z, y, x)`` int16/float32 volume."""
+    native = _native_stack(frames)
+    if native is not None:
+        scale = [(f.pixel[4], f.pixel[5]) for f in frames if f.pixel is not None]
+        return _modality_values(native, scale)
+    raw, scale = _decoded_stack(frames)
+    return _modality_values(np.stack(raw), scale)  # mixed dtypes promote (uint16 + int16 -> int32)
+
+
+def _modality_values(raw: NDArray[Any], scale: list[tuple[float, float]]) -> NDArray[Any]:
+    """``raw * slope + intercept`` per slice: int16 when every value is an integer in the int16 range, else float32.
+
+    ``raw`` is consumed (its buffer may be reused for the result).
+    """
+    slopes = np.array([s for s, _ in scale], dtype=np.float64)
+    inters = np.array([i for _, i in scale], dtype=np.float64)
+    integral = (
+        np.issubdtype(raw.dtype, np.integer)
+        and bool(np.all(slopes == np.round(slopes)))
+        and bool(np.all(inters == np.round(inters)))
+    )
+    if bool(np.all(slopes == slopes[0]) and np.all(inters == inters[0])):
+        ends = np.array([raw.min(), raw.max()], dtype=np.float64) * slopes[0] + inters[0]
+    else:
+        ends = np.concatenate([raw.min(axis=(1, 2)) * slopes + inters, raw.max(axis=(1, 2)) * slopes + inters])
+    if integral and ends.min() >= _INT16.min and ends.max() <= _INT16.max:
+        # int16 arithmetic wraps modulo 2**16 and every result fits int16, so the wrapped
+        # intermediate values (uint16 above 32767, products) still give the exact result
+        out = raw.astype(np.int16, copy=False)
+        if np.any(slopes != 1.0):
+            out *= slopes.astype(np.int64).astype(np.int16)[:, None, None]
+        if np.any(inters != 0.0):
+            out += inters.astype(np.int64).astype(np.int16)[:, None, None]
+        return out
+    return (raw.astype(np.float64) * slopes[:, None, None] + inters[:, None, None]).astype(np.float32)

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import fcntl
 import gc
-import json
 import logging
 import os
 import pickle
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -103,7 +103,7 @@ def scan_sources(sources: list[Path]) -> Iterator[tuple[str, int, int]]:
                     st = os.stat(p)
                 except OSError:
                     continue
-                if not os.path.isfile(p):
+                if not stat.S_ISREG(st.st_mode):
                     continue
                 yield p, st.st_size, st.st_mtime_ns
 
@@ -145,19 +145,25 @@ def _read_headers(
             if progress:
                 progress("headers", done, total)
         return done
-    for blob in _bounded_map(client, header_rows_pickled, batches, secret=cfg.deid_secret, run_id=run_id):
+    packed = (pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL) for b in batches)
+    for blob in _bounded_map(client, header_rows_pickled, packed, secret=cfg.deid_secret, run_id=run_id):
         done += catalog.insert_file_rows(pickle.loads(blob))
         if progress:
             progress("headers", done, total)
     return done
 
 
-def header_rows(items: list[tuple[str, int, int]], secret: str, run_id: str) -> list[tuple[Any, ...]]:
-    """Catalog rows of a batch of files, made on the worker (the main process only stores them)."""
-    return [file_row(h, run_id) for h in read_header_batch(items, secret)]
+def header_rows(items: list[tuple[str, int, int]] | bytes, secret: str, run_id: str) -> list[tuple[Any, ...]]:
+    """Catalog rows of a batch of files, made on the worker (the main process only stores them).
+
+    ``items`` may come pickled, as Dask tasks get them: Dask walks a list argument element by element
+    looking for futures (~15 ms for 1,000 files on submit), a bytes argument not at all.
+    """
+    batch = pickle.loads(items) if isinstance(items, bytes) else items
+    return [file_row(h, run_id) for h in read_header_batch(batch, secret)]
 
 
-def header_rows_pickled(items: list[tuple[str, int, int]], secret: str, run_id: str) -> bytes:
+def header_rows_pickled(items: list[tuple[str, int, int]] | bytes, secret: str, run_id: str) -> bytes:
     """:func:`header_rows` as one pickle: Dask would otherwise serialise a list result item by item
     (~15 ms per 256-row batch on each side)."""
     return pickle.dumps(header_rows(items, secret, run_id), protocol=pickle.HIGHEST_PROTOCOL)
@@ -504,40 +510,52 @@ def _is_volume_file(path: str) -> bool:
     return bool(volume_suffix(path)) or os.path.basename(path) == DATASET_JSON
 
 
+_SCRATCH_CHUNK = 4096
+
+
 def _scan_to_disk(sources: list[Path], scratch: Path, volume_files: bool = True) -> tuple[int, int]:
-    """Write ``(path, size, mtime_ns)`` of every source file to ``scratch`` (JSON lines).
+    """Write ``(path, size, mtime_ns)`` of every source file to ``scratch`` (pickled chunks).
 
     Returns:
         (files written, NIfTI/NRRD/dataset.json files left out because ``volume_files`` is false).
     """
     n = ignored = 0
-    with open(scratch, "w", encoding="utf-8") as fh:
+    with open(scratch, "wb") as fh:
+        chunk: list[tuple[str, int, int]] = []
         for item in scan_sources(sources):
             if not volume_files and _is_volume_file(item[0]):
                 ignored += 1
                 continue
-            fh.write(json.dumps(item) + "\n")
+            chunk.append(item)
             n += 1
+            if len(chunk) >= _SCRATCH_CHUNK:
+                pickle.dump(chunk, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                chunk = []
+        if chunk:
+            pickle.dump(chunk, fh, protocol=pickle.HIGHEST_PROTOCOL)
     return n, ignored
 
 
 def _read_scratch(scratch: Path) -> Iterator[tuple[str, int, int]]:
-    with open(scratch, encoding="utf-8") as fh:
-        for line in fh:
-            p, size, mtime = json.loads(line)
-            yield p, size, mtime
+    with open(scratch, "rb") as fh:
+        while True:
+            try:
+                chunk = pickle.load(fh)
+            except EOFError:
+                return
+            yield from chunk
 
 
 def _select_unindexed(catalog: Catalog, scratch: Path, todo: Path) -> int:
     """Copy the scanned files not indexed with the same size and mtime to ``todo``; return their count."""
     n = 0
-    with open(todo, "w", encoding="utf-8") as out:
-        for chunk in _batched(_read_scratch(scratch), 2000):
+    with open(todo, "wb") as out:
+        for chunk in _batched(_read_scratch(scratch), _SCRATCH_CHUNK):
             known = catalog.lookup_files([c[0] for c in chunk])
-            for p, size, mtime in chunk:
-                if known.get(p) != (size, mtime):
-                    out.write(json.dumps([p, size, mtime]) + "\n")
-                    n += 1
+            new = [(p, size, mtime) for p, size, mtime in chunk if known.get(p) != (size, mtime)]
+            if new:
+                pickle.dump(new, out, protocol=pickle.HIGHEST_PROTOCOL)
+                n += len(new)
     return n
 
 
@@ -558,7 +576,7 @@ def _ingest_locked(
     catalog.start_run(run_id, roots)
 
     # the file lists live in scratch files, not in memory: flat memory whatever the archive size
-    scratch, todo_file = ws.root / f".scan-{run_id}.jsonl", ws.root / f".todo-{run_id}.jsonl"
+    scratch, todo_file = ws.root / f".scan-{run_id}.pkl", ws.root / f".todo-{run_id}.pkl"
     try:
         n_files, n_ignored = _scan_to_disk(sources, scratch, cfg.volume_files)
         if n_ignored:

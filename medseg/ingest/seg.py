@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 from medseg.geometry import Geometry
 from medseg.ingest.fast_header import FRAME_ATTRS, scan_frame_groups
 from medseg.ingest.reasons import IngestError, Reason
+from medseg.ingest.seg_scan import SegContent, scan_seg
 from medseg.ingest.stacks import Frame
 
 FRACTIONAL_THRESHOLD = 0.5
@@ -113,6 +114,27 @@ def seg_segments(seg: Dataset) -> list[tuple[int, str]]:
     return sorted(out)
 
 
+def load_seg(path: str) -> SegContent:
+    """What rasterising the SEG at ``path`` needs: :func:`scan_seg`, else pydicom (:func:`read_seg`).
+
+    Raises:
+        IngestError: ``seg_error`` when the file or its pixel data cannot be read.
+    """
+    content = scan_seg(path)
+    if content is not None:
+        return content
+    ds, frames = read_seg(path)
+    n_frames = frames.shape[0]
+    return SegContent(
+        segments=seg_segments(ds),
+        seg_type=str(ds.get("SegmentationType", "BINARY") or "BINARY").upper(),
+        max_fractional=float(ds.get("MaximumFractionalValue", 255) or 255),
+        table=scan_frame_groups(path, n_frames) or _frame_table(ds, n_frames),
+        frames=frames,
+        dataset=ds,
+    )
+
+
 def seg_to_label(path: str, geometry: Geometry, frames: list[Frame]) -> tuple[NDArray[np.uint8], dict[int, str]]:
     """Rasterise the SEG at ``path`` onto the image grid of ``frames`` (sorted stack) / ``geometry``.
 
@@ -122,39 +144,61 @@ def seg_to_label(path: str, geometry: Geometry, frames: list[Frame]) -> tuple[ND
     Raises:
         IngestError: ``seg_error`` (unreadable) or ``seg_mismatch`` (frames off the image grid).
     """
-    seg, stored_frames = read_seg(path)
+    seg = load_seg(path)
     shape = (len(frames), frames[0].rows, frames[0].cols)
-    segments = seg_segments(seg)
-    value_of = {n: v + 1 for v, (n, _) in enumerate(segments)}
-    names = {v + 1: label for v, (_, label) in enumerate(segments)}
-    if len(segments) > 255:
-        raise IngestError(Reason.SEG_MISMATCH, f"{path}: {len(segments)} segments do not fit a uint8 label map")
-    seg_type = str(seg.get("SegmentationType", "BINARY") or "BINARY").upper()
-    max_frac = float(seg.get("MaximumFractionalValue", 255) or 255)
-    sop_index = {(fr.sop_uid, fr.frame): z for z, fr in enumerate(frames)}
+    value_of = {n: v + 1 for v, (n, _) in enumerate(seg.segments)}
+    names = {v + 1: label for v, (_, label) in enumerate(seg.segments)}
+    if len(seg.segments) > 255:
+        raise IngestError(Reason.SEG_MISMATCH, f"{path}: {len(seg.segments)} segments do not fit a uint8 label map")
     image_iop = np.asarray(frames[0].iop)
-    label = np.zeros(shape, dtype=np.uint8)
-    placements: list[tuple[int, int, int, int, NDArray[np.bool_] | NDArray[np.uint8]]] = []
-    n_frames = int(seg.get("NumberOfFrames", 1) or 1)
     checked: set[tuple[Any, Any]] = set()  # (IOP, spacing) pairs already compared with the image
-    table = scan_frame_groups(path, n_frames) or _frame_table(seg, n_frames)
-    for f, (ipp, iop, spacing, number) in enumerate(table):
+    for f, (_, iop, spacing, _) in enumerate(seg.table):
         key = (tuple(iop) if iop is not None else None, tuple(spacing) if spacing is not None else None)
         if key not in checked:
             _check_plane(path, f, iop, spacing, image_iop, geometry)
             checked.add(key)
-        z, j0, i0 = _locate(seg, f, ipp, path, geometry, sop_index, shape)
-        stored = stored_frames[f]
-        if seg_type == "LABELMAP":
-            placements.append((0, z, j0, i0, stored))
-            continue
+    where = _locate_all(seg, path, geometry, {(fr.sop_uid, fr.frame): z for z, fr in enumerate(frames)}, shape)
+    label = np.zeros(shape, dtype=np.uint8)
+    if seg.seg_type == "LABELMAP":
+        for f, (z, j0, i0) in enumerate(where):
+            _paste(label, z, j0, i0, seg.frames[f], value_of, 0, path)
+        return label, names
+    numbers = []
+    for f, row in enumerate(seg.table):
+        number = row[3]
         if number is None or int(number) not in value_of:
             raise IngestError(Reason.SEG_MISMATCH, f"{path}: frame {f + 1} has no valid ReferencedSegmentNumber")
-        mask = stored >= FRACTIONAL_THRESHOLD * max_frac if seg_type == "FRACTIONAL" else stored > 0
-        placements.append((int(number), z, j0, i0, mask))
-    for number, z, j0, i0, data in sorted(placements, key=lambda p: p[0]):
-        _paste(label, z, j0, i0, data, value_of, number, path)
+        numbers.append(int(number))
+    if seg.seg_type == "FRACTIONAL":
+        masks = seg.frames >= FRACTIONAL_THRESHOLD * seg.max_fractional
+    else:
+        masks = seg.frames > 0
+    for f in sorted(range(len(numbers)), key=lambda f: numbers[f]):  # the higher segment number wins
+        z, j0, i0 = where[f]
+        _paste(label, z, j0, i0, masks[f], value_of, numbers[f], path)
     return label, names
+
+
+def _locate_all(
+    seg: SegContent,
+    path: str,
+    geometry: Geometry,
+    sop_index: dict[tuple[str, int], int],
+    shape: tuple[int, int, int],
+) -> list[tuple[int, int, int]]:
+    """``(slice, row, column)`` of every frame's first pixel on the image grid (see :func:`_locate`)."""
+    ipps = [row[0] for row in seg.table]
+    if any(ipp is None or len(ipp) != 3 for ipp in ipps):
+        return [_locate(seg.dataset, f, ipp, path, geometry, sop_index, shape) for f, ipp in enumerate(ipps)]
+    kji = geometry.lps_to_index(np.asarray(ipps, dtype=np.float64))
+    nearest = np.round(kji)
+    off = np.abs(kji - nearest)
+    outside = (nearest[:, 0] < 0) | (nearest[:, 0] >= shape[0])
+    bad = (off[:, 0] > SLICE_TOL) | outside | np.any(off[:, 1:] > INPLANE_TOL, axis=1)
+    if bad.any():
+        f = int(np.argmax(bad))
+        _locate(seg.dataset, f, ipps[f], path, geometry, sop_index, shape)  # raises the frame's error
+    return [(int(z), int(j), int(i)) for z, j, i in nearest]
 
 
 def _check_plane(path: str, f: int, iop: Any, spacing: Any, image_iop: NDArray[np.float64], geometry: Geometry) -> None:
@@ -171,7 +215,7 @@ def _check_plane(path: str, f: int, iop: Any, spacing: Any, image_iop: NDArray[n
 
 
 def _locate(
-    seg: Dataset,
+    seg: Dataset | None,
     f: int,
     ipp: Any,
     path: str,
@@ -195,7 +239,7 @@ def _locate(
                 f"(row {j:.2f}, column {i:.2f}); resampled SEGs are not supported",
             )
         return z, j0, i0
-    ref = _source_ref(seg, f)
+    ref = _source_ref(seg, f) if seg is not None else None
     if ref is not None and ref in sop_index:
         return sop_index[ref], 0, 0
     raise IngestError(

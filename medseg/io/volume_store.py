@@ -36,7 +36,14 @@ from numpy.typing import NDArray
 from zarr.codecs import BloscCodec
 
 from medseg.geometry import Geometry
-from medseg.io.zarr_direct import BLOSC_CLEVEL, BLOSC_CNAME, BLOSC_SHUFFLE, write_array, write_group
+from medseg.io.zarr_direct import (
+    BLOSC_CLEVEL,
+    BLOSC_CNAME,
+    BLOSC_SHUFFLE,
+    CHUNK_KEY_ENCODING,
+    write_array,
+    write_group,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -139,11 +146,12 @@ def write_case(
     tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         ch = _chunks(case.image.shape, chunks)
+        tmp.mkdir()  # parents before children: one mkdir per directory
         write_array(tmp / "0", case.image, ch)
         write_group(tmp / "labels", {"ome": {"version": "0.5", "labels": sorted(case.labels)}})
         for name, lab in case.labels.items():
-            write_array(tmp / "labels" / name / "0", lab.astype(np.uint8, copy=False), ch)
             write_group(tmp / "labels" / name, _label_attrs(name, case.geometry, case.label_names))
+            write_array(tmp / "labels" / name / "0", lab.astype(np.uint8, copy=False), ch)
         for name, extra in (extra_arrays or {}).items():
             _write_extra(tmp, name, extra)
         meta: dict[str, Any] = {
@@ -272,6 +280,7 @@ def _new_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any,
         chunks=chunks,
         dtype=dtype,
         compressors=[BloscCodec(cname=BLOSC_CNAME, clevel=BLOSC_CLEVEL, shuffle=BLOSC_SHUFFLE)],
+        chunk_key_encoding=dict(CHUNK_KEY_ENCODING),
         fill_value=0,
     )
 

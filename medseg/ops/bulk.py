@@ -227,7 +227,7 @@ def unindexed(catalog_path: Path, items: list[FileItem]) -> list[FileItem]:
 _STATUS = FILE_COLUMNS.index("status")
 
 
-def timed_header_rows(items: list[FileItem], secret: str, run_id: str) -> tuple[bytes, int, float, float]:
+def timed_header_rows(items: list[FileItem] | bytes, secret: str, run_id: str) -> tuple[bytes, int, float, float]:
     """Pickled catalog rows of a sub-batch, its quarantined count, wall and CPU seconds (one Dask task).
 
     The rows are made on the worker (:func:`~medseg.ingest.catalog.file_row`) and pickled there as
@@ -284,7 +284,8 @@ def index_batch(
         for sub in subs:
             _commit(timed_header_rows(sub, cfg.deid_secret, run_id))
     elif subs:
-        futures = client.map(timed_header_rows, subs, secret=cfg.deid_secret, run_id=run_id, pure=False)
+        packed = [pickle.dumps(sub, protocol=pickle.HIGHEST_PROTOCOL) for sub in subs]  # see header_rows
+        futures = client.map(timed_header_rows, packed, secret=cfg.deid_secret, run_id=run_id, pure=False)
         for fut in distributed.as_completed(futures, loop=client.loop):
             result = fut.result()
             fut.release()

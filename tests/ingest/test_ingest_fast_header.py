@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import ct_slices, write
+from dicom_factory import ct_slices, seg_for, write
 from pydicom.uid import ImplicitVRLittleEndian
 
 from medseg.ingest.fast_header import scan_file, scan_frame_groups
 from medseg.ingest.headers import _describe_fast, read_header
 from medseg.ingest.pixels import read_native, read_stack
-from medseg.ingest.seg import _frame_table
+from medseg.ingest.seg import _frame_table, read_seg, seg_segments
+from medseg.ingest.seg_scan import scan_seg
 from medseg.ingest.stacks import frames_of
 
 REAL = ("dicom2nifti", "pydicom-data", "dicom-edge-cases", "tcia-brain-tumor-progression", "rt-utils", "dcmqi-seg")
@@ -105,3 +106,40 @@ def test_functional_group_scan_equals_pydicom_on_real_multiframe_files(real_data
         assert _normalised(fast) == _normalised(_frame_table(ds, n_frames)), p
         checked += 1
     assert checked >= 20
+
+
+def _seg_files(real_data: Path) -> list[Path]:
+    out = []
+    for p in _files(real_data) + sorted((real_data / "highdicom-testfiles").rglob("*.dcm")):
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - not DICOM
+            continue
+        if ds.get("SOPClassUID") == "1.2.840.10008.5.1.4.1.1.66.4":
+            out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("fractional", [False, True])
+def test_seg_scan_equals_pydicom_content(real_data: Path, tmp_path: Path, fractional: bool) -> None:
+    """scan_seg reads the same segments, frame placement and frames as pydicom (real + generated SEGs)."""
+    dss, _ = ct_slices(n=5, rows=9, cols=11)  # 9*11 bits per frame: frames straddle byte boundaries
+    masks = np.random.default_rng(3).random((5, 9, 11, 2)) * (0.99 if fractional else 1.0)
+    masks = masks if fractional else masks > 0.6
+    seg_for(dss, masks, names=("organ", "tumour"), fractional=fractional).save_as(tmp_path / "gen.dcm")
+    fast_used = 0
+    for p in [tmp_path / "gen.dcm", *_seg_files(real_data)]:
+        fast = scan_seg(str(p))
+        if fast is None:
+            continue
+        ds, frames = read_seg(str(p))
+        n = frames.shape[0]
+        assert fast.segments == seg_segments(ds), p
+        assert fast.seg_type == str(ds.get("SegmentationType", "BINARY")).upper(), p
+        assert fast.max_fractional == float(ds.get("MaximumFractionalValue", 255) or 255), p
+        assert _normalised(fast.table) == _normalised(_frame_table(ds, n)), p
+        np.testing.assert_array_equal(fast.frames, frames, err_msg=str(p))
+        assert fast.frames.dtype == frames.dtype, p
+        fast_used += 1
+    assert scan_seg(str(tmp_path / "gen.dcm")) is not None
+    assert fast_used >= 8  # the generated SEG and most real ones take the fast path

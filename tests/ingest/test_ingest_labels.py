@@ -89,6 +89,25 @@ def test_integer_rescale_outside_int16_becomes_float(tmp_path: Path) -> None:
     assert vol.dtype == np.float32 and vol.max() == pytest.approx(stored.max() * 20.0)
 
 
+def test_per_slice_rescale_and_unsigned_values_above_int16(tmp_path: Path) -> None:
+    """Each slice keeps its own slope/intercept; uint16 values > 32767 shifted into range stay exact int16."""
+    dss, _ = ct_slices(n=3, rows=4, cols=5)
+    raw = np.random.default_rng(1).integers(30000, 65535, size=(3, 4, 5)).astype(np.uint16)
+    scales = [(1.0, -32768.0), (1.0, -40000.0), (1.0, -33000.0)]
+    for ds, r, (slope, inter) in zip(dss, raw, scales, strict=True):
+        ds.PixelRepresentation, ds.PixelData = 0, r.tobytes()
+        ds.RescaleSlope, ds.RescaleIntercept = slope, inter
+    vol = read_stack(_stack(write(dss, tmp_path)).frames)
+    want = np.stack([r.astype(np.int64) * s + i for r, (s, i) in zip(raw, scales, strict=True)])
+    assert vol.dtype == np.int16
+    np.testing.assert_array_equal(vol, want)
+    dss[1].RescaleSlope = 0.25  # one fractional slope makes the whole volume float
+    vol = read_stack(_stack(write(dss, tmp_path / "f")).frames)
+    assert vol.dtype == np.float32
+    np.testing.assert_allclose(vol[1], raw[1] * 0.25 - 40000.0)
+    np.testing.assert_array_equal(vol[0], want[0])
+
+
 def _mask_series(like: list[Dataset], values: NDArray[Any], description: str = "Mask_Tumor") -> list[Dataset]:
     """A Secondary-Capture-like mask series on the grid of ``like`` (same study)."""
     mask, _ = ct_slices(

@@ -10,18 +10,25 @@ import pytest
 import zarr
 from zarr.codecs import BloscCodec
 
-from medseg.io.zarr_direct import BLOSC_CLEVEL, BLOSC_CNAME, BLOSC_SHUFFLE, write_array, write_group
+from medseg.io.zarr_direct import (
+    BLOSC_CLEVEL,
+    BLOSC_CNAME,
+    BLOSC_SHUFFLE,
+    CHUNK_KEY_ENCODING,
+    write_array,
+    write_group,
+)
 
 
 def _zarr_reference(path: Path, data: np.ndarray, chunks: tuple[int, ...]) -> None:
     arr = zarr.create_array(str(path), shape=data.shape, chunks=chunks, dtype=data.dtype,
                             compressors=[BloscCodec(cname=BLOSC_CNAME, clevel=BLOSC_CLEVEL, shuffle=BLOSC_SHUFFLE)],
-                            fill_value=0, zarr_format=3)
+                            chunk_key_encoding=dict(CHUNK_KEY_ENCODING), fill_value=0, zarr_format=3)
     arr[...] = data
 
 
 def _chunk_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "c").rglob("*")) if p.is_file()}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.name != "zarr.json"}
 
 
 @pytest.mark.parametrize(
