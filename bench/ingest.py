@@ -45,6 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench._measure import run_measured  # noqa: E402
+from medseg.config import IngestConfig  # noqa: E402
 
 REAL_D2N = REPO.parent / "shared" / "data" / "real" / "dicom2nifti"
 FILES_PER_CASE = 36.0  # demo archive: 24-48 slices + 1 SEG per case
@@ -234,7 +235,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="keep archives/outputs here (default: temp dir)")
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
     ap.add_argument("--workers", type=int, default=2, help="medseg Dask workers (LocalCluster)")
-    ap.add_argument("--batch", type=int, default=256, help="medseg files per header task")
+    ap.add_argument("--batch", type=int, default=IngestConfig().files_per_batch,
+                    help="medseg files per header task (at most; see medseg.parallel.task_size)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per tool run before it is killed")
     args = ap.parse_args()

@@ -100,7 +100,11 @@ class InferConfig(_Strict):
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="bf16 autocast: auto = on CUDA and on CPUs with AMX/AVX512-BF16 (inference.precision)"
     )
-    keep_largest_component: bool = Field(False, description="per class, keep only the largest connected component")
+    keep_largest_component: bool | Literal["auto"] = Field(
+        "auto",
+        description="per class, keep only the largest connected component: auto = the classes where that raised the "
+        "validation Dice of the model (bundle metadata `postprocessing`), true = every class, false = none",
+    )
     dicom_seg: bool = Field(True, description="also write a DICOM SEG per case (when the source is DICOM)")
     spill_mib: int = Field(
         256, ge=0, description="preprocessed images larger than this (MiB, float32) wait on disk (temporary Zarr)"

@@ -3,7 +3,7 @@
 Per case: the bundle's plan preprocesses the native image (crop, normalise, resample), the
 segmenter runs as a Gaussian sliding window (optional mirror TTA) that hands out finished z-slabs
 of logits, which are interpolated onto the native grid and arg-maxed plane by plane (bounded
-memory, see :func:`predict_volume`); optionally only the largest component per class is kept.
+memory, see :func:`predict_volume`); where validation chose it, only a class's largest component is kept.
 Outputs go to ``predictions/<family>/<version>/<case_id>.{zarr,nii.gz}`` and, for DICOM cases,
 ``predictions/<family>/<version>/dicom-seg/<study_key>/<case_id>/seg.dcm``; cases already
 predicted by the same bundle version are skipped.
@@ -102,8 +102,8 @@ def predict_volume(
     over ``cfg.spill_mib``); :func:`stream_logits` runs the Gaussian sliding window and hands out
     finished z-slabs of logits; :class:`NativeRestorer` interpolates them onto the native grid
     (linear; nearest along the plan's anisotropic axis) and takes the argmax plane by plane;
-    optionally only the largest component of each class is kept. No full-volume float32 logits or
-    probabilities exist at any point (see ``tests/inference/test_memory.py``).
+    classes chosen by :func:`largest_component_classes` keep only their largest component. No
+    full-volume float32 logits or probabilities exist at any point (see ``tests/inference/test_memory.py``).
 
     Args:
         bundle: loaded model bundle (its plan drives the preprocessing).
@@ -126,9 +126,18 @@ def predict_volume(
             restorer.feed(z0, logits)
     if not restorer.done:
         raise RuntimeError(f"inference produced an incomplete label map (shape {native}); this is a bug")
-    if cfg.keep_largest_component:
-        keep_largest_component(label, sorted(plan.label_names))
+    classes = largest_component_classes(bundle, cfg)
+    if classes:
+        keep_largest_component(label, classes)
     return label
+
+
+def largest_component_classes(bundle: ModelBundle, cfg: InferConfig) -> list[int]:
+    """Classes reduced to their largest component: all (true), none (false) or the bundle's choice (auto)."""
+    if cfg.keep_largest_component == "auto":
+        chosen = (bundle.metadata.get("postprocessing") or {}).get("keep_largest_component") or []
+        return sorted(int(c) for c in chosen)
+    return sorted(bundle.plan.label_names) if cfg.keep_largest_component else []
 
 
 def _write_nifti(path: Path, array: NDArray[Any], geometry: Geometry) -> None:

@@ -162,6 +162,7 @@ def save_bundle(
     val_cases: list[str],
     history: list[dict[str, Any]],
     checkpoint_files: dict[str, Path] | None = None,
+    postprocessing: dict[str, Any] | None = None,
 ) -> Path:
     """Write a new immutable bundle ``ws.model_family_dir(family)/<version>`` and return its path.
 
@@ -177,6 +178,8 @@ def save_bundle(
         val_cases: validation case ids (promotion compares on these).
         history: per-epoch log (``history.json`` and ``curves.png``).
         checkpoint_files: ``{name: path}`` copied into ``checkpoints/``.
+        postprocessing: what inference applies by default, decided on validation:
+            ``{"keep_largest_component": [class values]}``.
     """
     family_dir = ws.model_family_dir(family)
     family_dir.mkdir(parents=True, exist_ok=True)
@@ -216,6 +219,7 @@ def save_bundle(
                 **training_data_snapshot(ws, train_cases),
             },
             "validation": validation,
+            "postprocessing": postprocessing or {"keep_largest_component": []},
             "training": training,
             "files": {MODEL_FILE: weights_sha},
         }

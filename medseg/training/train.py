@@ -28,10 +28,11 @@ from medseg.splits import Splits
 from medseg.training.augment import AugmentParams
 from medseg.training.bundle import save_bundle
 from medseg.training.checkpoint import BEST, LAST, load_checkpoint
-from medseg.training.device import configure_threads, resolve_device
+from medseg.training.device import configure_threads, resolve_device, uses_amp
 from medseg.training.loop import Progress, run_loop
 from medseg.training.patches import PatchDataset, load_cases
 from medseg.training.steppers import build_stepper
+from medseg.training.validate import postprocess_classes
 from medseg.training.warm_start import load_into, resolve_warm_start
 from medseg.workspace import Workspace
 
@@ -171,7 +172,7 @@ def train_model(
         "best_epoch": state.best_epoch,
         "resumed_from_epoch": state.resumed_from_epoch,
         "device": str(dev),
-        "amp": "bf16" if dev.type == "cuda" else None,
+        "amp": "bf16" if uses_amp(dev, tcfg.amp) else None,
         "seed": cfg.seed,
         "run_key": key,
         "validation_on_train_cases": validation_on_train,
@@ -189,6 +190,7 @@ def train_model(
         deep_supervision=tcfg.deep_supervision,
         validation=validation,
         training=training,
+        postprocessing={"keep_largest_component": postprocess_classes(validation, plan.label_names)},
         train_cases=list(splits.train),
         val_cases=val_ids,
         history=state.history,

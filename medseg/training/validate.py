@@ -2,6 +2,9 @@
 
 Dice is computed on the preprocessed grid (target spacing) against ``labels/gt``. A class absent
 from both the prediction and the reference scores NaN and is left out of means (nnU-Net rule).
+Each prediction is also scored with only the largest connected component of each class kept:
+:func:`postprocess_classes` picks the classes where that helps, as nnU-Net decides its
+postprocessing on validation predictions, and inference applies it (``infer.keep_largest_component=auto``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from medseg.config import InferConfig
+from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.sliding import predict_preprocessed
 from medseg.io.volume_store import open_array
 from medseg.plan import Plan
@@ -41,27 +45,53 @@ def _nanmean(values: list[float]) -> float:
 
 @dataclass
 class ValidationResult:
-    """Dice per case and class (keys: class names), their per-class means and the overall mean."""
+    """Dice per case and class (keys: class names), their per-class means and the overall mean.
+
+    ``largest_component``: the same scores with only each class's largest connected component kept.
+    """
 
     per_case: dict[str, dict[str, float]] = field(default_factory=dict)
     per_class: dict[str, float] = field(default_factory=dict)
     mean: float = float("nan")
+    largest_component: ValidationResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         def clean(v: float) -> float | None:
             return None if math.isnan(v) else float(v)
 
-        return {
+        out: dict[str, Any] = {
             "mean_dice": clean(self.mean),
             "mean_dice_per_class": {k: clean(v) for k, v in self.per_class.items()},
             "dice_per_case": {c: {k: clean(v) for k, v in d.items()} for c, d in self.per_case.items()},
         }
+        if self.largest_component is not None:
+            lcc = self.largest_component
+            out["largest_component"] = {
+                "mean_dice": clean(lcc.mean),
+                "mean_dice_per_class": {k: clean(v) for k, v in lcc.per_class.items()},
+            }
+        return out
 
 
 def summarise(per_case: dict[str, dict[str, float]], class_names: list[str]) -> ValidationResult:
     """Per-class NaN-aware means over cases and the mean of those."""
     per_class = {name: _nanmean([d[name] for d in per_case.values()]) for name in class_names}
     return ValidationResult(per_case=per_case, per_class=per_class, mean=_nanmean(list(per_class.values())))
+
+
+def postprocess_classes(validation: dict[str, Any], label_names: dict[int, str]) -> list[int]:
+    """Classes whose validation mean Dice is higher with only the largest component kept (from ``to_dict()``).
+
+    Empty when the validation holds no largest-component scores (bundles older than this rule).
+    """
+    plain = validation.get("mean_dice_per_class") or {}
+    lcc = (validation.get("largest_component") or {}).get("mean_dice_per_class") or {}
+    out = []
+    for value, name in sorted(label_names.items()):
+        before, after = plain.get(name), lcc.get(name)
+        if before is not None and after is not None and after > before:
+            out.append(int(value))
+    return out
 
 
 def validate(
@@ -76,11 +106,18 @@ def validate(
     classes = sorted(plan.label_names)
     names = [plan.label_names[c] for c in classes]
     per_case: dict[str, dict[str, float]] = {}
+    per_case_lcc: dict[str, dict[str, float]] = {}
     for case_id, path in sorted(case_paths.items()):
         image = np.asarray(open_array(path, "0")[...], dtype=np.float32)
         gt = np.asarray(open_array(path, "labels/gt/0")[...])
         probs = predict_preprocessed(network, image, plan, cfg, device)
-        pred = probs.argmax(axis=0)
+        pred = probs.argmax(axis=0).astype(np.uint8)
         dice = dice_per_class(pred, gt, classes)
         per_case[case_id] = {plan.label_names[c]: dice[c] for c in classes}
-    return summarise(per_case, names)
+        if pred.ndim == 3:
+            keep_largest_component(pred, classes)
+            dice = dice_per_class(pred, gt, classes)
+        per_case_lcc[case_id] = {plan.label_names[c]: dice[c] for c in classes}
+    result = summarise(per_case, names)
+    result.largest_component = summarise(per_case_lcc, names)
+    return result

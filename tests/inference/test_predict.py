@@ -70,9 +70,13 @@ def test_predict_volume_keeps_the_largest_component() -> None:
     image[2:4, 5:9, 5:9] = 300  # a small bright island far from the organ
     plan = phantom.make_plan()
     bundle = ModelBundle(path=Path("."), family="cnn", version="v", plan=plan, network=BrightIsOrgan(), metadata={})
-    raw = predict_volume(bundle, image, GEOMETRY, InferConfig(), "cpu")
+    raw = predict_volume(bundle, image, GEOMETRY, InferConfig(keep_largest_component=False), "cpu")
     kept = predict_volume(bundle, image, GEOMETRY, InferConfig(keep_largest_component=True), "cpu")
     assert raw[2:4, 5:9, 5:9].any() and not kept[2:4, 5:9, 5:9].any()
+    # auto: what the bundle's validation chose (nothing for a bundle without the choice)
+    np.testing.assert_array_equal(predict_volume(bundle, image, GEOMETRY, InferConfig(), "cpu"), raw)
+    bundle.metadata = {"postprocessing": {"keep_largest_component": [1]}}
+    np.testing.assert_array_equal(predict_volume(bundle, image, GEOMETRY, InferConfig(), "cpu"), kept)
     from scipy import ndimage
 
     assert ndimage.label(kept == 1, structure=np.ones((3, 3, 3)))[1] == 1
