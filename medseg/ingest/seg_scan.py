@@ -84,7 +84,7 @@ def scan_seg(path: str) -> SegContent | None:
     try:
         n_frames = int(_first(top.get(_N_FRAMES), "1") or 1)
         rows, cols, bits = int(top[_ROWS]), int(top[_COLS]), int(top[_BITS])
-    except (KeyError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return None
     frames = _frames(raw, n_frames, rows, cols, bits, bool(top.get(_SIGNED, 0)))
     table = frame_table(top, n_frames)
