@@ -236,25 +236,19 @@ class Catalog:
             study_keys: only the files of these studies (a ``None`` key: files without a study, i.e.
                 NIfTI/NRRD volumes and dataset.json); None: every file.
         """
+        return [header_of_row(r) for r in self.file_header_rows(status, study_keys)]
+
+    def file_header_rows(self, status: str = "ok", study_keys: list[str | None] | None = None) -> list[HeaderRow]:
+        """:meth:`file_headers` undecoded (:data:`HeaderRow` tuples, sorted by path), e.g. to decode on a worker."""
         query = "SELECT path, size, mtime_ns, status, reason, message, header FROM files WHERE status = ?"
         args: tuple[Any, ...] = (status,)
         if study_keys is not None:
             query += " AND (" + " OR ".join("study_key IS ?" for _ in study_keys) + ")"
             args = (status, *study_keys)
         with self._connect() as con:
-            cur = con.execute(query + " ORDER BY path", args)
-            return [
-                {
-                    **json.loads(r["header"] or "{}"),
-                    "path": r["path"],
-                    "size": r["size"],
-                    "mtime_ns": r["mtime_ns"],
-                    "status": r["status"],
-                    "reason": r["reason"],
-                    "message": r["message"],
-                }
-                for r in cur
-            ]
+            cur = con.cursor()
+            cur.row_factory = None  # plain tuples
+            return list(cur.execute(query + " ORDER BY path", args))
 
     def study_groups(self, status: str = "ok") -> list[list[str | None]]:
         """Study keys of files with ``status``, grouped so that no series spans two groups; sorted.
@@ -482,6 +476,25 @@ class Catalog:
 
 
 _ROW_FIELDS = ("path", "size", "mtime_ns", "status", "reason", "message")
+
+
+#: One file as :meth:`Catalog.file_header_rows` gives it:
+#: ``(path, size, mtime_ns, status, reason, message, header JSON)``
+HeaderRow = tuple[str, int, int, str, str | None, str | None, str | None]
+
+
+def header_of_row(row: HeaderRow) -> dict[str, Any]:
+    """The header dict of a :data:`HeaderRow`."""
+    path, size, mtime_ns, status, reason, message, header = row
+    return {
+        **json.loads(header or "{}"),
+        "path": path,
+        "size": size,
+        "mtime_ns": mtime_ns,
+        "status": status,
+        "reason": reason,
+        "message": message,
+    }
 
 
 def file_row(h: dict[str, Any], run_id: str) -> tuple[Any, ...]:

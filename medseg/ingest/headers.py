@@ -26,11 +26,7 @@ import functools
 import os
 import warnings
 from pathlib import Path
-from typing import Any
-
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from typing import TYPE_CHECKING, Any
 
 from medseg.deid import keyed_hash
 from medseg.ingest.fast_header import (
@@ -45,6 +41,9 @@ from medseg.ingest.fast_header import (
 from medseg.ingest.reasons import IngestError, Reason
 from medseg.ingest.rtstruct import RTSTRUCT_SOP_CLASS, rtstruct_references
 from medseg.ingest.volume_files import DATASET_JSON, read_dataset_json, read_volume_header, volume_suffix
+
+if TYPE_CHECKING:  # pydicom is imported on first use: the fast path reads most archives without it
+    from pydicom.dataset import Dataset
 
 _NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "PR", "KO", "ANN", "REG", "DOC"}
 
@@ -146,6 +145,9 @@ def _seg_references(ds: Dataset) -> tuple[list[str], list[str]]:
 
 
 def _read_dataset(path: Path) -> Dataset:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     try:
         with open(path, "rb") as fh:
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
@@ -191,19 +193,9 @@ def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -
             if described is not None:
                 base.update(described)
                 return base
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = _read_dataset(p)
-            return {**base, **_describe(ds, p, secret)}
+        return {**base, **_describe_with_pydicom(p, secret)}
     except IngestError as exc:
         return {**base, "status": "quarantined", "reason": exc.reason.value, "message": exc.message}
-    except InvalidDicomError as exc:
-        return {
-            **base,
-            "status": "quarantined",
-            "reason": Reason.NOT_DICOM.value,
-            "message": f"{p}: not a DICOM file ({exc}); ignore it or remove it from the source folder",
-        }
     except Exception as exc:  # noqa: BLE001 - any parser failure quarantines the file
         return {
             **base,
@@ -212,6 +204,20 @@ def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -
             "message": f"{p}: DICOM header cannot be parsed ({type(exc).__name__}: {exc}); "
             "re-export the file from the PACS",
         }
+
+
+def _describe_with_pydicom(p: Path, secret: str) -> dict[str, Any]:
+    """Header fields read by pydicom (files the fast path declined); a non-DICOM file raises ``not_dicom``."""
+    from pydicom.errors import InvalidDicomError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return _describe(_read_dataset(p), p, secret)
+        except InvalidDicomError as exc:
+            raise IngestError(
+                Reason.NOT_DICOM, f"{p}: not a DICOM file ({exc}); ignore it or remove it from the source folder"
+            ) from exc
 
 
 def _describe(ds: Dataset, p: Path, secret: str) -> dict[str, Any]:
@@ -475,6 +481,8 @@ def _describe_seg_fast(f: dict[str, Any], secret: str) -> dict[str, Any] | None:
 
 @functools.lru_cache(maxsize=256)
 def _sop_name(sop_class: str) -> str:
+    import pydicom.uid
+
     return pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
 
 

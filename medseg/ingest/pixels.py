@@ -11,15 +11,16 @@ from __future__ import annotations
 import os
 import warnings
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pydicom
 from numpy.typing import NDArray
-from pydicom.dataset import Dataset
 
 from medseg.ingest.reasons import IngestError, Reason
 from medseg.ingest.stacks import Frame
+
+if TYPE_CHECKING:  # pydicom is imported on first use: native stacks are read without it
+    from pydicom.dataset import Dataset
 
 _INT16 = np.iinfo(np.int16)
 
@@ -43,6 +44,8 @@ def _rescale(ds: Dataset, frame: int) -> tuple[float, float]:
 
 def decode_file(path: str) -> tuple[Dataset, NDArray[Any]]:
     """Read a file with pixels; return the dataset and its frames as ``(n_frames, rows, cols)``."""
+    import pydicom
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -24,15 +24,17 @@ from __future__ import annotations
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
 from numpy.typing import NDArray
-from pydicom.dataset import Dataset
 
 from medseg.geometry import Geometry
 from medseg.ingest.polygon import fill_polygon, point_in_polygon
 from medseg.ingest.reasons import IngestError, Reason
+
+if TYPE_CHECKING:  # pydicom is imported on first use
+    from pydicom.dataset import Dataset
 from medseg.ingest.stacks import Frame
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -72,6 +74,8 @@ def read_rtstruct(path: str) -> Dataset:
     Raises:
         IngestError: ``rtstruct_error`` when unreadable or not an RT Structure Set.
     """
+    import pydicom
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -21,7 +21,6 @@ lock on ``<workspace>/.ingest.lock`` (one ingest per workspace at a time).
 from __future__ import annotations
 
 import fcntl
-import gc
 import logging
 import os
 import pickle
@@ -39,13 +38,19 @@ import distributed
 from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
-from medseg.ingest.build import CaseJob, build_case
 from medseg.ingest.catalog import Catalog, file_row
-from medseg.ingest.file_planning import OrphanLabel
 from medseg.ingest.headers import read_header_batch
-from medseg.ingest.planning import IngestPlan, PlannedCase, plan_ingest, stack_row
+from medseg.ingest.planning import IngestPlan, PlannedCase, stack_row
+from medseg.ingest.study_groups import (
+    GroupContext,
+    GroupJob,
+    StudyGroup,
+    plan_and_build,
+    plan_and_build_pickled,
+    plan_group,
+)
 from medseg.ingest.volume_files import DATASET_JSON, volume_suffix
-from medseg.io.volume_store import clean_partial_stores, is_complete, read_meta
+from medseg.io.volume_store import clean_partial_stores
 from medseg.parallel import task_size, worker_threads
 from medseg.workspace import Workspace
 
@@ -253,18 +258,6 @@ def ingest(
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector (its passes over 100k+ fresh objects cost ~30 % of planning)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-@contextmanager
 def _workspace_lock(ws: Workspace) -> Iterator[None]:
     """Exclusive lock on ``<ws>/.ingest.lock`` (released by the OS even if the process is killed)."""
     path = ws.root / ".ingest.lock"
@@ -285,48 +278,6 @@ def clean_stale_stores(volumes_dir: Path) -> int:
     return clean_partial_stores(volumes_dir)
 
 
-def _resumed_result(pc: PlannedCase) -> dict[str, Any] | None:
-    """The build result of a store an interrupted run already finished for this exact content, else None.
-
-    Only stores whose every planned label source was used qualify (label errors are not kept in
-    stores, so a case with a failed label is rebuilt to report it again).
-    """
-    path = Path(pc.job.volume_path)
-    if not path.is_dir() or not is_complete(path):
-        return None
-    try:
-        meta = read_meta(path)
-    except Exception:  # noqa: BLE001 - unreadable store: rebuild it
-        return None
-    source = meta.get("source") or {}
-    used = sorted(source.get("label_series_uids") or [])
-    if source.get("content_hash") != pc.content_hash or used != sorted({ls.series_uid for ls in pc.job.labels}):
-        return None
-    label_source = str(source.get("label_source") or "none")
-    return {
-        "case_id": pc.job.case_id,
-        "ok": True,
-        "label_errors": [],
-        "label_names": {int(k): str(v) for k, v in (meta.get("label_names") or {}).items()},
-        "label_source": label_source,
-        "has_labels": label_source != "none",
-        "label_series_uids": used,
-    }
-
-
-@dataclass
-class _Group:
-    """One study's plan and what its cases need: build, keep (unchanged) or take over (resumed)."""
-
-    plan: IngestPlan
-    to_build: list[PlannedCase] = field(default_factory=list)
-    unchanged: list[PlannedCase] = field(default_factory=list)
-    resumed: list[PlannedCase] = field(default_factory=list)
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
-    remaining: int = 0
-    files_group: bool = False  # the NIfTI/NRRD group: finished last, after DICOM series claimed its label files
-
-
 @dataclass
 class _RunState:
     """What the run accumulates over the study groups (small: one row per series, not per file)."""
@@ -337,36 +288,31 @@ class _RunState:
     series_rows: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     file_series: dict[str, str] = field(default_factory=dict)
-    orphans: list[OrphanLabel] = field(default_factory=list)
     claims: dict[str, tuple[str, str]] = field(default_factory=dict)
     built_ok: int = 0
     unchanged: int = 0
     resumed: int = 0
     groups_done: int = 0
 
-    def classify(self, plan: IngestPlan, files_group: bool = False) -> _Group:
-        group = _Group(plan=plan, files_group=files_group)
-        self.file_series.update(plan.file_series)
-        self.orphans.extend(plan.orphans)
-        self.claims.update(plan.claims)
-        for pc in plan.cases:
-            prev = self.previous.get(pc.job.case_id)
-            if (
-                prev is not None
-                and prev.get("status") == "ingested"
-                and prev.get("content_hash") == pc.content_hash
-                and is_complete(Path(pc.job.volume_path))
-            ):
-                group.unchanged.append(pc)
-            elif (res := _resumed_result(pc)) is not None:
-                group.results[pc.job.case_id] = res
-                group.resumed.append(pc)
-            else:
-                group.to_build.append(pc)
-        group.remaining = len(group.to_build)
-        return group
+    by_study: dict[str | None, dict[str, dict[str, Any]]] = field(default_factory=dict)  # ``previous`` by study
 
-    def finish(self, group: _Group) -> None:
+    def __post_init__(self) -> None:
+        for key, row in self.previous.items():
+            self.by_study.setdefault(row.get("study_key"), {})[key] = row
+
+    def previous_of(self, study_keys: list[str | None]) -> dict[str, dict[str, Any]]:
+        """The previous run's series rows of these studies (what a worker needs to classify their cases)."""
+        out: dict[str, dict[str, Any]] = {}
+        for k in study_keys:
+            out.update(self.by_study.get(k, {}))
+        return out
+
+    def absorb(self, group: StudyGroup) -> None:
+        """Take a planned group's file assignments and label-file claims."""
+        self.file_series.update(group.plan.file_series)
+        self.claims.update(group.plan.claims)
+
+    def finish(self, group: StudyGroup) -> None:
         if group.files_group and self.claims:  # label files a DICOM series took over are no longer unmatched
             _apply_claims(group.plan, self.claims)
         rows, quarantine = _finalise(group.plan, group.to_build + group.resumed, group.unchanged, group.results,
@@ -382,25 +328,33 @@ class _RunState:
         self.groups_done += 1
 
 
-def _plan_groups(catalog: Catalog, ws: Workspace, cfg: IngestConfig, roots: list[str],
-                 state: _RunState) -> Iterator[_Group]:
-    """Plan study by study (a study's series, SEG, RTSTRUCT and masks are planned together).
+def _group_jobs(catalog: Catalog, ws: Workspace, cfg: IngestConfig, roots: list[str],
+                state: _RunState) -> tuple[GroupContext, Iterator[GroupJob]]:
+    """The run's shared context and one job per study group (a study's series, SEG, RTSTRUCT and masks).
 
-    Studies that share a series (broken exports) are planned as one group (:meth:`Catalog.study_groups`).
-
-    Only one study's headers are in memory at a time, so the peak memory of planning does not
-    grow with the archive. Files without a study (NIfTI/NRRD volumes, dataset.json) form one group.
+    Studies that share a series (broken exports) form one group (:meth:`Catalog.study_groups`).
+    The NIfTI/NRRD files group is planned here, first: DICOM series on the grid of its unpaired
+    label files may claim them. Only one group's rows are in memory at a time (jobs are made
+    lazily), so memory does not grow with the archive.
     """
     groups = catalog.study_groups("ok")
-    if groups and groups[-1] == [None]:  # label files first: DICOM series on their grid may claim them
-        groups = [groups[-1], *groups[:-1]]
-    for keys in groups:
-        headers = catalog.file_headers("ok", study_keys=keys)
-        files_group = keys == [None]
-        with _gc_paused():  # planning allocates ~10 objects per file and frees nothing cyclic
-            plan = plan_ingest(headers, ws, cfg.deid_secret, roots, orphans=None if files_group else state.orphans)
-        del headers
-        yield state.classify(plan, files_group)
+    ctx = GroupContext(workspace_root=str(ws.root), secret=cfg.deid_secret, roots=roots, orphans=[])
+    files_job: GroupJob | None = None
+    if groups and groups[-1] == [None]:
+        groups = groups[:-1]
+        plan = plan_group(catalog.file_header_rows("ok", study_keys=[None]), ctx, files_group=True)
+        ctx.orphans = plan.orphans
+        ids = {pc.job.case_id for pc in plan.cases}
+        previous = {k: row for k, row in state.previous.items() if k in ids}
+        files_job = GroupJob(previous=previous, plan=plan, files_group=True)
+
+    def jobs() -> Iterator[GroupJob]:
+        if files_job is not None:
+            yield files_job
+        for keys in groups:
+            yield GroupJob(previous=state.previous_of(keys), rows=catalog.file_header_rows("ok", study_keys=keys))
+
+    return ctx, jobs()
 
 
 def _apply_claims(plan: IngestPlan, claims: dict[str, tuple[str, str]]) -> None:
@@ -422,16 +376,17 @@ def _apply_claims(plan: IngestPlan, claims: dict[str, tuple[str, str]]) -> None:
     ]
 
 
-def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
+def _build_groups(jobs: Iterator[GroupJob], ctx: GroupContext, n_groups: int, state: _RunState,
                   client: distributed.Client | None, progress: ProgressFn | None) -> None:
-    """Build the cases of every group (Dask: pipelined across groups, bounded in flight); finish each group.
+    """Plan and build every group (Dask: several groups per task, bounded in flight); finish each in order.
 
     The files group (NIfTI/NRRD) is finished last, once every DICOM group had its chance to claim
     its label files.
     """
-    deferred: list[_Group] = []
+    deferred: list[StudyGroup] = []
 
-    def built(group: _Group) -> None:
+    def built(group: StudyGroup) -> None:
+        state.absorb(group)
         if group.files_group:
             deferred.append(group)
             return
@@ -440,68 +395,47 @@ def _build_groups(groups: Iterator[_Group], n_groups: int, state: _RunState,
             progress("volumes", state.groups_done, n_groups)
 
     if client is None:
-        for group in groups:
-            for pc in group.to_build:
-                group.results[pc.job.case_id] = build_case(pc.job)
-            built(group)
+        for job in jobs:
+            built(plan_and_build(job, ctx))
     else:
-        _build_on_dask(groups, client, built)
+        _build_on_dask(jobs, ctx, client, built)
     for group in deferred:
         state.finish(group)
         if progress:
             progress("volumes", state.groups_done, n_groups)
 
 
-#: Cases per Dask task: amortises the per-task cost (scheduling, transfers) over several small series.
-CASES_PER_TASK = 8
+#: Study groups per Dask task: amortises the per-task cost (scheduling, transfers) over several small studies.
+GROUPS_PER_TASK = 8
 
 
-def _build_pickled(blob: bytes) -> list[dict[str, Any]]:
-    """Build the cases of a pickled list of :class:`CaseJob` (one bytes object per task, see :func:`_build_on_dask`)."""
-    jobs: list[CaseJob] = pickle.loads(blob)
-    return [build_case(job) for job in jobs]
-
-
-def _build_on_dask(groups: Iterator[_Group], client: distributed.Client, built: Callable[[_Group], None]) -> None:
-    """Build the groups' cases on Dask, :data:`CASES_PER_TASK` per task, a bounded number of tasks in flight."""
+def _build_on_dask(jobs: Iterator[GroupJob], ctx: GroupContext, client: distributed.Client,
+                   built: Callable[[StudyGroup], None]) -> None:
+    """Run :data:`GROUPS_PER_TASK` jobs per Dask task, a bounded number of tasks in flight; groups are
+    handed to ``built`` in job order (a run's catalog rows do not depend on which worker was faster)."""
     limit = _in_flight_limit(client)
     pending = distributed.as_completed()
-    owner: dict[str, _Group] = {}  # case id -> its group
-    chunk: list[CaseJob] = []
-    in_flight = 0
-
-    def submit() -> None:
-        nonlocal in_flight
-        if chunk:
-            pending.add(client.submit(_build_pickled, pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL),
-                                      pure=False))
-            chunk.clear()
-            in_flight += 1
+    seq_of: dict[Any, int] = {}  # future key -> its chunk's number
+    done: dict[int, list[StudyGroup]] = {}
+    next_seq = submitted = 0
 
     def settle(fut: distributed.Future) -> None:
-        nonlocal in_flight
-        results = fut.result()
+        nonlocal next_seq
+        done[seq_of.pop(fut.key)] = pickle.loads(fut.result())
         fut.release()
-        in_flight -= 1
-        for res in results:
-            group = owner.pop(res["case_id"])
-            group.results[res["case_id"]] = res
-            group.remaining -= 1
-            if group.remaining == 0:
+        while next_seq in done:
+            for group in done.pop(next_seq):
                 built(group)
+            next_seq += 1
 
-    for group in groups:
-        if not group.to_build:
-            built(group)
-            continue
-        for pc in group.to_build:
-            owner[pc.job.case_id] = group
-            chunk.append(pc.job)
-            if len(chunk) >= CASES_PER_TASK:
-                submit()
-        while in_flight >= limit:
+    for chunk in _batched(jobs, GROUPS_PER_TASK):
+        fut = client.submit(plan_and_build_pickled, pickle.dumps((ctx, chunk), protocol=pickle.HIGHEST_PROTOCOL),
+                            pure=False)
+        seq_of[fut.key] = submitted
+        submitted += 1
+        pending.add(fut)
+        while len(seq_of) >= limit:
             settle(next(pending))
-    submit()
     for fut in pending:
         settle(fut)
 
@@ -599,7 +533,8 @@ def _ingest_locked(
     n_groups = len(catalog.study_groups("ok"))
     if progress:
         progress("plan", 0, n_groups)
-    _build_groups(_plan_groups(catalog, ws, cfg, roots, state), n_groups, state, client, progress)
+    ctx, jobs = _group_jobs(catalog, ws, cfg, roots, state)
+    _build_groups(jobs, ctx, n_groups, state, client, progress)
     catalog.set_file_series(state.file_series)
 
     series_rows, quarantine = state.series_rows, state.quarantine

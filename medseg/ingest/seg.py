@@ -15,18 +15,19 @@ segment number wins (a single label map cannot hold overlaps).
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pydicom
 from numpy.typing import NDArray
-from pydicom.dataset import Dataset
 
 from medseg.geometry import Geometry
 from medseg.ingest.fast_header import FRAME_ATTRS, scan_frame_groups
 from medseg.ingest.reasons import IngestError, Reason
 from medseg.ingest.seg_scan import SegContent, scan_seg
 from medseg.ingest.stacks import Frame
+
+if TYPE_CHECKING:  # pydicom is imported on first use (fallback paths only)
+    from pydicom.dataset import Dataset
 
 FRACTIONAL_THRESHOLD = 0.5
 INPLANE_TOL = 0.1  # pixels: SEG frame origin must fall on an image pixel centre
@@ -83,6 +84,8 @@ def read_seg(path: str) -> tuple[Dataset, NDArray[Any]]:
     Raises:
         IngestError: ``seg_error`` when the file or its pixel data cannot be read.
     """
+    import pydicom
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -28,12 +28,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
 from numpy.typing import NDArray
-from zarr.codecs import BloscCodec
 
 from medseg.geometry import Geometry
 from medseg.io.zarr_direct import (
@@ -44,6 +42,9 @@ from medseg.io.zarr_direct import (
     write_array,
     write_group,
 )
+
+if TYPE_CHECKING:  # zarr-python is imported on first use: writing a whole case does not need it
+    import zarr
 
 _log = logging.getLogger(__name__)
 
@@ -211,6 +212,8 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 def read_case(path: Path, labels: bool = True) -> CaseVolume:
     """Read a completed store into memory."""
+    import zarr
+
     meta = read_meta(path)
     root = zarr.open_group(str(path), mode="r")
     image = np.asarray(_array(root, "0")[...])
@@ -231,6 +234,8 @@ def read_case(path: Path, labels: bool = True) -> CaseVolume:
 
 
 def _array(root: zarr.Group, name: str) -> zarr.Array:
+    import zarr
+
     arr = root[name]
     if not isinstance(arr, zarr.Array):
         raise IncompleteStoreError(f"{root.store_path}/{name} is a group, not an array")
@@ -239,6 +244,8 @@ def _array(root: zarr.Group, name: str) -> zarr.Array:
 
 def open_array(path: Path, name: str = "0") -> zarr.Array:
     """Open one array of a completed store lazily (e.g. ``"0"`` or ``"labels/gt/0"``)."""
+    import zarr
+
     read_meta(path)
     arr = _array(zarr.open_group(str(path), mode="r"), name)
     return arr
@@ -274,6 +281,8 @@ class CaseWriter:
 
 
 def _new_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...]) -> zarr.Array:
+    from zarr.codecs import BloscCodec
+
     return group.create_array(
         name,
         shape=shape,
@@ -312,6 +321,8 @@ def case_writer(
             for z0 in range(0, shape[0], 64):
                 w.image[z0 : z0 + 64] = slab(z0)
     """
+    import zarr
+
     path = Path(path)
     if len(shape) != 3:
         raise ValueError(f"case {case_id}: image must be 3D (z, y, x), got shape {shape}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from dicom_factory import ct_slices, seg_for, write
 
-import medseg.ingest.run as run_module
+import medseg.ingest.study_groups as study_groups
 from medseg.config import IngestConfig
 from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
@@ -33,13 +33,13 @@ def _archive(root: Path, studies: int) -> None:
 def planned_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Number of headers handed to each planning call."""
     sizes: list[int] = []
-    original = run_module.plan_ingest
+    original = study_groups.plan_ingest
 
     def spy(headers: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
         sizes.append(len(headers))
         return original(headers, *args, **kwargs)
 
-    monkeypatch.setattr(run_module, "plan_ingest", spy)
+    monkeypatch.setattr(study_groups, "plan_ingest", spy)
     return sizes
 
 
