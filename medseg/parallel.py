@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -64,37 +65,65 @@ def _client(cfg: DaskConfig) -> Iterator[Client]:
         finally:
             client.close()
         return
+    # Workers start in the background (LocalCluster would wait ~0.5 s for them): the caller's first
+    # steps, e.g. scanning the sources, overlap with their start; :func:`worker_threads` waits for them.
+    # One BLAS thread per Dask thread: set in this process's environment for the spawns (the Nanny
+    # sets pre-spawn variables here), restored when the cluster closes.
     env = {k: str(cfg.threads_per_worker) for k in _BLAS_THREAD_VARS}
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # inherited by the spawned worker processes
+    os.environ.update(env)
     try:
-        cluster = LocalCluster(
-            n_workers=cfg.n_workers,
-            threads_per_worker=cfg.threads_per_worker,
-            processes=True,
-            memory_limit=cfg.memory_limit,
-            dashboard_address=":0",
-            silence_logs=logging.WARNING,
-        )
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}):
+            cluster = LocalCluster(
+                n_workers=0,
+                threads_per_worker=cfg.threads_per_worker,
+                processes=True,
+                memory_limit=cfg.memory_limit,
+                dashboard_address=":0",
+                silence_logs=logging.WARNING,
+            )
+            cluster.scale(cfg.n_workers)
+            client = Client(cluster.scheduler_address)  # Client(cluster) would wait for the workers
+            _STARTING[client] = cfg.n_workers
+            log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
+            try:
+                yield client
+            finally:
+                client.close()
+                cluster.close()
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    client = Client(cluster)
-    log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
+
+
+#: How long :func:`worker_threads` waits for the workers of a LocalCluster that is still starting.
+WORKER_START_TIMEOUT_S = 120.0
+
+
+#: Clients of the LocalClusters :func:`dask_client` started -> the number of workers requested.
+_STARTING: weakref.WeakKeyDictionary[Client, int] = weakref.WeakKeyDictionary()
+
+
+def expected_workers(client: Client) -> int:
+    """Workers ``client``'s cluster has or is starting (a LocalCluster's requested count; else those connected)."""
+    return _STARTING.get(client) or len(client.scheduler_info().get("workers", {}))
 
 
 def worker_threads(client: Client | None) -> int:
     """Worker threads of ``client``'s cluster (1 without a client)."""
     if client is None:
         return 1
+    expected = expected_workers(client)
+    try:
+        client.wait_for_workers(expected, timeout=WORKER_START_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise RuntimeError(
+            f"only {len(client.scheduler_info().get('workers', {}))} of {expected} Dask workers started within "
+            f"{WORKER_START_TIMEOUT_S:.0f} s (see the worker errors above; check dask.memory_limit and free memory)"
+        ) from exc
     info = client.scheduler_info().get("workers", {})
     return max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
 

@@ -324,11 +324,16 @@ class Catalog:
                     out[r["path"]] = (r["size"], r["mtime_ns"])
         return out
 
-    def files_not_in(self, seen: Iterable[str], roots: list[str]) -> list[str]:
+    def files_not_in(self, seen: Iterable[str], roots: list[str], n_seen: int = -1) -> list[str]:
         """Indexed files under ``roots`` that are not in ``seen`` (the files removed from the sources).
 
         ``seen`` is streamed into a scratch table of the catalog, so memory stays flat in archive size.
+        ``n_seen``: how many paths ``seen`` holds, all of them indexed already (as after an ingest's
+        header phase); when the catalog holds exactly that many files under ``roots``, none was
+        removed and ``seen`` is not read.
         """
+        if n_seen >= 0 and self._count_under(roots) == n_seen:
+            return []
         with self._connect() as con:
             con.execute("CREATE TEMP TABLE IF NOT EXISTS seen (path TEXT PRIMARY KEY)")
             con.execute("DELETE FROM seen")
@@ -338,6 +343,18 @@ class Catalog:
         prefixes = [r.rstrip(os.sep) + os.sep for r in roots]
         return [r["path"] for r in rows if any(r["path"] == root or r["path"].startswith(pre)
                                                 for root, pre in zip(roots, prefixes, strict=True))]
+
+    def _count_under(self, roots: list[str]) -> int:
+        """Indexed files under ``roots`` (a file counts once per root it is under)."""
+        total = 0
+        with self._connect() as con:
+            for root in roots:
+                prefix = root.rstrip(os.sep) + os.sep
+                upper = prefix[:-1] + chr(ord(os.sep) + 1)  # every path starting with ``prefix`` sorts below
+                total += con.execute(
+                    "SELECT COUNT(*) FROM files WHERE path = ? OR (path >= ? AND path < ?)", (root, prefix, upper)
+                ).fetchone()[0]
+        return total
 
     # --- series / studies / quarantine (rewritten by each run) ---------------------------------
     def series_rows(self) -> dict[str, dict[str, Any]]:

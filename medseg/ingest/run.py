@@ -51,7 +51,7 @@ from medseg.ingest.study_groups import (
 )
 from medseg.ingest.volume_files import DATASET_JSON, volume_suffix
 from medseg.io.volume_store import clean_partial_stores
-from medseg.parallel import task_size, worker_threads
+from medseg.parallel import expected_workers, task_size, worker_threads
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _in_flight_limit(client: distributed.Client) -> int:
-    return max(4, 4 * len(client.scheduler_info().get("workers", {})))
+    return max(4, 4 * expected_workers(client))
 
 
 def _bounded_map(
@@ -328,8 +328,8 @@ class _RunState:
         self.groups_done += 1
 
 
-def _group_jobs(catalog: Catalog, ws: Workspace, cfg: IngestConfig, roots: list[str],
-                state: _RunState) -> tuple[GroupContext, Iterator[GroupJob]]:
+def _group_jobs(catalog: Catalog, groups: list[list[str | None]], ws: Workspace, cfg: IngestConfig,
+                roots: list[str], state: _RunState) -> tuple[GroupContext, Iterator[GroupJob]]:
     """The run's shared context and one job per study group (a study's series, SEG, RTSTRUCT and masks).
 
     Studies that share a series (broken exports) form one group (:meth:`Catalog.study_groups`).
@@ -337,7 +337,6 @@ def _group_jobs(catalog: Catalog, ws: Workspace, cfg: IngestConfig, roots: list[
     label files may claim them. Only one group's rows are in memory at a time (jobs are made
     lazily), so memory does not grow with the archive.
     """
-    groups = catalog.study_groups("ok")
     ctx = GroupContext(workspace_root=str(ws.root), secret=cfg.deid_secret, roots=roots, orphans=[])
     files_job: GroupJob | None = None
     if groups and groups[-1] == [None]:
@@ -503,7 +502,7 @@ def _ingest_locked(
     t0: float,
 ) -> IngestSummary:
     # workers import the decoders while this process scans the sources (futures kept until the end)
-    warm = client.map(_warm_worker, range(len(client.scheduler_info()["workers"])), pure=False) if client else []
+    warm = client.map(_warm_worker, range(expected_workers(client)), pure=False) if client else []
     clean_stale_stores(ws.volumes_dir)
     catalog = Catalog(ws.catalog_path)
     roots = [str(Path(s).expanduser().resolve()) for s in sources]
@@ -519,7 +518,7 @@ def _ingest_locked(
             progress("scan", n_files, n_files)
         n_todo = _select_unindexed(catalog, scratch, todo_file)
         _read_headers(_read_scratch(todo_file), n_todo, cfg, client, progress, catalog, run_id)
-        removed = catalog.files_not_in((p for p, _, _ in _read_scratch(scratch)), roots)
+        removed = catalog.files_not_in((p for p, _, _ in _read_scratch(scratch)), roots, n_seen=n_files)
     finally:
         scratch.unlink(missing_ok=True)
         todo_file.unlink(missing_ok=True)
@@ -530,10 +529,11 @@ def _ingest_locked(
         if q.get("case_id"):
             previous_quarantine.setdefault(q["case_id"], []).append(q)
     state = _RunState(previous=catalog.series_rows(), previous_quarantine=previous_quarantine, run_id=run_id)
-    n_groups = len(catalog.study_groups("ok"))
+    groups = catalog.study_groups("ok")
+    n_groups = len(groups)
     if progress:
         progress("plan", 0, n_groups)
-    ctx, jobs = _group_jobs(catalog, ws, cfg, roots, state)
+    ctx, jobs = _group_jobs(catalog, groups, ws, cfg, roots, state)
     _build_groups(jobs, ctx, n_groups, state, client, progress)
     catalog.set_file_series(state.file_series)
 

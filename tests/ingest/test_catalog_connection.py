@@ -54,3 +54,18 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path, monkeypatch: py
     assert parent_con in catalog_module._INHERITED  # never closed in the child
     cat.insert_file_rows([_row("/child")])
     assert len(cat.known_files()) == 2
+
+
+def test_removed_files_are_found_with_and_without_the_count_shortcut(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "catalog.sqlite")
+    cat.insert_file_rows([_row(p) for p in ("/src/a/1", "/src/a/2", "/src/b", "/src-other/c", "/srcx/d")])
+    seen = ["/src/a/1", "/src/b"]
+    assert cat.files_not_in(iter(seen), ["/src"]) == ["/src/a/2"]
+    assert cat.files_not_in(iter(seen), ["/src"], n_seen=len(seen)) == ["/src/a/2"]  # counts differ: exact path
+    everything = ["/src/a/1", "/src/a/2", "/src/b"]  # "/src-other" and "/srcx" are not under "/src"
+
+    def must_not_be_read() -> list[str]:
+        raise AssertionError("the shortcut should not read the scanned paths")
+
+    assert cat.files_not_in(iter(must_not_be_read, None), ["/src"], n_seen=len(everything)) == []
+    assert cat.files_not_in(iter(["/src/b"]), ["/src/b"], n_seen=1) == []  # a root that is a file
