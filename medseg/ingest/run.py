@@ -2,8 +2,9 @@
 
 Phases (``progress(phase, done, total)`` is called for each): ``scan`` (list every file, any
 name), ``headers`` (read new/changed files only; Dask batches of up to ``cfg.files_per_batch``
-when a client is given), ``plan`` (assemble stacks, link labels), ``volumes`` (decode + write changed cases;
-one Dask task per case when a client is given).
+when a client is given), ``plan`` (list the study groups), ``volumes`` (per study group: assemble
+stacks, link labels, decode + write changed cases; :data:`GROUPS_PER_TASK` groups per Dask task,
+planned and built on the workers, when a client is given; see :mod:`medseg.ingest.study_groups`).
 
 Incremental: a file whose (path, size, mtime_ns) is already in the catalog is not read again; a
 case whose content hash (instances + label sources + build version) is unchanged and whose volume
