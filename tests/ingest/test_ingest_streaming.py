@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 from dicom_factory import ct_slices, seg_for, write
 
+import medseg.ingest.run as run_module
 import medseg.ingest.study_groups as study_groups
 from medseg.config import IngestConfig
 from medseg.ingest.catalog import Catalog
@@ -85,6 +88,37 @@ def test_streaming_with_dask_matches_sequential(tmp_path: Path) -> None:
     for cid in rows1:
         np.testing.assert_array_equal(read_case(seq.volume_path(cid)).labels["gt"],
                                       read_case(par.volume_path(cid)).labels["gt"])
+
+
+def _series_order(ws: Workspace) -> list[str]:
+    with sqlite3.connect(ws.catalog_path) as con:
+        return [r[0] for r in con.execute("SELECT series_key FROM series ORDER BY rowid")]
+
+
+def test_groups_are_stored_in_study_order_whichever_worker_finishes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _archive(tmp_path / "src", studies=4)
+    seq, par = Workspace.at(tmp_path / "seq"), Workspace.at(tmp_path / "par")
+    ingest([tmp_path / "src"], seq, CFG)
+    calls = tmp_path / "calls"  # tasks are serialised: count them in a file, not a closure
+    original = run_module.plan_and_build_pickled
+
+    def first_task_slow(blob: bytes) -> bytes:
+        with open(calls, "a+") as fh:
+            fh.write("x")
+            fh.seek(0)
+            first = fh.read() == "x"
+        if first:
+            time.sleep(1.0)  # the first study's task finishes after the others
+        return original(blob)
+
+    monkeypatch.setattr(run_module, "GROUPS_PER_TASK", 1)
+    monkeypatch.setattr(run_module, "plan_and_build_pickled", first_task_slow)
+    with distributed.Client(n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None) as client:
+        s = ingest([tmp_path / "src"], par, CFG, client=client)
+    assert s.cases == 4 and calls.read_text() == "xxxx"
+    assert _series_order(par) == _series_order(seq)
 
 
 def test_removed_files_are_found_without_listing_them_in_memory(tmp_path: Path) -> None:
