@@ -63,7 +63,8 @@ def main():
     src, ws, workers = Path(sys.argv[1]), Workspace.at(sys.argv[2]), int(sys.argv[3])
     cfg = IngestConfig(files_per_batch=int(sys.argv[4]))
     if workers > 0:
-        with dask_client(DaskConfig(n_workers=workers, threads_per_worker=1, memory_limit="3GiB")) as client:
+        dask_cfg = DaskConfig(n_workers=workers, threads_per_worker=1, memory_limit="3GiB")
+        with dask_client(dask_cfg, workers_in_background=True) as client:  # as medseg.stages.ingest does
             s = ingest([src], ws, cfg, client=client)
     else:
         s = ingest([src], ws, cfg)

@@ -39,11 +39,18 @@ def _quiet_distributed(level: int = logging.WARNING) -> Iterator[None]:
 
 
 @contextmanager
-def dask_client(cfg: DaskConfig) -> Iterator[Client]:
+def dask_client(cfg: DaskConfig, *, workers_in_background: bool = False) -> Iterator[Client]:
     """Yield a connected client; a LocalCluster is started (and closed) only when no address is set.
 
     Local workers are processes with one BLAS thread per Dask thread, so N workers never
     oversubscribe the cores.
+
+    Args:
+        workers_in_background: yield as soon as the LocalCluster's scheduler runs; its workers
+            start meanwhile (~0.5 s), and :func:`worker_threads` waits for them (raising a clear
+            error if they do not come up). For callers that call :func:`worker_threads` before
+            they submit work, e.g. :func:`medseg.ingest.run.ingest`, which scans the sources
+            meanwhile. Otherwise the LocalCluster is up, or has failed, when the client is yielded.
     """
     # Dask keeps the last `low-level-log-length` messages of every comm (default 1000), task
     # arguments included: ~20 MB per worker for ingest jobs, in the process running the local
@@ -51,12 +58,12 @@ def dask_client(cfg: DaskConfig) -> Iterator[Client]:
     settings: dict[str, object] = {"distributed.admin.low-level-log-length": _COMM_LOG_LENGTH}
     settings.update({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in _WORKER_MALLOC_ENV.items()})
     with _quiet_distributed(), dask.config.set(settings):
-        with _client(cfg) as client:
+        with _client(cfg, workers_in_background) as client:
             yield client
 
 
 @contextmanager
-def _client(cfg: DaskConfig) -> Iterator[Client]:
+def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
     if cfg.address:
         client = Client(cfg.address, timeout="30s")
         log.info("connected to Dask scheduler %s (dashboard: %s)", cfg.address, client.dashboard_link)
@@ -65,26 +72,27 @@ def _client(cfg: DaskConfig) -> Iterator[Client]:
         finally:
             client.close()
         return
-    # Workers start in the background (LocalCluster would wait ~0.5 s for them): the caller's first
-    # steps, e.g. scanning the sources, overlap with their start; :func:`worker_threads` waits for them.
     # One BLAS thread per Dask thread: set in this process's environment for the spawns (the Nanny
-    # sets pre-spawn variables here), restored when the cluster closes.
+    # also sets pre-spawn variables here, for workers started later), restored when the cluster closes.
     env = {k: str(cfg.threads_per_worker) for k in _BLAS_THREAD_VARS}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}):
             cluster = LocalCluster(
-                n_workers=0,
+                n_workers=0 if workers_in_background else cfg.n_workers,
                 threads_per_worker=cfg.threads_per_worker,
                 processes=True,
                 memory_limit=cfg.memory_limit,
                 dashboard_address=":0",
                 silence_logs=logging.WARNING,
             )
-            cluster.scale(cfg.n_workers)
-            client = Client(cluster.scheduler_address)  # Client(cluster) would wait for the workers
-            _STARTING[client] = cfg.n_workers
+            if workers_in_background:
+                cluster.scale(cfg.n_workers)
+                client = Client(cluster.scheduler_address)  # Client(cluster) would wait for the workers
+                _STARTING[client] = cfg.n_workers
+            else:
+                client = Client(cluster)
             log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
             try:
                 yield client

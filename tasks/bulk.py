@@ -75,7 +75,7 @@ def bulk_assemble_task(cfg: MedsegConfig) -> IngestSummary:
     """Plan series and write volume stores for the indexed files (a normal incremental ingest)."""
     ws = Workspace.at(cfg.workspace).ensure()
     sources = [Path(s) for s in check_sources(cfg.sources)]
-    with dask_client(cfg.dask) as client:
+    with dask_client(cfg.dask, workers_in_background=True) as client:  # started while ingest scans
         summary = ingest(sources, ws, cfg.ingest, client=client, progress=TaskProgress("bulk-assemble"))
     _logger().info("bulk assemble: %s", summary.model_dump())
     return summary

@@ -30,8 +30,8 @@ def _malloc_env() -> dict[str, str | None]:
 
 def test_local_workers_keep_an_adaptive_heap() -> None:
     with dask_client(DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="1GiB")) as client:
-        assert worker_threads(client) == 1  # waits for the worker, which starts in the background
         envs = list(client.run(_malloc_env).values())
+        assert worker_threads(client) == 1
     # Dask's default MALLOC_TRIM_THRESHOLD_=65536 made every array > 128 KiB a fresh mmap
     assert envs == [{"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}]
     assert worker_threads(None) == 1
@@ -41,11 +41,13 @@ def _blas_env() -> str | None:
     return os.environ.get("OMP_NUM_THREADS")
 
 
+@pytest.mark.parametrize("background", [False, True])
 def test_local_workers_get_one_blas_thread_per_dask_thread_and_the_caller_keeps_its_own(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, background: bool
 ) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
-    with dask_client(DaskConfig(n_workers=1, threads_per_worker=2, memory_limit="1GiB")) as client:
-        assert worker_threads(client) == 2
+    cfg = DaskConfig(n_workers=1, threads_per_worker=2, memory_limit="1GiB")
+    with dask_client(cfg, workers_in_background=background) as client:
+        assert worker_threads(client) == 2  # in the background case: waits for the worker to start
         assert list(client.run(_blas_env).values()) == ["2"]
     assert os.environ["OMP_NUM_THREADS"] == "7"

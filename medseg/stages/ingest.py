@@ -56,7 +56,7 @@ def run_ingest_stage(cfg: MedsegConfig, progress: ProgressFn | None = None, forc
     if rec is not None:
         return StageOutcome(stage=STAGE, skipped=True, reason="sources unchanged since last ingest",
                             stats=rec.stats, outputs=rec.outputs)
-    with dask_client(cfg.dask) as client:
+    with dask_client(cfg.dask, workers_in_background=True) as client:  # started while ingest scans
         summary = ingest(sources, ws, cfg.ingest, client=client, progress=progress)
     stats = summary.model_dump(mode="json")
     rec = save_record(ws, STAGE, key, [ws.catalog_path], stats, started)
