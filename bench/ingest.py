@@ -188,6 +188,10 @@ def run_tool(tool: str, archive: Path, out: Path, files: int, workers: int, batc
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    # every tool starts from the same state: the archive in the page cache (the kernel may have
+    # dropped some of it during the previous tool), and no writeback of earlier outputs pending
+    warm_cache(archive)
+    os.sync()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     py = sys.executable
     if tool == "medseg":
