@@ -109,14 +109,15 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 @contextmanager
-def services(work: Path, n_workers: int) -> Iterator[dict[str, Any]]:
+def services(work: Path, n_workers: int, worker_profile: bool = False) -> Iterator[dict[str, Any]]:
     """A Prefect server and a Dask cluster on 127.0.0.1 for the whole benchmark."""
     procs: list[subprocess.Popen[bytes]] = []
     port = _free_port()
     env = dict(os.environ)
     env.update(PREFECT_HOME=str(work / "prefect-home"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
                PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false", PYTHONPATH=str(REPO),
-               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=str(worker_profile))  # off, as deploy/ runs its workers
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
@@ -291,6 +292,8 @@ def main() -> None:
     ap.add_argument("--files-per-batch", type=int, default=None,
                     help="files per Dask task inside a batch (default: ingest.files_per_batch)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--worker-profile", action="store_true",
+                    help="keep Dask's statistical profiler on in the workers (deploy/ turns it off)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/medseg-bench-bulk"))
     ap.add_argument("--no-plain", action="store_true", help="skip the anchor (plain index_files) runs")
     ap.add_argument("--timeout", type=float, default=3600)
@@ -309,7 +312,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
         work = Path(tmp)
-        with services(work, args.workers) as svc:
+        with services(work, args.workers, args.worker_profile) as svc:
             env, address = svc["env"], svc["address"]
             _run("warm-up", "flow", _cfg(work / "ws-warm", warm_archive, address, args),
                  env, args.timeout)

@@ -51,3 +51,16 @@ def test_local_workers_get_one_blas_thread_per_dask_thread_and_the_caller_keeps_
         assert worker_threads(client) == 2  # in the background case: waits for the worker to start
         assert list(client.run(_blas_env).values()) == ["2"]
     assert os.environ["OMP_NUM_THREADS"] == "7"
+
+
+def _profiling() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
+@pytest.mark.parametrize("profile", [False, True])
+def test_local_workers_run_the_dask_profiler_only_when_asked(profile: bool) -> None:
+    cfg = DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="1GiB", worker_profile=profile)
+    with dask_client(cfg) as client:
+        assert list(client.run(_profiling).values()) == [profile]

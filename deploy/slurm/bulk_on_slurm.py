@@ -39,7 +39,8 @@ def main() -> None:
         memory=f"{4 * args.processes}GB",
         walltime=args.walltime,
         local_directory="$TMPDIR",
-        job_script_prologue=["export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"],
+        job_script_prologue=["export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1",
+                             "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"],
     )
     cluster.scale(jobs=args.jobs)
     try:
