@@ -4,6 +4,7 @@ that of an uninterrupted ingest."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -54,8 +55,16 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 def _run_flow(cfg_file: Path, tmp: Path, delay: float, run_id: str) -> subprocess.Popen[str]:
+    """The flow in a process group of its own: with its ephemeral Prefect server (a child process)."""
     return subprocess.Popen([sys.executable, "-c", _CHILD, str(cfg_file), str(delay), run_id], cwd=REPO,
-                            env=_env(tmp), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=_env(tmp), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the flow and its ephemeral server, as a crash of the machine would (no orphan server left)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _records(folder: Path) -> dict[int, str]:
@@ -92,18 +101,20 @@ def test_killed_bulk_flow_resumes_without_redoing_batches(tmp_path: Path) -> Non
                 time.sleep(0.05)
             else:
                 pytest.fail("no batch record appeared within 120 s")
-            os.kill(proc.pid, signal.SIGKILL)
+            _kill_group(proc)
             proc.wait(timeout=30)
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            _kill_group(proc)
         folder = folders[0]
         manifest = load_manifest(ws, folder.name)
         before = _records(folder)
         assert 2 <= len(before) < manifest.n_batches, "the kill must land part-way"
 
         rerun = _run_flow(cfg_file, tmp_path, delay=0.0, run_id="run-2")
-        out, _ = rerun.communicate(timeout=300)
+        try:
+            out, _ = rerun.communicate(timeout=300)
+        finally:
+            _kill_group(rerun)  # a server its exit left behind
         assert rerun.returncode == 0, out[-3000:]
     result: dict[str, Any] = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[7:])
     after = _records(folder)
