@@ -11,6 +11,7 @@ line) on stdout; it lands in ``info``.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import tempfile
@@ -95,3 +96,15 @@ def run_measured(tool: str, cmd: list[str], env: dict[str, str] | None = None, t
     out.close()
     rc = -9 if killed else proc.returncode
     return Measured(tool, wall, tree_peak / 2**20, max_peak / 2**20, rc, _parse_info(text), text[-3000:], cpu)
+
+
+def settle(folder: Path) -> None:
+    """Start a measured run from the same state as the others: every file under ``folder`` in the
+    page cache (the kernel may have dropped part of it since the last run, which would then pay for
+    the disk reads) and no writeback of earlier outputs pending."""
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(parent, name), "rb") as fh:
+                while fh.read(1 << 20):
+                    pass
+    os.sync()

@@ -54,7 +54,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench._measure import Measured, run_measured  # noqa: E402
+from bench._measure import Measured, run_measured, settle  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FILES_PER_CASE = 35.0
@@ -239,18 +239,6 @@ def _worker_rss_mib(procs: list[subprocess.Popen[bytes]]) -> float:
     return peak
 
 
-def _settle(archive: Path) -> None:
-    """Start every measured run from the same state: the archive in the page cache (the kernel may
-    have dropped part of it since the last run: the first run would pay for the disk reads) and no
-    writeback of earlier outputs pending."""
-    for folder, _, files in os.walk(archive):
-        for name in files:
-            with open(os.path.join(folder, name), "rb") as fh:
-                while fh.read(1 << 20):
-                    pass
-    os.sync()
-
-
 def _run(tool: str, mode: str, cfg: dict[str, Any], env: dict[str, str], timeout: float) -> Measured:
     cmd = [sys.executable, str(Path(__file__).resolve()), f"--child-{mode}", json.dumps(cfg)]
     m = run_measured(tool, cmd, env=env, timeout=timeout, cwd=REPO)
@@ -318,7 +306,7 @@ def main() -> None:
                  env, args.timeout)
             for size, (archive, n_files) in archives.items():
                 cfg = _cfg(work / f"ws-flow-{size}", archive, address, args)
-                _settle(archive)
+                settle(archive)
                 before = _service_cpu(svc)
                 m = _run("bulk-flow", "flow", cfg, env, args.timeout)
                 after = _service_cpu(svc)
@@ -336,7 +324,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 if not args.no_plain:
                     cfg = _cfg(work / f"ws-plain-{size}", archive, address, args)
-                    _settle(archive)
+                    settle(archive)
                     p = _run("plain", "plain", cfg, env, args.timeout)
                     prow = {"files": n_files, "tool": "plain index_files", "tasks": 1, "wall_s": p.wall_s,
                             "flow_s": p.info["work_wall_s"], "work_s": math.nan, "overhead": math.nan,

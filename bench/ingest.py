@@ -44,7 +44,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench._measure import run_measured  # noqa: E402
+from bench._measure import run_measured, settle  # noqa: E402
 from medseg.config import IngestConfig  # noqa: E402
 
 REAL_D2N = REPO.parent / "shared" / "data" / "real" / "dicom2nifti"
@@ -163,14 +163,6 @@ def build_archive(root: Path, files: int, seed: int, workers: int) -> int:
     return n
 
 
-def warm_cache(root: Path) -> None:
-    for p in root.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as fh:
-                while fh.read(1 << 20):
-                    pass
-
-
 def measure(tool: str, cmd: list[str], files: int, env: dict[str, str], timeout: float) -> Result:
     """Run ``cmd`` under :func:`bench._measure.run_measured`; the child's JSON line becomes ``outputs``."""
     m = run_measured(tool, cmd, env, timeout)
@@ -188,10 +180,7 @@ def run_tool(tool: str, archive: Path, out: Path, files: int, workers: int, batc
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    # every tool starts from the same state: the archive in the page cache (the kernel may have
-    # dropped some of it during the previous tool), and no writeback of earlier outputs pending
-    warm_cache(archive)
-    os.sync()
+    settle(archive)  # every tool starts with the archive cached and no writeback pending
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     py = sys.executable
     if tool == "medseg":
@@ -254,7 +243,6 @@ def main() -> None:
         small = work / f"archive-{args.small_files}"
         n_small = build_archive(small, args.small_files, args.seed + 100, args.workers) if args.small_files else 0
         print(f"# cpu count {os.cpu_count()}, load average {os.getloadavg()}", flush=True)
-        warm_cache(big)
         results = []
         for tool in tools:
             print(f"# running {tool} on {n_big} files ...", flush=True)
@@ -262,7 +250,6 @@ def main() -> None:
             print(f"#   {row(results[-1])}", flush=True)
         print_table(results, f"Archive: {n_big} files ({big})")
         if args.small_files and "medseg" in tools:
-            warm_cache(small)
             small_res = run_tool(
                 "medseg", small, work / "out" / "medseg-small", n_small, args.workers, args.batch, args.timeout
             )

@@ -75,33 +75,32 @@ def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
         finally:
             client.close()
         return
-    # One BLAS thread per Dask thread: set in this process's environment for the spawns (the Nanny
-    # also sets pre-spawn variables here, for workers started later), restored when the cluster closes.
+    # One BLAS thread per Dask thread, inherited by every worker spawned while the cluster is up (the
+    # Nanny lets this process's environment override its pre-spawn config); restored when it closes.
     env = {k: str(cfg.threads_per_worker) for k in _BLAS_THREAD_VARS}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}):
-            cluster = LocalCluster(
-                n_workers=0 if workers_in_background else cfg.n_workers,
-                threads_per_worker=cfg.threads_per_worker,
-                processes=True,
-                memory_limit=cfg.memory_limit,
-                dashboard_address=":0",
-                silence_logs=logging.WARNING,
-            )
-            if workers_in_background:
-                cluster.scale(cfg.n_workers)
-                client = Client(cluster.scheduler_address)  # Client(cluster) would wait for the workers
-                _STARTING[client] = cfg.n_workers
-            else:
-                client = Client(cluster)
-            log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
-            try:
-                yield client
-            finally:
-                client.close()
-                cluster.close()
+        cluster = LocalCluster(
+            n_workers=0 if workers_in_background else cfg.n_workers,
+            threads_per_worker=cfg.threads_per_worker,
+            processes=True,
+            memory_limit=cfg.memory_limit,
+            dashboard_address=":0",
+            silence_logs=logging.WARNING,
+        )
+        if workers_in_background:
+            cluster.scale(cfg.n_workers)
+            client = Client(cluster.scheduler_address)  # Client(cluster) would wait for the workers
+            _STARTING[client] = cfg.n_workers
+        else:
+            client = Client(cluster)
+        log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
     finally:
         for k, v in saved.items():
             if v is None:

@@ -32,10 +32,10 @@ from numpy.typing import NDArray
 from medseg.geometry import Geometry
 from medseg.ingest.polygon import fill_polygon, point_in_polygon
 from medseg.ingest.reasons import IngestError, Reason
+from medseg.ingest.stacks import Frame
 
 if TYPE_CHECKING:  # pydicom is imported on first use
     from pydicom.dataset import Dataset
-from medseg.ingest.stacks import Frame
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 SLICE_TOL = 0.5  # slices: a contour belongs to the nearest slice within half a slice
