@@ -174,7 +174,7 @@ def _cfg(ws: Path, archive: Path, address: str, args: argparse.Namespace) -> dic
         "workspace": str(ws), "sources": [str(archive)], "dask": {"address": address},
         "ingest": {"deid_secret": SECRET,
                    **({"files_per_batch": args.files_per_batch} if args.files_per_batch else {})},
-        "ops": {"bulk_tasks_in_flight": args.in_flight,
+        "ops": {**({"bulk_tasks_in_flight": args.in_flight} if args.in_flight else {}),
                 **({"bulk_files_per_task": args.files_per_task} if args.files_per_task else {})},
     }).model_dump(mode="json")
 
@@ -185,7 +185,7 @@ def child_flow(cfg: dict[str, Any]) -> None:
     t0 = time.perf_counter()
     result = bulk_flow(config=cfg, assemble=False)
     result["process_flow_s"] = time.perf_counter() - t0
-    result["in_flight"] = cfg["ops"]["bulk_tasks_in_flight"]
+    result["in_flight"] = cfg["ops"].get("bulk_tasks_in_flight")
     print("BENCHJSON " + json.dumps(result), flush=True)
 
 
@@ -276,7 +276,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="2000,20000,100000", help="comma-separated archive sizes (files)")
     ap.add_argument("--files-per-task", type=int, default=None, help="default: ops.bulk_files_per_task")
-    ap.add_argument("--in-flight", type=int, default=2, help="batch tasks running at once")
+    ap.add_argument("--in-flight", type=int, default=None,
+                    help="batch tasks running at once (default: ops.bulk_tasks_in_flight)")
     ap.add_argument("--files-per-batch", type=int, default=None,
                     help="files per Dask task inside a batch (default: ingest.files_per_batch)")
     ap.add_argument("--workers", type=int, default=2)
@@ -344,7 +345,7 @@ def _print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     per_task = args.files_per_task or OpsConfig().bulk_files_per_task
     per_batch = args.files_per_batch or IngestConfig.model_fields["files_per_batch"].default
     print(f"bulk flow (index only), {per_task} files/task, up to {per_batch} files per Dask task, "
-          f"{args.in_flight} tasks in flight, "
+          f"{args.in_flight or OpsConfig().bulk_tasks_in_flight} tasks in flight, "
           f"{args.workers} Dask workers x 1 thread; anchor = plain index_files (no Prefect, no batching)")
     header = f"{'files':>8} {'tool':<18} {'tasks':>5} {'wall_s':>8} {'flow_s':>8} {'work_s':>8} {'overhead':>9} " \
              f"{'vs_plain':>8} {'rss_tree':>9} {'rss_max':>8} {'wrk_rss':>8}"

@@ -15,7 +15,9 @@ and studies appear only as keyed hashes. SeriesInstanceUID and SOPInstanceUID *a
 to resolve SEG references and to write DICOM SEG results back): treat the catalog file as
 confidential and do not ship it with models or reports.
 
-A connection is opened per call (WAL mode), so readers never block the ingest writer for long.
+Each process keeps one connection per catalog file (WAL mode), shared by its threads: one
+transaction at a time per process (two connections of one process writing in turn would drop each
+other's page cache on every commit), while readers in other processes never block the writer for long.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_series ON files(series_uid);
 CREATE INDEX IF NOT EXISTS files_study ON files(study_key, status);
-CREATE INDEX IF NOT EXISTS files_sop ON files(sop_uid);
+DROP INDEX IF EXISTS files_sop;
 CREATE TABLE IF NOT EXISTS series (
     series_key TEXT PRIMARY KEY, case_id TEXT, series_uid TEXT, stack_key TEXT, kind TEXT,
     study_key TEXT, patient_key TEXT, modality TEXT, description TEXT, n_instances INTEGER,
@@ -133,13 +135,39 @@ class CaseRecord(BaseModel):
 _INHERITED: list[sqlite3.Connection] = []
 
 
+class _SharedConnection:
+    """This process's connection to one catalog file, used by one thread at a time (``lock``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.con = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+        self.con.row_factory = sqlite3.Row
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("PRAGMA synchronous=NORMAL")  # WAL: still atomic and durable across process crashes
+        self.con.execute("PRAGMA foreign_keys=ON")
+        self.lock = threading.RLock()
+        self.pid = os.getpid()
+        self.depth = 0  # transaction nesting of the thread holding ``lock``
+
+
+_SHARED: dict[str, _SharedConnection] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Catalog:
     """Read/write access to the ingest catalog at ``path`` (created on first use)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._key = str(self.path.resolve())
         with self._connect() as con:
             version = con.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
@@ -152,45 +180,46 @@ class Catalog:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        """One transaction on this thread's connection (opened once per thread and process).
+        """One transaction on this process's connection to the catalog (other threads wait for it).
 
         Opening and closing a WAL connection per call costs ~2 ms (pragmas, and a checkpoint when the
         last connection closes): seconds per ingest of a large archive. A nested call joins the
         outer transaction instead of committing it early.
         """
-        con = self._connection()
-        if self._local.depth:
-            yield con
-            return
-        self._local.depth = 1
-        try:
-            with con:  # one transaction
-                yield con
-        finally:
-            self._local.depth = 0
+        shared = self._shared()
+        with shared.lock:
+            if shared.depth:
+                yield shared.con
+                return
+            shared.depth = 1
+            try:
+                with shared.con:  # one transaction
+                    yield shared.con
+            finally:
+                shared.depth = 0
 
     def _connection(self) -> sqlite3.Connection:
-        local = self._local
-        con: sqlite3.Connection | None = getattr(local, "con", None)
-        if con is None or local.pid != os.getpid():  # a forked child must not reuse its parent's connection
-            if con is not None:  # nor close it (SQLite: never use or close a connection across fork)
-                _INHERITED.append(con)
-            con = sqlite3.connect(str(self.path), timeout=60)
-            con.row_factory = sqlite3.Row
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=NORMAL")  # WAL: still atomic and durable across process crashes
-            con.execute("PRAGMA foreign_keys=ON")
-            local.con, local.pid, local.depth = con, os.getpid(), 0
-        return con
+        return self._shared().con
+
+    def _shared(self) -> _SharedConnection:
+        with _SHARED_LOCK:
+            shared = _SHARED.get(self._key)
+            if shared is None or shared.pid != os.getpid():  # a forked child must not reuse its parent's connection
+                if shared is not None:  # nor close it (SQLite: never use or close a connection across fork)
+                    _INHERITED.append(shared.con)
+                shared = _SHARED[self._key] = _SharedConnection(self.path)
+            return shared
 
     def close(self) -> None:
-        """Close this thread's connection (reopened on next use)."""
-        con = getattr(self._local, "con", None)
-        if con is not None:
-            self._local.con = None
-            con.close()
+        """Close this process's connection to the catalog (reopened on next use)."""
+        with _SHARED_LOCK:
+            shared = _SHARED.get(self._key)
+            if shared is None or shared.pid != os.getpid():
+                return
+            del _SHARED[self._key]
+        with shared.lock:
+            shared.con.close()
 
-    # --- files --------------------------------------------------------------------------------
     def known_files(self) -> dict[str, tuple[int, int]]:
         """``{path: (size, mtime_ns)}`` of every indexed file."""
         with self._connect() as con:
@@ -286,31 +315,50 @@ class Catalog:
 
     @staticmethod
     def _reference_links(con: sqlite3.Connection, status: str) -> list[str]:
-        """``"studyA,studyB"`` for each SEG/RTSTRUCT whose referenced series (or instances) lie in other studies."""
+        """``"studyA,studyB"`` for each SEG/RTSTRUCT whose referenced series (or instances) lie in other studies.
+
+        References by SeriesInstanceUID use the ``files_series`` index. SOPInstanceUIDs are not
+        indexed (random UIDs make such an index the largest cost of indexing a big archive): the few
+        objects that reference instances only are resolved together, in one scan of ``files``.
+        """
         links: list[str] = []
+        by_sop: list[tuple[str, str]] = []  # (referenced SOPInstanceUID, study of the referencing object)
         refs = con.execute(
             "SELECT study_key, header FROM files WHERE status = ? AND kind IN ('seg', 'rtstruct')", (status,)
         ).fetchall()
         for study_key, header in refs:
+            if study_key is None:
+                continue
             h = json.loads(header or "{}")
             series = list(h.get("ref_series_uids") or [])
-            sops = [] if series else list(h.get("ref_sop_uids") or [])[:50]
+            if not series:
+                by_sop.extend((sop, study_key) for sop in list(h.get("ref_sop_uids") or [])[:50])
+                continue
             found: set[str] = set()
-            for column, values in (("series_uid", series), ("sop_uid", sops)):
-                for i in range(0, len(values), 500):
-                    chunk = values[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
-                    found.update(
-                        r[0]
-                        for r in con.execute(
-                            f"SELECT DISTINCT study_key FROM files WHERE {column} IN ({marks}) "
-                            "AND study_key IS NOT NULL",
-                            chunk,
-                        )
+            for i in range(0, len(series), 500):
+                chunk = series[i : i + 500]
+                found.update(
+                    r[0]
+                    for r in con.execute(
+                        f"SELECT DISTINCT study_key FROM files WHERE series_uid IN ({','.join('?' * len(chunk))}) "
+                        "AND study_key IS NOT NULL",
+                        chunk,
                     )
+                )
             found.discard(study_key)
-            if found and study_key is not None:
+            if found:
                 links.append(",".join([study_key, *sorted(found)]))
+        if by_sop:
+            con.execute("CREATE TEMP TABLE IF NOT EXISTS ref_sops (sop TEXT, study_key TEXT)")
+            con.execute("DELETE FROM ref_sops")
+            con.executemany("INSERT INTO ref_sops VALUES (?, ?)", by_sop)
+            con.execute("CREATE INDEX IF NOT EXISTS temp.ref_sops_sop ON ref_sops(sop)")
+            pairs = con.execute(
+                "SELECT DISTINCT r.study_key, f.study_key FROM files f JOIN ref_sops r ON f.sop_uid = r.sop "
+                "WHERE f.study_key IS NOT NULL AND f.study_key != r.study_key"
+            ).fetchall()
+            con.execute("DROP TABLE ref_sops")
+            links.extend(f"{a},{b}" for a, b in pairs)
         return links
 
     def lookup_files(self, paths: list[str]) -> dict[str, tuple[int, int]]:

@@ -285,7 +285,11 @@ def index_batch(
             _commit(timed_header_rows(sub, cfg.deid_secret, run_id))
     elif subs:
         packed = [pickle.dumps(sub, protocol=pickle.HIGHEST_PROTOCOL) for sub in subs]  # see header_rows
-        futures = client.map(timed_header_rows, packed, secret=cfg.deid_secret, run_id=run_id, pure=False)
+        # Earlier batches first: with several batch tasks in flight, Dask would otherwise interleave
+        # their sub-batches, every batch would end near the end of them all, and the next batch would
+        # start late (100k files, 2 tasks in flight: 10.0 s -> 7.2 s).
+        futures = client.map(timed_header_rows, packed, secret=cfg.deid_secret, run_id=run_id, pure=False,
+                             priority=-batch)
         for fut in distributed.as_completed(futures, loop=client.loop):
             result = fut.result()
             fut.release()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from catalog_snapshot import catalog_snapshot
@@ -80,3 +81,32 @@ def test_interrupted_batch_reads_only_the_missing_files(archive: Path, tmp_path:
     m2 = write_manifest([archive], ws, files_per_task=40)
     assert m2.key != m.key
     assert index_batch(ws, CFG, m2, 0, None).indexed == 1
+
+
+def test_an_earlier_batch_goes_first_when_batch_tasks_overlap(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    import distributed
+
+    from medseg.ingest.run import header_rows
+
+    def slow_header_rows(items: list[tuple[str, int, int]] | bytes, secret: str, run_id: str) -> list[tuple[Any, ...]]:
+        time.sleep(0.05)
+        return header_rows(items, secret, run_id)
+
+    monkeypatch.setattr(bulk, "header_rows", slow_header_rows)  # workers are threads of this process
+    ws = Workspace.at(tmp_path / "ws").ensure()
+    m = write_manifest([archive], ws, files_per_task=40)
+    cfg = IngestConfig(deid_secret="bulk-secret-123", files_per_batch=4)  # 10 sub-batches per batch
+    records: dict[int, bulk.BatchRecord] = {}
+    with distributed.Client(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as client:
+        later = threading.Thread(target=lambda: records.setdefault(1, index_batch(ws, cfg, m, 1, client)))
+        later.start()
+        time.sleep(0.15)  # batch 1's sub-batches are queued when batch 0 arrives
+        records[0] = index_batch(ws, cfg, m, 0, client)
+        later.join()
+    assert records[0].indexed == records[1].indexed == 40
+    assert records[0].finished_at < records[1].finished_at  # batch 0's sub-batches jumped the queue
