@@ -40,7 +40,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -55,8 +54,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench._measure import Measured, run_measured, settle  # noqa: E402
+from bench._services import BIN, Services  # noqa: E402
 
-BIN = Path(sys.executable).parent
 FILES_PER_CASE = 35.0
 SECRET = "bench-bulk-secret"
 
@@ -93,58 +92,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in reversed(procs):
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-    for p in reversed(procs):
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
 @contextmanager
 def services(work: Path, n_workers: int, worker_profile: bool = False) -> Iterator[dict[str, Any]]:
     """A Prefect server and a Dask cluster on 127.0.0.1 for the whole benchmark."""
-    procs: list[subprocess.Popen[bytes]] = []
     port = _free_port()
     env = dict(os.environ)
     env.update(PREFECT_HOME=str(work / "prefect-home"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
                PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false", PYTHONPATH=str(REPO),
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=str(worker_profile))  # off, as deploy/ runs its workers
-    logs = work / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-
-    def spawn(args: list[str], name: str) -> subprocess.Popen[bytes]:
-        with open(logs / name, "wb") as fh:
-            p = subprocess.Popen(args, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        procs.append(p)
-        return p
-
+    svc = Services(work / "logs", env, REPO)
     try:
-        server = spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                       "prefect.log")
-        sched_file = work / "scheduler.json"
-        sched_file.unlink(missing_ok=True)
-        scheduler = spawn([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                           "--scheduler-file", str(sched_file)], "scheduler.log")
+        server = svc.spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                           "prefect.log")
+        address, scheduler, workers = svc.dask(work, n_workers)  # starts while the server does
         deadline = time.monotonic() + 120
-        while not sched_file.is_file():
-            if time.monotonic() > deadline:
-                raise TimeoutError("dask scheduler did not start")
-            time.sleep(0.2)
-        workers = [
-            spawn([str(BIN / "dask"), "worker", "--scheduler-file", str(sched_file), "--nthreads", "1", "--no-nanny",
-                   "--no-dashboard", "--memory-limit", "2GiB", "--local-directory", str(work / f"w{i}")],
-                  f"worker{i}.log")
-            for i in range(n_workers)
-        ]
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).read()
@@ -153,15 +115,10 @@ def services(work: Path, n_workers: int, worker_profile: bool = False) -> Iterat
                 if time.monotonic() > deadline:
                     raise TimeoutError("prefect server did not start") from None
                 time.sleep(0.5)
-        from distributed import Client
-
-        address = json.loads(sched_file.read_text())["address"]
-        with Client(address, timeout="30s") as c:
-            c.wait_for_workers(n_workers, timeout=120)
         yield {"env": env, "address": address, "workers": workers,
                "cpu_of": {"prefect server": [server], "dask scheduler": [scheduler], "dask workers": workers}}
     finally:
-        _stop(procs)
+        svc.stop()
 
 
 # --- children -----------------------------------------------------------------------------------

@@ -9,7 +9,11 @@ peak RSS (psutil polling every 50 ms: the sum over the process tree and the larg
 Tool settings (each the fastest sensible configuration of that tool):
 
 * medseg: ``medseg.ingest.run.ingest`` on a LocalCluster of ``--workers`` processes, 1 thread each
-  (header index, stack validation, SEG labels, catalog, Blosc-LZ4 Zarr stores);
+  (header index, stack validation, SEG labels, catalog, Blosc-LZ4 Zarr stores), started by the run
+  as ``medseg ingest`` does by default: the ``ratio`` of the RESULT line;
+* medseg-cluster: the same ingest on a standing Dask cluster (``dask.address``: a ``dask scheduler``
+  + ``--workers`` single-threaded ``dask worker`` processes started once by the bench and warmed by
+  one ingest of the small archive, as a deployment's workers are): no worker start-up in the run;
 * dcm2niix: ``-z n -b n`` (uncompressed NIfTI, no BIDS sidecar);
 * dicom2nifti: ``convert_directory(compression=False, reorient=False)`` once per patient folder
   (one call on the whole archive keeps every dataset, pixels included, in memory and runs
@@ -45,11 +49,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench._measure import run_measured, settle  # noqa: E402
+from bench._services import Services  # noqa: E402
 from medseg.config import IngestConfig  # noqa: E402
 
 REAL_D2N = REPO.parent / "shared" / "data" / "real" / "dicom2nifti"
 FILES_PER_CASE = 36.0  # demo archive: 24-48 slices + 1 SEG per case
-TOOLS = ("medseg", "dcm2niix", "dicom2nifti", "sitk")
+TOOLS = ("medseg", "medseg-cluster", "dcm2niix", "dicom2nifti", "sitk")
 
 _MEDSEG = """
 import sys, json
@@ -60,10 +65,13 @@ from medseg.parallel import dask_client
 from medseg.workspace import Workspace
 
 def main():
-    src, ws, workers = Path(sys.argv[1]), Workspace.at(sys.argv[2]), int(sys.argv[3])
+    src, ws, workers = Path(sys.argv[1]), Workspace.at(sys.argv[2]), sys.argv[3]
     cfg = IngestConfig(files_per_batch=int(sys.argv[4]))
-    if workers > 0:
-        dask_cfg = DaskConfig(n_workers=workers, threads_per_worker=1, memory_limit="3GiB")
+    if workers.startswith("tcp://"):  # a standing cluster
+        with dask_client(DaskConfig(address=workers)) as client:
+            s = ingest([src], ws, cfg, client=client)
+    elif int(workers) > 0:
+        dask_cfg = DaskConfig(n_workers=int(workers), threads_per_worker=1, memory_limit="3GiB")
         with dask_client(dask_cfg, workers_in_background=True) as client:  # as medseg.stages.ingest does
             s = ingest([src], ws, cfg, client=client)
     else:
@@ -176,14 +184,14 @@ def _count(folder: Path, suffix: str) -> int:
     return sum(1 for p in folder.rglob(f"*{suffix}"))
 
 
-def run_tool(tool: str, archive: Path, out: Path, files: int, workers: int, batch: int, timeout: float) -> Result:
+def run_tool(tool: str, archive: Path, out: Path, files: int, workers: int | str, batch: int, timeout: float) -> Result:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     settle(archive)  # every tool starts with the archive cached and no writeback pending
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     py = sys.executable
-    if tool == "medseg":
+    if tool in ("medseg", "medseg-cluster"):  # workers: a number (LocalCluster) or a scheduler address
         cmd = [py, "-c", _MEDSEG, str(archive), str(out / "ws"), str(workers), str(batch)]
     elif tool == "dcm2niix":
         exe = shutil.which("dcm2niix", path=str(Path(py).parent)) or shutil.which("dcm2niix")
@@ -202,14 +210,14 @@ def run_tool(tool: str, archive: Path, out: Path, files: int, workers: int, batc
     return res
 
 
-HEAD = (f"{'tool':<12} {'files':>7} {'wall s':>8} {'CPU s':>7} {'files/s':>9} {'RSS tree MiB':>13} "
+HEAD = (f"{'tool':<14} {'files':>7} {'wall s':>8} {'CPU s':>7} {'files/s':>9} {'RSS tree MiB':>13} "
         f"{'RSS max MiB':>12}  outputs")
 
 
 def row(r: Result) -> str:
     status = "" if r.rc == 0 else (" (TIMED OUT: wall is a lower bound)" if r.rc == -9 else f" (exit {r.rc})")
     return (
-        f"{r.tool:<12} {r.files:>7} {r.wall_s:>8.2f} {r.cpu_s:>7.1f} {r.files_per_s:>9.0f} {r.rss_tree_mib:>13.0f} "
+        f"{r.tool:<14} {r.files:>7} {r.wall_s:>8.2f} {r.cpu_s:>7.1f} {r.files_per_s:>9.0f} {r.rss_tree_mib:>13.0f} "
         f"{r.rss_max_mib:>12.0f}  {r.outputs}{status}"
     )
 
@@ -220,6 +228,23 @@ def print_table(results: list[Result], title: str) -> None:
     print("-" * len(HEAD))
     for r in results:
         print(row(r))
+
+
+def _on_standing_cluster(work: Path, big: Path, n_big: int, small: Path, n_small: int,
+                         args: argparse.Namespace) -> Result:
+    """medseg on a Dask cluster started once (see the module doc); the run connects by address."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1", "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}  # as deploy/ runs them
+    svc = Services(work / "cluster-logs", env, REPO)
+    try:
+        address, _, _ = svc.dask(work, args.workers)
+        warm = (small, n_small) if n_small else (big, n_big)
+        run_tool("medseg-cluster", warm[0], work / "out" / "medseg-cluster-warm", warm[1], address, args.batch,
+                 args.timeout)
+        return run_tool("medseg-cluster", big, work / "out" / "medseg-cluster", n_big, address, args.batch,
+                        args.timeout)
+    finally:
+        svc.stop()
 
 
 def main() -> None:
@@ -246,9 +271,14 @@ def main() -> None:
         results = []
         for tool in tools:
             print(f"# running {tool} on {n_big} files ...", flush=True)
-            results.append(run_tool(tool, big, work / "out" / tool, n_big, args.workers, args.batch, args.timeout))
+            if tool == "medseg-cluster":
+                results.append(_on_standing_cluster(work, big, n_big, small, n_small, args))
+            else:
+                results.append(run_tool(tool, big, work / "out" / tool, n_big, args.workers, args.batch, args.timeout))
             print(f"#   {row(results[-1])}", flush=True)
         print_table(results, f"Archive: {n_big} files ({big})")
+        if "medseg-cluster" in tools:
+            print("medseg-cluster: CPU and RSS of the ingest process only (the standing workers are not its children)")
         if args.small_files and "medseg" in tools:
             small_res = run_tool(
                 "medseg", small, work / "out" / "medseg-small", n_small, args.workers, args.batch, args.timeout
@@ -262,7 +292,7 @@ def main() -> None:
                 f"{small_res.rss_max_mib:.0f} -> {big_res.rss_max_mib:.0f} MiB"
             )
         walls = {r.tool: r.wall_s for r in results}
-        anchors = {t: w for t, w in walls.items() if t != "medseg"}
+        anchors = {t: w for t, w in walls.items() if not t.startswith("medseg")}
         if "medseg" in walls and anchors:
             fastest = min(anchors, key=lambda t: anchors[t])
             ratio = walls["medseg"] / anchors[fastest]
@@ -274,15 +304,22 @@ def main() -> None:
             if "dcm2niix" in walls:
                 ok = walls["medseg"] <= 0.5 * walls["dcm2niix"]
                 print(f"target medseg <= 0.5x dcm2niix: {'met' if ok else 'MISSED'}")
+                if "medseg-cluster" in walls:
+                    cluster = walls["medseg-cluster"] / walls["dcm2niix"]
+                    print(f"medseg on a standing cluster / dcm2niix: {cluster:.2f}x")
         else:
             fastest, ratio = "-", math.nan
 
         def fmt(t: str) -> str:
             return f"{walls[t]:.2f}" if t in walls else "nan"
 
+        standing = ""
+        if "medseg-cluster" in walls and anchors:
+            standing = (f" medseg_cluster_s={fmt('medseg-cluster')} "
+                        f"ratio_cluster={walls['medseg-cluster'] / anchors[fastest]:.2f}")
         print(
             f"RESULT medseg_s={fmt('medseg')} dcm2niix_s={fmt('dcm2niix')} dicom2nifti_s={fmt('dicom2nifti')} "
-            f"sitk_s={fmt('sitk')} ratio={ratio:.2f}"
+            f"sitk_s={fmt('sitk')} ratio={ratio:.2f}{standing}"
         )
     finally:
         if args.workdir is None:
