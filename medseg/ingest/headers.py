@@ -178,22 +178,21 @@ def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -
     """
     spath = os.fspath(path)
     base: dict[str, Any] = {"path": spath, "size": size, "mtime_ns": mtime_ns}
-    p = Path(spath)
     try:
         if size < 0 or mtime_ns < 0:
             st = os.stat(spath)
             base["size"], base["mtime_ns"] = st.st_size, st.st_mtime_ns
         if os.path.basename(spath) == DATASET_JSON:
-            return {**base, "status": "ok", "kind": "dataset", **read_dataset_json(p)}
+            return {**base, "status": "ok", "kind": "dataset", **read_dataset_json(Path(spath))}
         if volume_suffix(spath):
-            return {**base, "status": "ok", "kind": "volume", **read_volume_header(p)}
+            return {**base, "status": "ok", "kind": "volume", **read_volume_header(Path(spath))}
         if fast:
             scanned = scan_file(spath)
             described = _describe_fast(scanned, secret) if scanned is not None else None
             if described is not None:
                 base.update(described)
                 return base
-        return {**base, **_describe_with_pydicom(p, secret)}
+        return {**base, **_describe_with_pydicom(Path(spath), secret)}
     except IngestError as exc:
         return {**base, "status": "quarantined", "reason": exc.reason.value, "message": exc.message}
     except Exception as exc:  # noqa: BLE001 - any parser failure quarantines the file
@@ -201,7 +200,7 @@ def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -
             **base,
             "status": "quarantined",
             "reason": Reason.UNREADABLE.value,
-            "message": f"{p}: DICOM header cannot be parsed ({type(exc).__name__}: {exc}); "
+            "message": f"{spath}: DICOM header cannot be parsed ({type(exc).__name__}: {exc}); "
             "re-export the file from the PACS",
         }
 
