@@ -220,6 +220,7 @@ class Catalog:
         with shared.lock:
             shared.con.close()
 
+    # --- files --------------------------------------------------------------------------------
     def known_files(self) -> dict[str, tuple[int, int]]:
         """``{path: (size, mtime_ns)}`` of every indexed file."""
         with self._connect() as con:
