@@ -17,7 +17,19 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from typing import Any
+
+_Walk = Callable[..., tuple[int, bool]]
+_c_walk: _Walk | None
+try:  # the C walk of the plain elements (setup.py builds it where a C compiler is available)
+    from medseg.ingest._walk import walk as _c_walk
+except ImportError:  # pragma: no cover - depends on the install
+    _c_walk = None
+
+#: the C walk used by :func:`_scan` and :func:`file_meta` (None: the pure-Python loops alone,
+#: same results, ~3x slower header reading)
+C_WALK: _Walk | None = _c_walk
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -190,7 +202,12 @@ def _scan(r: _Reader) -> dict[str, Any]:
     # :func:`_element`, with the common case (value inside the first read) free of method calls.
     tags, us_tags, fallback, long_vrs = TAGS, _US_TAGS, _FALLBACK_TAGS, _LONG_VRS
     unpack_tag, unpack_ul, unpack_us = _TAG.unpack_from, _UL.unpack_from, _US.unpack_from
+    walk = C_WALK
     while True:
+        if walk is not None:  # the plain elements in C; the loop below takes the one it stopped at
+            pos, at_pixels = walk(r.buf, pos, explicit, fields, tags, us_tags, fallback)
+            if at_pixels:
+                return fields
         buf = r.buf
         if pos + 12 > len(buf):
             tag, vr, length, vpos = _element(r, pos, explicit)
@@ -351,6 +368,10 @@ def _items(
     return items, pos
 
 
+_META_TAGS = {0x00020010: "transfer_syntax", 0x00020002: "media_class"}
+_NO_TAGS: frozenset[int] = frozenset()
+
+
 def file_meta(r: _Reader) -> tuple[int, dict[str, str]]:
     """Position of the first dataset element after the file meta group, and the meta fields read
     there: ``transfer_syntax`` (always) and ``media_class`` (when present).
@@ -362,7 +383,10 @@ def file_meta(r: _Reader) -> tuple[int, dict[str, str]]:
         raise _Decline("no preamble")
     fields: dict[str, str] = {}
     pos = 132
+    walk = C_WALK
     while True:  # file meta information: explicit VR little endian, group 0002
+        if walk is not None:  # the plain elements in C (see _scan)
+            pos, _ = walk(r.buf, pos, True, fields, _META_TAGS, _NO_TAGS, _NO_TAGS, 0x0002, False)
         r.need(pos + 8)
         if _US.unpack_from(r.buf, pos)[0] != 0x0002:
             break
@@ -370,10 +394,9 @@ def file_meta(r: _Reader) -> tuple[int, dict[str, str]]:
         if length == _UNDEFINED:
             raise _Decline("undefined meta length")
         r.need(vpos + length)
-        if tag == 0x00020010:
-            fields["transfer_syntax"] = _text(r.buf[vpos : vpos + length])
-        elif tag == 0x00020002:
-            fields["media_class"] = _text(r.buf[vpos : vpos + length])
+        name = _META_TAGS.get(tag)
+        if name is not None:
+            fields[name] = _text(r.buf[vpos : vpos + length])
         pos = vpos + length
     ts = fields.get("transfer_syntax", "")
     if not ts or ts in (BIG_ENDIAN, DEFLATED):

@@ -1,0 +1,14 @@
+from collections.abc import Set
+from typing import Any
+
+def walk(
+    buf: bytes,
+    pos: int,
+    explicit: bool,
+    fields: dict[str, Any],
+    tags: dict[int, str],
+    us_tags: Set[int],
+    stop: Set[int],
+    only_group: int = -1,
+    split: bool = True,
+) -> tuple[int, bool]: ...
