@@ -26,7 +26,10 @@ RSS does not grow with the archive size.
 
 Usage::
 
-    python bench/ingest.py [--files 20000] [--small-files 4000] [--workdir DIR] [--tools medseg,sitk,...]
+    python bench/ingest.py [--files 20000] [--small-files 4000] [--workdir DIR] [--tools medseg,sitk,...] [--repeat 3]
+
+Each tool runs ``--repeat`` times, interleaved (medseg, dcm2niix, ..., medseg, dcm2niix, ...), and
+the table shows each tool's median run: this VM's speed drifts by +-20 % within minutes.
 
 Ends with ``RESULT medseg_s=... dcm2niix_s=... dicom2nifti_s=... sitk_s=... ratio=...`` where
 ``ratio`` = medseg wall / fastest anchor wall.
@@ -222,6 +225,11 @@ def row(r: Result) -> str:
     )
 
 
+def median_run(results: list[Result]) -> Result:
+    """The run with the median wall time (the lower middle one for an even count)."""
+    return sorted(results, key=lambda r: r.wall_s)[(len(results) - 1) // 2]
+
+
 def print_table(results: list[Result], title: str) -> None:
     print(f"\n{title}")
     print(HEAD)
@@ -256,6 +264,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="medseg Dask workers (LocalCluster)")
     ap.add_argument("--batch", type=int, default=IngestConfig().files_per_batch,
                     help="medseg files per header task (at most; see medseg.parallel.task_size)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per tool, interleaved; the table and RESULT report each tool's median run")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per tool run before it is killed")
     args = ap.parse_args()
@@ -268,15 +278,21 @@ def main() -> None:
         small = work / f"archive-{args.small_files}"
         n_small = build_archive(small, args.small_files, args.seed + 100, args.workers) if args.small_files else 0
         print(f"# cpu count {os.cpu_count()}, load average {os.getloadavg()}", flush=True)
-        results = []
-        for tool in tools:
-            print(f"# running {tool} on {n_big} files ...", flush=True)
-            if tool == "medseg-cluster":
-                results.append(_on_standing_cluster(work, big, n_big, small, n_small, args))
-            else:
-                results.append(run_tool(tool, big, work / "out" / tool, n_big, args.workers, args.batch, args.timeout))
-            print(f"#   {row(results[-1])}", flush=True)
-        print_table(results, f"Archive: {n_big} files ({big})")
+        runs: dict[str, list[Result]] = {t: [] for t in tools}
+        for rep in range(args.repeat):  # interleaved: a slow spell of the VM hits every tool alike
+            for tool in tools:
+                print(f"# run {rep + 1}/{args.repeat}: {tool} on {n_big} files ...", flush=True)
+                if tool == "medseg-cluster":
+                    res = _on_standing_cluster(work, big, n_big, small, n_small, args)
+                else:
+                    res = run_tool(tool, big, work / "out" / tool, n_big, args.workers, args.batch, args.timeout)
+                runs[tool].append(res)
+                print(f"#   {row(res)}", flush=True)
+        results = [median_run(runs[t]) for t in tools]
+        print_table(results, f"Archive: {n_big} files ({big}); the median of {args.repeat} run(s) per tool")
+        if args.repeat > 1:
+            for t in tools:
+                print(f"{t} wall s per run: {', '.join(f'{r.wall_s:.2f}' for r in runs[t])}")
         if "medseg-cluster" in tools:
             print("medseg-cluster: CPU and RSS of the ingest process only (the standing workers are not its children)")
         if args.small_files and "medseg" in tools:

@@ -115,10 +115,21 @@ def scan_sources(sources: list[Path]) -> Iterator[tuple[str, int, int]]:
                 yield p, st.st_size, st.st_mtime_ns
 
 
-def _warm_worker(_: int) -> None:
-    """Import what header reading and case building need (one task per worker at the start)."""
-    import medseg.ingest.build  # noqa: F401
-    import medseg.ingest.headers  # noqa: F401
+class _WarmWorkers(distributed.WorkerPlugin):
+    """Import what header reading and case building need on every worker, before it takes a task.
+
+    A plugin (not one warm-up task per worker) reaches each worker, including those still starting:
+    tasks submitted before the workers exist all go to the first one that registers.
+    """
+
+    name = "medseg-ingest-imports"
+
+    def setup(self, worker: distributed.Worker) -> None:
+        import pydicom  # noqa: F401 - 0.25 s; the first file that is not a classic slice needs it
+
+        import medseg.ingest.build  # noqa: F401
+        import medseg.ingest.headers  # noqa: F401
+        import medseg.ingest.study_groups  # noqa: F401
 
 
 def _under(path: str, roots: list[str]) -> bool:
@@ -507,7 +518,8 @@ def _ingest_locked(
     t0: float,
 ) -> IngestSummary:
     # workers import the decoders while this process scans the sources (futures kept until the end)
-    warm = client.map(_warm_worker, range(expected_workers(client)), pure=False) if client else []
+    if client is not None:
+        client.register_plugin(_WarmWorkers())
     clean_stale_stores(ws.volumes_dir)
     catalog = Catalog(ws.catalog_path)
     roots = [str(Path(s).expanduser().resolve()) for s in sources]
@@ -566,7 +578,6 @@ def _ingest_locked(
         volumes_removed=pruned,
         seconds=round(time.time() - t0, 3),
     )
-    del warm
     catalog.finish_run(run_id, summary.model_dump(mode="json"))
     log.info("ingest %s: %s", run_id, summary.model_dump())
     return summary
