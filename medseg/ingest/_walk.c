@@ -12,8 +12,8 @@
  * length, a tag in ``stop`` or past PixelData, a bad VR, a US value that is not 2 bytes, non-ASCII
  * text. The Python loop handles that one element (or declines the file) and calls ``walk`` again,
  * so both walks give the same result; the test-suite checks it on every real file and on
- * corrupted copies. ~20x faster than the Python loop, which stays the fallback when this module
- * was not compiled.
+ * corrupted copies. With it a classic file's header scan takes 18 us instead of 57 (the Python
+ * loop stays the fallback when this module was not compiled).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

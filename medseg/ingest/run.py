@@ -517,7 +517,7 @@ def _ingest_locked(
     run_id: str,
     t0: float,
 ) -> IngestSummary:
-    # workers import the decoders while this process scans the sources (futures kept until the end)
+    # workers import the decoders (before their first task) while this process scans the sources
     if client is not None:
         client.register_plugin(_WarmWorkers())
     clean_stale_stores(ws.volumes_dir)
