@@ -2,18 +2,22 @@
 
 A tool under test runs as a subprocess; psutil samples the RSS of the process and all its children
 every 50 ms; ``cpu_s`` is the CPU time of the tree (from the reaped children's rusage), a
-load-independent figure next to the wall time. ``rss_tree_mib`` is the peak of the sum over the
-tree (what the machine must hold), ``rss_max_mib`` the peak of the largest single process. The
+load-independent figure next to the wall time. On Linux this process is the tree's subreaper, so
+processes the tool leaves behind (e.g. a fork server, which exits right after the tool and has
+reaped the workers forked from it) are reaped here and count too. ``rss_tree_mib`` is the peak
+of the sum over the tree (what the machine must hold), ``rss_max_mib`` the peak of the largest single process. The
 child reports what it produced by printing one line ``BENCHJSON {...}`` (or a bare JSON object
 line) on stdout; it lands in ``info``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -54,6 +58,33 @@ def _parse_info(text: str) -> dict[str, Any]:
     return {}
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> bool:
+    """Orphaned descendants are re-parented to this process (Linux), which can then reap them."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def _reap(pids: set[int], timeout: float = 30.0) -> None:
+    """Wait for the descendants left behind by the tool (now our children), so their CPU time counts."""
+    deadline = time.perf_counter() + timeout
+    pending = set(pids)
+    while pending and time.perf_counter() < deadline:
+        for pid in list(pending):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not ours (reaped by its own parent, or gone)
+                pending.discard(pid)
+                continue
+            if done:
+                pending.discard(pid)
+        if pending:
+            time.sleep(0.01)
+
+
 def run_measured(tool: str, cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600.0,
                  cwd: Path | None = None) -> Measured:
     """Run ``cmd``; return wall time and peak RSS (tree sum and largest process), sampled every 50 ms.
@@ -61,12 +92,14 @@ def run_measured(tool: str, cmd: list[str], env: dict[str, str] | None = None, t
     A run longer than ``timeout`` seconds is killed (with its children) and reported with ``rc=-9``.
     stdout and stderr go to a temporary file (a pipe could fill up and block the child).
     """
+    subreaper = _become_subreaper()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, text=True, cwd=cwd)
     ps = psutil.Process(proc.pid)
     tree_peak = max_peak = 0
+    seen: set[int] = set()
     killed = False
     while proc.poll() is None:
         if time.perf_counter() - t0 > timeout:
@@ -77,7 +110,9 @@ def run_measured(tool: str, cmd: list[str], env: dict[str, str] | None = None, t
             break
         try:
             rss = []
-            for p in [ps, *ps.children(recursive=True)]:
+            children = ps.children(recursive=True)
+            seen.update(c.pid for c in children)
+            for p in [ps, *children]:
                 try:
                     rss.append(p.memory_info().rss)
                 except psutil.Error:
@@ -89,6 +124,8 @@ def run_measured(tool: str, cmd: list[str], env: dict[str, str] | None = None, t
         time.sleep(0.05)
     proc.wait()
     wall = time.perf_counter() - t0
+    if subreaper:
+        _reap(seen)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out.seek(0)

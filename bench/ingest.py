@@ -10,7 +10,8 @@ Tool settings (each the fastest sensible configuration of that tool):
 
 * medseg: ``medseg.ingest.run.ingest`` on a LocalCluster of ``--workers`` processes, 1 thread each
   (header index, stack validation, SEG labels, catalog, Blosc-LZ4 Zarr stores), started by the run
-  as ``medseg ingest`` does by default: the ``ratio`` of the RESULT line;
+  as ``medseg ingest`` does by default (the workers' fork server first thing, see
+  ``medseg.local_workers``): the ``ratio`` of the RESULT line;
 * medseg-cluster: the same ingest on a standing Dask cluster (``dask.address``: a ``dask scheduler``
   + ``--workers`` single-threaded ``dask worker`` processes started once by the bench and warmed by
   one ingest of the small archive, as a deployment's workers are): no worker start-up in the run;
@@ -61,6 +62,9 @@ TOOLS = ("medseg", "medseg-cluster", "dcm2niix", "dicom2nifti", "sitk")
 
 _MEDSEG = """
 import sys, json
+if sys.argv[3].isdigit() and int(sys.argv[3]) > 0:  # a LocalCluster: its workers' fork server starts
+    from medseg.local_workers import start_fork_server  # first thing, as in `medseg ingest`
+    start_fork_server()
 from pathlib import Path
 from medseg.config import DaskConfig, IngestConfig
 from medseg.ingest.run import ingest

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from medseg.config import MedsegConfig
 from medseg.config_loader import ConfigError, load_config
+from medseg.local_workers import start_fork_server
 
 console = Console()
 err_console = Console(stderr=True)
@@ -33,6 +34,13 @@ def prefect_env() -> None:
     """Defaults for the embedded Prefect server; a user's PREFECT_API_URL / settings win."""
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def start_local_workers(cfg: MedsegConfig) -> None:
+    """Start the fork server of the LocalCluster's workers now (:mod:`medseg.local_workers`): its
+    imports run on an idle core while Prefect starts. Nothing to do on an existing Dask cluster."""
+    if cfg.dask.address is None:
+        start_fork_server(cfg.dask.threads_per_worker)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

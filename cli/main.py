@@ -10,7 +10,15 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.common import CONFIG_DIR, build_config, console, fail, friendly_errors, prefect_env
+from cli.common import (
+    CONFIG_DIR,
+    build_config,
+    console,
+    fail,
+    friendly_errors,
+    prefect_env,
+    start_local_workers,
+)
 from cli.render import print_outcomes, print_report_table, print_status
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.config_loader import dump_config
@@ -68,6 +76,7 @@ def demo_data(
 
 
 def _run_pipeline(cfg: MedsegConfig, force: bool) -> dict[str, Any]:
+    start_local_workers(cfg)
     prefect_env()
     from flows.pipeline import pipeline_flow
 
@@ -126,6 +135,7 @@ def ingest(
         from medseg.stages.ingest import check_sources
 
         check_sources(cfg.sources)
+    start_local_workers(cfg)
     prefect_env()
     from flows.stages import ingest_flow
 
@@ -138,6 +148,7 @@ def preprocess(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrid
                force: ForceOpt = False) -> None:
     """Fingerprint, plan and preprocess the ingested labeled volumes into Zarr (Dask-parallel)."""
     cfg = build_config(config, overrides, workspace)
+    start_local_workers(cfg)
     prefect_env()
     from flows.stages import preprocess_flow
 
@@ -218,7 +229,7 @@ def nightly(
     overrides: SetOpt = None,
 ) -> None:
     """Run the nightly retrain once now (ingest new files; if any: preprocess, train, promote, infer, report)."""
-    build_config(config, overrides)  # a bad config fails here with one line
+    start_local_workers(build_config(config, overrides))  # a bad config fails here with one line
     prefect_env()
     from flows.nightly import nightly_flow
 
@@ -238,7 +249,7 @@ def bulk(
     assemble: Annotated[bool, typer.Option("--assemble/--index-only", help="plan series and write volumes")] = True,
 ) -> None:
     """Index a whole archive in resumable batches (rerun after a crash skips finished batches), then assemble."""
-    build_config(config, overrides)
+    start_local_workers(build_config(config, overrides))
     prefect_env()
     from flows.bulk import bulk_flow
 

@@ -13,17 +13,20 @@ import dask
 from distributed import Client, LocalCluster
 
 from medseg.config import DaskConfig
+from medseg.local_workers import BLAS_THREAD_VARS, WORKER_MALLOC_ENV, start_method
 
 log = logging.getLogger(__name__)
 
 _COMM_LOG_LENGTH = 20
-# Dask starts local workers with MALLOC_TRIM_THRESHOLD_=64 KiB. Setting any glibc malloc threshold
-# turns off glibc's adaptive mmap threshold, so every array above 128 KiB (a decoded slice stack,
-# a compressed chunk) is then a fresh mmap: page faults and zeroing on each allocation, ~30 % of a
-# worker's CPU time during ingest. Medium arrays come from the heap instead, and free memory is
-# returned to the OS above 64 MiB.
-_WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
-_BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Periodic callbacks of a LocalCluster's scheduler, nannies and workers, at Dask's defaults 20 ms
+# (event-loop health), 500 ms (system monitor) and 100 ms (worker memory): 0.08 s of CPU per second
+# of an idle 2-worker cluster, taken from the tasks on a small machine. These settings halve that;
+# a blocked event loop and memory above the worker's limits are still caught.
+_LOCAL_MONITORING = {
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+}
 
 
 @contextmanager
@@ -43,7 +46,8 @@ def dask_client(cfg: DaskConfig, *, workers_in_background: bool = False) -> Iter
     """Yield a connected client; a LocalCluster is started (and closed) only when no address is set.
 
     Local workers are processes with one BLAS thread per Dask thread, so N workers never
-    oversubscribe the cores.
+    oversubscribe the cores. They are forked from medseg's preloaded fork server when its
+    environment fits (see :mod:`medseg.local_workers`), else spawned.
 
     Args:
         workers_in_background: yield as soon as the LocalCluster's scheduler runs; its workers
@@ -59,7 +63,7 @@ def dask_client(cfg: DaskConfig, *, workers_in_background: bool = False) -> Iter
     # Local workers get this process's Dask config. The statistical profiler walks the running
     # task's stack every 10 ms: ~5 % of the time of medseg's Python-heavy tasks (header reading).
     settings["distributed.worker.profile.enabled"] = cfg.worker_profile
-    settings.update({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in _WORKER_MALLOC_ENV.items()})
+    settings.update({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()})
     with _quiet_distributed(), dask.config.set(settings):
         with _client(cfg, workers_in_background) as client:
             yield client
@@ -77,30 +81,33 @@ def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
         return
     # One BLAS thread per Dask thread, inherited by every worker spawned while the cluster is up (the
     # Nanny lets this process's environment override its pre-spawn config); restored when it closes.
-    env = {k: str(cfg.threads_per_worker) for k in _BLAS_THREAD_VARS}
+    # Forked workers have it from the fork server's environment.
+    env = {k: str(cfg.threads_per_worker) for k in BLAS_THREAD_VARS}
     saved = {k: os.environ.get(k) for k in env}
+    local = {**_LOCAL_MONITORING, "distributed.worker.multiprocessing-method": start_method(cfg.threads_per_worker)}
     os.environ.update(env)
     try:
-        cluster = LocalCluster(
-            n_workers=0 if workers_in_background else cfg.n_workers,
-            threads_per_worker=cfg.threads_per_worker,
-            processes=True,
-            memory_limit=cfg.memory_limit,
-            dashboard_address=":0",
-            silence_logs=logging.WARNING,
-        )
-        if workers_in_background:
-            cluster.scale(cfg.n_workers)
-            client = Client(cluster.scheduler_address)  # Client(cluster) would wait for the workers
-            _STARTING[client] = cfg.n_workers
-        else:
-            client = Client(cluster)
-        log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
-        try:
-            yield client
-        finally:
-            client.close()
-            cluster.close()
+        with dask.config.set(local):  # read while workers start, in the background too
+            cluster = LocalCluster(
+                n_workers=0 if workers_in_background else cfg.n_workers,
+                threads_per_worker=cfg.threads_per_worker,
+                processes=True,
+                memory_limit=cfg.memory_limit,
+                dashboard_address=":0",
+                silence_logs=logging.WARNING,
+            )
+            if workers_in_background:
+                cluster.scale(cfg.n_workers)
+                client = Client(cluster.scheduler_address)  # Client(cluster) would wait for the workers
+                _STARTING[client] = cfg.n_workers
+            else:
+                client = Client(cluster)
+            log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
+            try:
+                yield client
+            finally:
+                client.close()
+                cluster.close()
     finally:
         for k, v in saved.items():
             if v is None:

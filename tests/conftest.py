@@ -34,6 +34,15 @@ def _register_phantom() -> None:
 _register_phantom()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def local_worker_fork_server() -> None:
+    """As ``medseg ingest`` does: single-threaded LocalCluster workers are forked from a preloaded
+    server started first (:mod:`medseg.local_workers`), whatever test starts the first cluster."""
+    from medseg.local_workers import start_fork_server
+
+    start_fork_server(1)
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     if not REAL_DATA.is_dir():

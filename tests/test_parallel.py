@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 from medseg.config import DaskConfig
+from medseg.local_workers import INGEST_WORKER_MODULES, fork_server_available, start_fork_server
 from medseg.parallel import dask_client, task_size, worker_threads
 
 
@@ -64,3 +66,28 @@ def test_local_workers_run_the_dask_profiler_only_when_asked(profile: bool) -> N
     cfg = DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="1GiB", worker_profile=profile)
     with dask_client(cfg) as client:
         assert list(client.run(_profiling).values()) == [profile]
+
+
+def _origin() -> tuple[int, list[str]]:
+    """The worker's parent process and which ingest modules it had before running anything."""
+    return os.getppid(), [m for m in INGEST_WORKER_MODULES if m in sys.modules]
+
+
+@pytest.mark.skipif(not fork_server_available(), reason="no forkserver start method on this platform")
+def test_single_threaded_local_workers_are_forked_from_the_preloaded_server() -> None:
+    assert start_fork_server(1)  # conftest started it first, as the CLI does: nothing new here
+    with dask_client(DaskConfig(n_workers=2, threads_per_worker=1, memory_limit="1GiB")) as client:
+        origins = list(client.run(_origin).values())
+    parents = {parent for parent, _ in origins}
+    assert len(origins) == 2 and len(parents) == 1
+    assert parents != {os.getpid()}  # not spawned by this process: forked by the server
+    assert all(mods == list(INGEST_WORKER_MODULES) for _, mods in origins)  # imported once, in the server
+
+
+def test_workers_with_another_thread_count_are_spawned_with_their_own_environment() -> None:
+    assert not start_fork_server(2)  # the server's BLAS environment is for 1-thread workers
+    with dask_client(DaskConfig(n_workers=1, threads_per_worker=2, memory_limit="1GiB")) as client:
+        [(parent, _)] = client.run(_origin).values()
+        [blas] = client.run(_blas_env).values()
+    assert parent == os.getpid()
+    assert blas == "2"
