@@ -56,16 +56,25 @@ def fork_server_available() -> bool:
     return "forkserver" in multiprocessing.get_all_start_methods()
 
 
+def _in_child_process() -> bool:
+    """This process was started by multiprocessing (``_inheriting``: it is still unpickling its
+    bootstrap data, e.g. running the parent's main script as ``__mp_main__``)."""
+    current = multiprocessing.current_process()
+    return multiprocessing.parent_process() is not None or bool(getattr(current, "_inheriting", False))
+
+
 def start_fork_server(threads_per_worker: int = 1, modules: Sequence[str] = INGEST_WORKER_MODULES) -> bool:
     """Start the fork server in the background (a few ms here); its imports run in its own process.
 
-    Idempotent: a running server is kept (with the modules and environment it started with).
+    Idempotent: a running server is kept (with the modules and environment it started with). Does
+    nothing in a process started by multiprocessing, e.g. a worker that runs the main script again
+    as ``__mp_main__`` while it starts (a worker cannot start processes at that point).
 
     Returns:
         True when a server for workers with ``threads_per_worker`` threads runs (now or before).
     """
     global _server_threads
-    if not fork_server_available():
+    if not fork_server_available() or _in_child_process():
         return False
     from multiprocessing import forkserver
 
