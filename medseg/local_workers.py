@@ -38,7 +38,8 @@ BLAS_THREAD_VARS: Final = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_T
 
 #: What every Dask worker imports.
 DASK_WORKER_MODULES: Final = ("distributed.nanny", "distributed.worker", "numpy")
-#: What an ingest worker imports before its first header or volume task (pydicom: ~0.25 s).
+#: What an ingest worker imports before its first header or volume task (pydicom: ~0.25 s); on a
+#: standing cluster, :class:`medseg.ingest.run._WarmWorkers` imports them.
 INGEST_WORKER_MODULES: Final = (
     "pydicom",
     "medseg.ingest.build",
