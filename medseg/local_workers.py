@@ -23,7 +23,8 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Final
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,21 @@ INGEST_WORKER_MODULES: Final = (
 
 _lock = threading.Lock()
 _server_threads: int | None = None  # threads_per_worker of the running server's BLAS environment
+
+
+@contextmanager
+def temporary_environ(env: Mapping[str, str]) -> Iterator[None]:
+    """Set ``env`` in ``os.environ`` (inherited by processes started meanwhile); restore it after."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def fork_server_available() -> bool:
@@ -85,16 +101,8 @@ def start_fork_server(threads_per_worker: int = 1, modules: Sequence[str] = INGE
                 list(dict.fromkeys((*DASK_WORKER_MODULES, *modules)))
             )
             env = {**WORKER_MALLOC_ENV, **{k: str(threads_per_worker) for k in BLAS_THREAD_VARS}}
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)  # the server inherits this process's environment when it starts
-            try:
+            with temporary_environ(env):  # the server inherits this process's environment when it starts
                 forkserver.ensure_running()
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
             _server_threads = threads_per_worker
         return _server_threads == threads_per_worker
 

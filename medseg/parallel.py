@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +12,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from medseg.config import DaskConfig
-from medseg.local_workers import BLAS_THREAD_VARS, WORKER_MALLOC_ENV, start_method
+from medseg.local_workers import BLAS_THREAD_VARS, WORKER_MALLOC_ENV, start_method, temporary_environ
 
 log = logging.getLogger(__name__)
 
@@ -83,37 +82,28 @@ def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
     # Nanny lets this process's environment override its pre-spawn config); restored when it closes.
     # Forked workers have it from the fork server's environment.
     env = {k: str(cfg.threads_per_worker) for k in BLAS_THREAD_VARS}
-    saved = {k: os.environ.get(k) for k in env}
     local = {**_LOCAL_MONITORING, "distributed.worker.multiprocessing-method": start_method(cfg.threads_per_worker)}
-    os.environ.update(env)
-    try:
-        with dask.config.set(local):  # read while workers start, in the background too
-            cluster = LocalCluster(
-                n_workers=0 if workers_in_background else cfg.n_workers,
-                threads_per_worker=cfg.threads_per_worker,
-                processes=True,
-                memory_limit=cfg.memory_limit,
-                dashboard_address=":0",
-                silence_logs=logging.WARNING,
-            )
-            if workers_in_background:
-                cluster.scale(cfg.n_workers)
-                client = Client(cluster.scheduler_address)  # Client(cluster) would wait for the workers
-                _STARTING[client] = cfg.n_workers
-            else:
-                client = Client(cluster)
-            log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
-            try:
-                yield client
-            finally:
-                client.close()
-                cluster.close()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with temporary_environ(env), dask.config.set(local):  # both read while workers start (in the background too)
+        cluster = LocalCluster(
+            n_workers=0 if workers_in_background else cfg.n_workers,
+            threads_per_worker=cfg.threads_per_worker,
+            processes=True,
+            memory_limit=cfg.memory_limit,
+            dashboard_address=":0",
+            silence_logs=logging.WARNING,
+        )
+        if workers_in_background:
+            cluster.scale(cfg.n_workers)
+            client = Client(cluster.scheduler_address)  # Client(cluster) would wait for the workers
+            _STARTING[client] = cfg.n_workers
+        else:
+            client = Client(cluster)
+        log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
 
 
 #: How long :func:`worker_threads` waits for the workers of a LocalCluster that is still starting.
