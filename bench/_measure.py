@@ -5,8 +5,8 @@ every 50 ms; ``cpu_s`` is the CPU time of the tree (from the reaped children's r
 load-independent figure next to the wall time. On Linux this process is the tree's subreaper, so
 processes the tool leaves behind (e.g. a fork server, which exits right after the tool and has
 reaped the workers forked from it) are reaped here and count too. ``rss_tree_mib`` is the peak
-of the sum over the tree (what the machine must hold), ``rss_max_mib`` the peak of the largest single process. The
-child reports what it produced by printing one line ``BENCHJSON {...}`` (or a bare JSON object
+of the sum over the tree (what the machine must hold), ``rss_max_mib`` the peak of the largest
+single process. The child reports what it produced by printing one line ``BENCHJSON {...}`` (or a bare JSON object
 line) on stdout; it lands in ``info``.
 """
 
@@ -151,8 +151,8 @@ def settle(folder: Path) -> None:
     """Start a measured run from the same state as the others: every file under ``folder`` in the
     page cache (the kernel may have dropped part of it since the last run, which would then pay for
     the disk reads), no writeback of earlier outputs pending and, where this process may (root on
-    Linux), none of the earlier runs' outputs in the page cache: GBs of them made the run that came
-    next up to 20 % slower, whichever tool it was."""
+    Linux), none of the earlier runs' outputs in the page cache: with GBs of them cached, medseg ran
+    up to 1 s (25 %) slower right after the SimpleITK loop than first in a round."""
     os.sync()
     _drop_page_cache()
     for parent, _, files in os.walk(folder):
