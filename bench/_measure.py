@@ -6,8 +6,8 @@ load-independent figure next to the wall time. On Linux this process is the tree
 processes the tool leaves behind (e.g. a fork server, which exits right after the tool and has
 reaped the workers forked from it) are reaped here and count too. ``rss_tree_mib`` is the peak
 of the sum over the tree (what the machine must hold), ``rss_max_mib`` the peak of the largest
-single process. The child reports what it produced by printing one line ``BENCHJSON {...}`` (or a bare JSON object
-line) on stdout; it lands in ``info``.
+single process. The child reports what it produced by printing one line ``BENCHJSON {...}`` (or
+a bare JSON object line) on stdout; it lands in ``info``.
 """
 
 from __future__ import annotations
