@@ -202,7 +202,7 @@ def run_tool(tool: str, archive: Path, out: Path, files: int, workers: int | str
         trash.mkdir(exist_ok=True)
         out.rename(trash / f"{out.name}-{time.time_ns()}")
     out.mkdir(parents=True)
-    settle(archive)  # every tool starts with the archive cached and no writeback pending
+    settle(archive)  # every tool starts with the archive cached, no writeback pending, no earlier outputs cached
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     py = sys.executable
     if tool in ("medseg", "medseg-cluster"):  # workers: a number (LocalCluster) or a scheduler address

@@ -43,6 +43,11 @@ def test_local_workers_keep_an_adaptive_heap() -> None:
     assert worker_threads(None) == 1
 
 
+def _origin() -> tuple[int, list[str]]:
+    """The worker's parent process and which ingest modules it had before running anything."""
+    return os.getppid(), [m for m in INGEST_WORKER_MODULES if m in sys.modules]
+
+
 def _blas_env() -> str | None:
     return os.environ.get("OMP_NUM_THREADS")
 
@@ -51,11 +56,15 @@ def _blas_env() -> str | None:
 def test_local_workers_get_one_blas_thread_per_dask_thread_and_the_caller_keeps_its_own(
     monkeypatch: pytest.MonkeyPatch, background: bool
 ) -> None:
+    """2-thread workers: not the fork server's environment (1 BLAS thread), so they are spawned with their own."""
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert not start_fork_server(2)
     cfg = DaskConfig(n_workers=1, threads_per_worker=2, memory_limit="1GiB")
     with dask_client(cfg, workers_in_background=background) as client:
         assert worker_threads(client) == 2  # in the background case: waits for the worker to start
         assert list(client.run(_blas_env).values()) == ["2"]
+        [(parent, _)] = client.run(_origin).values()
+    assert parent == os.getpid()  # spawned by this process's Nanny
     assert os.environ["OMP_NUM_THREADS"] == "7"
 
 
@@ -72,11 +81,6 @@ def test_local_workers_run_the_dask_profiler_only_when_asked(profile: bool) -> N
         assert list(client.run(_profiling).values()) == [profile]
 
 
-def _origin() -> tuple[int, list[str]]:
-    """The worker's parent process and which ingest modules it had before running anything."""
-    return os.getppid(), [m for m in INGEST_WORKER_MODULES if m in sys.modules]
-
-
 @pytest.mark.skipif(not fork_server_available(), reason="no forkserver start method on this platform")
 def test_single_threaded_local_workers_are_forked_from_the_preloaded_server() -> None:
     assert start_fork_server(1)  # conftest started it first, as the CLI does: nothing new here
@@ -86,15 +90,6 @@ def test_single_threaded_local_workers_are_forked_from_the_preloaded_server() ->
     assert len(origins) == 2 and len(parents) == 1
     assert parents != {os.getpid()}  # not spawned by this process: forked by the server
     assert all(mods == list(INGEST_WORKER_MODULES) for _, mods in origins)  # imported once, in the server
-
-
-def test_workers_with_another_thread_count_are_spawned_with_their_own_environment() -> None:
-    assert not start_fork_server(2)  # the server's BLAS environment is for 1-thread workers
-    with dask_client(DaskConfig(n_workers=1, threads_per_worker=2, memory_limit="1GiB")) as client:
-        [(parent, _)] = client.run(_origin).values()
-        [blas] = client.run(_blas_env).values()
-    assert parent == os.getpid()
-    assert blas == "2"
 
 
 _SCRIPT = """
