@@ -14,6 +14,15 @@
  * so both walks give the same result; the test-suite checks it on every real file and on
  * corrupted copies. With it a classic file's header scan takes 18 us instead of 57 (the Python
  * loop stays the fallback when this module was not compiled).
+ *
+ * dataset(buf, pos, end, explicit, depth, seqs, leaves, us_leaves) is fast_header._dataset in C:
+ * the values of ``leaves`` (US leaves as int, text ones as lists of strings) and of ``seqs`` (as
+ * lists of item dicts, recursively) from ``pos`` to ``end`` (-1: up to an item delimiter, or
+ * PixelData at depth 0), as ``(dict, pos after)``. It returns None, leaving the whole walk to the
+ * Python loop, at anything that loop would read more bytes for, decline, or skip element by element:
+ * the end of ``buf``, a bad VR or item, an undefined-length element that is not a wanted sequence,
+ * non-ASCII text, a US leaf shorter than 2 bytes, nesting deeper than 8. A DICOM SEG's functional
+ * groups (~100 items) take 0.05 ms instead of ~0.5 ms.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -183,8 +192,192 @@ out:
     return result;
 }
 
+#define ITEM 0xFFFEE000u
+#define ITEM_END 0xFFFEE00Du
+#define SEQ_END 0xFFFEE0DDu
+#define MAX_DEPTH 8
+
+typedef struct {
+    const unsigned char *buf;
+    Py_ssize_t n;
+    int explicit;
+    PyObject *seqs, *leaves, *us_leaves;
+} Walk;
+
+/* fast_header._element: -1 where the Python loop would read on (or decline a bad VR). */
+static int element(const Walk *w, Py_ssize_t pos, uint32_t *tag, int *vr_sq, int *has_vr, uint32_t *length,
+                   Py_ssize_t *vpos)
+{
+    if (pos < 0 || pos + 8 > w->n)
+        return -1;
+    const unsigned char *e = w->buf + pos;
+    uint32_t group = u16(e);
+    *tag = (group << 16) | u16(e + 2);
+    if (group == 0xFFFE || !w->explicit) {
+        *has_vr = *vr_sq = 0;
+        *length = u32(e + 4);
+        *vpos = pos + 8;
+        return 0;
+    }
+    unsigned char a = e[4], b = e[5];
+    if (a < 'A' || a > 'Z' || b < 'A' || b > 'Z')
+        return -1;
+    *has_vr = 1;
+    *vr_sq = a == 'S' && b == 'Q';
+    if (long_vr(a, b)) {
+        if (pos + 12 > w->n)
+            return -1;
+        *length = u32(e + 8);
+        *vpos = pos + 12;
+    } else {
+        *length = u16(e + 6);
+        *vpos = pos + 8;
+    }
+    return 0;
+}
+
+static PyObject *items_of(const Walk *w, Py_ssize_t pos, uint32_t length, int depth, Py_ssize_t *after);
+
+/* A leaf's value as _dataset decodes it; NULL without an exception: leave it to the Python loop. */
+static PyObject *leaf_value(const Walk *w, PyObject *key, Py_ssize_t vpos, uint32_t length)
+{
+    if (vpos + (Py_ssize_t)length > w->n)
+        return NULL;
+    int is_us = PySet_Contains(w->us_leaves, key);
+    if (is_us < 0)
+        return NULL;
+    if (is_us)
+        return length < 2 ? NULL : PyLong_FromUnsignedLong(u16(w->buf + vpos));
+    PyObject *value = text_value(w->buf + vpos, (Py_ssize_t)length, 1);
+    if (value == NULL || PyList_Check(value))
+        return value;
+    PyObject *list = PyList_New(1); /* _text(raw).split("\\") is a list, one value too */
+    if (list == NULL) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyList_SET_ITEM(list, 0, value);
+    return list;
+}
+
+/* fast_header._dataset; NULL without an exception: leave the whole walk to the Python loop. */
+static PyObject *dataset_of(const Walk *w, Py_ssize_t pos, Py_ssize_t end, int depth, Py_ssize_t *after)
+{
+    if (depth > MAX_DEPTH)
+        return NULL;
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    while (end < 0 || pos < end) {
+        uint32_t tag, length;
+        int sq, has_vr;
+        Py_ssize_t vpos;
+        if (element(w, pos, &tag, &sq, &has_vr, &length, &vpos) < 0)
+            goto fail;
+        if (tag == ITEM_END) {
+            *after = vpos;
+            return out;
+        }
+        if (depth == 0 && tag >= PIXEL_DATA) {
+            *after = pos;
+            return out;
+        }
+        PyObject *key = PyLong_FromUnsignedLong(tag);
+        if (key == NULL)
+            goto fail;
+        int wanted = PySet_Contains(w->seqs, key);
+        if (wanted > 0 && (!has_vr || sq)) {
+            PyObject *items = items_of(w, vpos, length, depth + 1, &pos);
+            int bad = items == NULL || PyDict_SetItem(out, key, items) < 0;
+            Py_XDECREF(items);
+            Py_DECREF(key);
+            if (bad)
+                goto fail;
+            continue;
+        }
+        if (wanted < 0 || length == UNDEFINED_LENGTH) {
+            Py_DECREF(key);
+            goto fail;
+        }
+        wanted = PySet_Contains(w->leaves, key);
+        if (wanted != 0) {
+            PyObject *value = wanted > 0 ? leaf_value(w, key, vpos, length) : NULL;
+            int bad = value == NULL || PyDict_SetItem(out, key, value) < 0;
+            Py_XDECREF(value);
+            if (bad) {
+                Py_DECREF(key);
+                goto fail;
+            }
+        }
+        Py_DECREF(key);
+        pos = vpos + (Py_ssize_t)length;
+    }
+    *after = pos;
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* fast_header._items */
+static PyObject *items_of(const Walk *w, Py_ssize_t pos, uint32_t length, int depth, Py_ssize_t *after)
+{
+    Py_ssize_t end = length == UNDEFINED_LENGTH ? -1 : pos + (Py_ssize_t)length;
+    PyObject *items = PyList_New(0);
+    if (items == NULL)
+        return NULL;
+    while (end < 0 || pos < end) {
+        uint32_t tag, item_length;
+        int sq, has_vr;
+        Py_ssize_t ipos, item_after;
+        if (element(w, pos, &tag, &sq, &has_vr, &item_length, &ipos) < 0)
+            goto fail;
+        if (tag == SEQ_END) {
+            *after = ipos;
+            return items;
+        }
+        if (tag != ITEM)
+            goto fail;
+        Py_ssize_t item_end = item_length == UNDEFINED_LENGTH ? -1 : ipos + (Py_ssize_t)item_length;
+        PyObject *values = dataset_of(w, ipos, item_end, depth, &item_after);
+        int bad = values == NULL || PyList_Append(items, values) < 0;
+        Py_XDECREF(values);
+        if (bad)
+            goto fail;
+        pos = item_end >= 0 ? item_end : item_after;
+    }
+    *after = pos;
+    return items;
+fail:
+    Py_DECREF(items);
+    return NULL;
+}
+
+static PyObject *dataset(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, end, after = 0;
+    int explicit, depth;
+    Walk w;
+    if (!PyArg_ParseTuple(args, "y*nnpiOOO", &view, &pos, &end, &explicit, &depth, &w.seqs, &w.leaves, &w.us_leaves))
+        return NULL;
+    w.buf = (const unsigned char *)view.buf;
+    w.n = view.len;
+    w.explicit = explicit;
+    PyObject *out = dataset_of(&w, pos, end, depth, &after);
+    PyBuffer_Release(&view);
+    if (out == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *result = Py_BuildValue("(Nn)", out, after);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS, "Walk the top-level elements of a DICOM buffer (see the module source)."},
+    {"dataset", dataset, METH_VARARGS, "fast_header._dataset in C, or None (see the module source)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,3 +12,14 @@ def walk(
     only_group: int = -1,
     split: bool = True,
 ) -> tuple[int, bool]: ...
+
+def dataset(
+    buf: bytes,
+    pos: int,
+    end: int,
+    explicit: bool,
+    depth: int,
+    seqs: Set[int],
+    leaves: Set[int],
+    us_leaves: Set[int],
+) -> tuple[dict[int, Any], int] | None: ...

@@ -21,15 +21,20 @@ from collections.abc import Callable
 from typing import Any
 
 _Walk = Callable[..., tuple[int, bool]]
+_Dataset = Callable[..., "tuple[dict[int, Any], int] | None"]
 _c_walk: _Walk | None
-try:  # the C walk of the plain elements (setup.py builds it where a C compiler is available)
+_c_dataset: _Dataset | None
+try:  # the C walks (setup.py builds them where a C compiler is available)
+    from medseg.ingest._walk import dataset as _c_dataset
     from medseg.ingest._walk import walk as _c_walk
 except ImportError:  # pragma: no cover - depends on the install
-    _c_walk = None
+    _c_walk = _c_dataset = None
 
 #: the C walk used by :func:`_scan` and :func:`file_meta` (None: the pure-Python loops alone,
 #: same results, ~3x slower header reading)
 C_WALK: _Walk | None = _c_walk
+#: the C version of :func:`_dataset` (None: the pure-Python loop alone, same results)
+C_DATASET: _Dataset | None = _c_dataset
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -311,8 +316,8 @@ def element_header(head: bytes, transfer_syntax: str) -> tuple[int, int] | None:
 _PER_FRAME, _SHARED = 0x52009230, 0x52009229
 #: (functional group sequence, attribute): IPP, IOP, PixelSpacing, ReferencedSegmentNumber
 FRAME_ATTRS = ((0x00209113, 0x00200032), (0x00209116, 0x00200037), (0x00289110, 0x00280030), (0x0062000A, 0x0062000B))
-_GROUP_SEQS = {_PER_FRAME, _SHARED, *(s for s, _ in FRAME_ATTRS)}
-_GROUP_LEAVES = {a for _, a in FRAME_ATTRS}
+_GROUP_SEQS = frozenset({_PER_FRAME, _SHARED, *(s for s, _ in FRAME_ATTRS)})
+_GROUP_LEAVES = frozenset(a for _, a in FRAME_ATTRS)
 #: leaves decoded as US: ReferencedSegmentNumber, SegmentNumber, MaximumFractionalValue, Rows,
 #: Columns, BitsAllocated, PixelRepresentation (all other leaves are backslash-separated text)
 _US_LEAVES = frozenset({0x0062000B, 0x00620004, 0x0062000E, 0x00280010, 0x00280011, 0x00280100, 0x00280103})
@@ -320,12 +325,17 @@ _US_LEAVES = frozenset({0x0062000B, 0x00620004, 0x0062000E, 0x00280010, 0x002800
 
 def _dataset(
     r: _Reader, pos: int, end: int | None, explicit: bool, depth: int,
-    seqs: frozenset[int] | set[int] = _GROUP_SEQS, leaves: frozenset[int] | set[int] = _GROUP_LEAVES,
+    seqs: frozenset[int] = _GROUP_SEQS, leaves: frozenset[int] = _GROUP_LEAVES,
 ) -> tuple[dict[int, Any], int]:
     """Values of the ``leaves`` (and ``seqs``, as item lists) from ``pos`` to ``end``.
 
-    ``end`` None: up to an item delimiter, or PixelData at the top level.
+    ``end`` None: up to an item delimiter, or PixelData at the top level. The C walk
+    (:data:`C_DATASET`) gives the same result where it can; this loop where it cannot.
     """
+    if C_DATASET is not None:
+        done = C_DATASET(r.buf, pos, -1 if end is None else end, explicit, depth, seqs, leaves, _US_LEAVES)
+        if done is not None:
+            return done
     if depth > 8:
         raise _Decline("nesting")
     out: dict[int, Any] = {}
@@ -351,7 +361,7 @@ def _dataset(
 
 def _items(
     r: _Reader, pos: int, length: int, explicit: bool, depth: int,
-    seqs: frozenset[int] | set[int] = _GROUP_SEQS, leaves: frozenset[int] | set[int] = _GROUP_LEAVES,
+    seqs: frozenset[int] = _GROUP_SEQS, leaves: frozenset[int] = _GROUP_LEAVES,
 ) -> tuple[list[dict[int, Any]], int]:
     end = None if length == _UNDEFINED else pos + length
     items: list[dict[int, Any]] = []

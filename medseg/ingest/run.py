@@ -3,8 +3,9 @@
 Phases (``progress(phase, done, total)`` is called for each): ``scan`` (list every file, any
 name), ``headers`` (read new/changed files only; Dask batches of up to ``cfg.files_per_batch``
 when a client is given), ``plan`` (list the study groups), ``volumes`` (per study group: assemble
-stacks, link labels, decode + write changed cases; :data:`GROUPS_PER_TASK` groups per Dask task,
-planned and built on the workers, when a client is given; see :mod:`medseg.ingest.study_groups`).
+stacks, link labels, decode + write changed cases; consecutive groups of up to about as many files
+as a header batch per Dask task, planned and built on the workers, when a client is given; see
+:mod:`medseg.ingest.study_groups`).
 
 Incremental: a file whose (path, size, mtime_ns) is already in the catalog is not read again; a
 case whose content hash (instances + label sources + build version) is unchanged and whose volume
@@ -393,7 +394,7 @@ def _apply_claims(plan: IngestPlan, claims: dict[str, tuple[str, str]]) -> None:
 
 
 def _build_groups(jobs: Iterator[GroupJob], ctx: GroupContext, n_groups: int, state: _RunState,
-                  client: distributed.Client | None, progress: ProgressFn | None) -> None:
+                  client: distributed.Client | None, progress: ProgressFn | None, files_per_task: int = 1) -> None:
     """Plan and build every group (Dask: several groups per task, bounded in flight); finish each in order.
 
     The files group (NIfTI/NRRD) is finished last, once every DICOM group had its chance to claim
@@ -414,21 +415,36 @@ def _build_groups(jobs: Iterator[GroupJob], ctx: GroupContext, n_groups: int, st
         for job in jobs:
             built(plan_and_build(job, ctx))
     else:
-        _build_on_dask(jobs, ctx, client, built)
+        _build_on_dask(_chunks_by_files(jobs, files_per_task), ctx, client, built)
     for group in deferred:
         state.finish(group)
         if progress:
             progress("volumes", state.groups_done, n_groups)
 
 
-#: Study groups per Dask task: amortises the per-task cost (scheduling, transfers) over several small studies.
-GROUPS_PER_TASK = 8
+def _chunks_by_files(jobs: Iterable[GroupJob], files_per_task: int) -> Iterator[list[GroupJob]]:
+    """Consecutive jobs, a chunk closed once it holds ``files_per_task`` files (a group is never split).
+
+    One Dask task per chunk: each task costs ~10 ms of CPU across scheduler, worker and this process,
+    so 1,000-file tasks instead of 8-study ones (~290 files on the demo archive) cut ~0.4 s of
+    CPU from a 20k-file ingest on 2 cores.
+    """
+    chunk: list[GroupJob] = []
+    files = 0
+    for job in jobs:
+        chunk.append(job)
+        files += job.n_files
+        if files >= files_per_task:
+            yield chunk
+            chunk, files = [], 0
+    if chunk:
+        yield chunk
 
 
-def _build_on_dask(jobs: Iterator[GroupJob], ctx: GroupContext, client: distributed.Client,
+def _build_on_dask(chunks: Iterator[list[GroupJob]], ctx: GroupContext, client: distributed.Client,
                    built: Callable[[StudyGroup], None]) -> None:
-    """Run :data:`GROUPS_PER_TASK` jobs per Dask task, a bounded number of tasks in flight; groups are
-    handed to ``built`` in job order (a run's catalog rows do not depend on which worker was faster)."""
+    """Run one Dask task per chunk of jobs, a bounded number of tasks in flight; groups are handed to
+    ``built`` in job order (a run's catalog rows do not depend on which worker was faster)."""
     limit = _in_flight_limit(client)
     pending = distributed.as_completed()
     seq_of: dict[Any, int] = {}  # future key -> its chunk's number
@@ -444,7 +460,7 @@ def _build_on_dask(jobs: Iterator[GroupJob], ctx: GroupContext, client: distribu
                 built(group)
             next_seq += 1
 
-    for chunk in _batched(jobs, GROUPS_PER_TASK):
+    for chunk in chunks:
         fut = client.submit(plan_and_build_pickled, pickle.dumps((ctx, chunk), protocol=pickle.HIGHEST_PROTOCOL),
                             pure=False)
         seq_of[fut.key] = submitted
@@ -552,7 +568,8 @@ def _ingest_locked(
     if progress:
         progress("plan", 0, n_groups)
     ctx, jobs = _group_jobs(catalog, groups, ws, cfg, roots, state)
-    _build_groups(jobs, ctx, n_groups, state, client, progress)
+    files_per_task = task_size(n_files, cfg.files_per_batch, worker_threads(client)) if client is not None else 1
+    _build_groups(jobs, ctx, n_groups, state, client, progress, files_per_task)
     catalog.set_file_series(state.file_series)
 
     series_rows, quarantine = state.series_rows, state.quarantine

@@ -50,6 +50,13 @@ class GroupJob:
     plan: IngestPlan | None = None  # planned by the caller (the files group, whose orphans every DICOM group needs)
     files_group: bool = False
 
+    @property
+    def n_files(self) -> int:
+        """Files in this group (what sizes a Dask task)."""
+        if self.plan is not None:
+            return sum(len(pc.stack.paths) or 1 for pc in self.plan.cases)
+        return len(self.rows)
+
 
 @dataclass
 class GroupContext:

@@ -1,4 +1,4 @@
-"""The compiled header walk (``medseg.ingest._walk``) gives exactly what the pure-Python walk gives.
+"""The compiled header walks (``medseg.ingest._walk``) give exactly what the pure-Python walks give.
 
 Both run on every real file and on thousands of corrupted copies (bytes flipped, lengths broken,
 files cut short): the scanned fields, the pixel offset and every decline must be the same.
@@ -15,33 +15,43 @@ import pytest
 from dicom_factory import ct_slices, write
 
 from medseg.ingest import fast_header
+from medseg.ingest.seg_scan import scan_seg
 
 REAL = ("dicom2nifti", "pydicom-data", "dicom-edge-cases", "tcia-brain-tumor-progression", "rt-utils", "dcmqi-seg")
 
-walk = pytest.importorskip("medseg.ingest._walk", reason="C header walk not compiled (no C compiler at install)").walk
+_walk = pytest.importorskip("medseg.ingest._walk", reason="C header walk not compiled (no C compiler at install)")
+walk = _walk.walk
 
 
 @pytest.fixture
 def python_walk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(fast_header, "C_WALK", None)
+    monkeypatch.setattr(fast_header, "C_DATASET", None)
     yield
+
+
+def _scans(path: str) -> tuple[Any, ...]:
+    seg = scan_seg(path)
+    seg_fields = None if seg is None else (seg.segments, seg.seg_type, seg.max_fractional, seg.table,
+                                           seg.frames.tobytes())
+    return fast_header.scan_file(path), fast_header.scan_frame_groups(path, 2), seg_fields
 
 
 def _both(path: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     with monkeypatch.context() as m:
         m.setattr(fast_header, "C_WALK", walk)
-        compiled = fast_header.scan_file(path)
-        frames_c = fast_header.scan_frame_groups(path, 2)
+        m.setattr(fast_header, "C_DATASET", _walk.dataset)
+        compiled = _scans(path)
     with monkeypatch.context() as m:
         m.setattr(fast_header, "C_WALK", None)
-        python = fast_header.scan_file(path)
-        frames_py = fast_header.scan_frame_groups(path, 2)
-    return (compiled, frames_c), (python, frames_py)
+        m.setattr(fast_header, "C_DATASET", None)
+        python = _scans(path)
+    return compiled, python
 
 
 def test_fast_header_uses_the_compiled_walk() -> None:
     """Where the extension was built (this module is skipped otherwise), the header reader uses it."""
-    assert fast_header.C_WALK is walk
+    assert fast_header.C_WALK is walk and fast_header.C_DATASET is _walk.dataset
 
 
 def test_same_fields_on_every_real_file(real_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,9 +64,9 @@ def test_same_fields_on_every_real_file(real_data: Path, monkeypatch: pytest.Mon
     assert scanned > 300  # the walk really ran (not declined) on most files
 
 
-def _corruptions(data: bytes, rng: random.Random) -> Iterator[bytes]:
-    """Copies of ``data`` with the header damaged in the ways real archives are."""
-    head = min(len(data), 4096)
+def _corruptions(data: bytes, rng: random.Random, head: int = 4096) -> Iterator[bytes]:
+    """Copies of ``data`` with its first ``head`` bytes damaged in the ways real archives are."""
+    head = min(len(data), head)
     for _ in range(40):  # random bytes flipped in the header
         b = bytearray(data)
         for _ in range(rng.randint(1, 4)):
@@ -86,18 +96,21 @@ def test_same_result_on_corrupted_files(tmp_path: Path, monkeypatch: pytest.Monk
         dss[0].file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     dss[0].ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]  # a multi-valued (backslash) text value
     sources = write(dss, tmp_path / "src")
-    seg = sorted((real_data / "dcmqi-seg").rglob("*.dcm"))[:1]  # a SEG: functional groups, sequences
+    # a SEG (functional groups: sequences of items), damaged anywhere before its pixel data
+    seg = real_data / "highdicom-testfiles" / "seg_image_ct_binary.dcm"
     rng = random.Random(1234 + implicit)
-    declined = accepted = 0
-    for src in [*sources, *seg]:
-        for k, data in enumerate(_corruptions(Path(src).read_bytes(), rng)):
+    declined = accepted = seg_read = 0
+    for src in [*sources, seg]:
+        original = Path(src).read_bytes()
+        for k, data in enumerate(_corruptions(original, rng, head=original.rfind(b"\xe0\x7f\x10\x00"))):
             path = tmp_path / f"bad-{k}.dcm"
             path.write_bytes(data)
             compiled, python = _both(str(path), monkeypatch)
             assert compiled == python, (src, k)
             declined += compiled[0] is None
             accepted += compiled[0] is not None
-    assert declined > 10 and accepted > 10  # both outcomes were exercised
+            seg_read += compiled[2] is not None
+    assert declined > 10 and accepted > 10 and seg_read > 10  # every outcome was exercised
 
 
 def test_stops_at_what_the_python_loop_must_take() -> None:

@@ -113,10 +113,10 @@ def test_groups_are_stored_in_study_order_whichever_worker_finishes_first(
             time.sleep(1.0)  # the first study's task finishes after the others
         return original(blob)
 
-    monkeypatch.setattr(run_module, "GROUPS_PER_TASK", 1)
     monkeypatch.setattr(run_module, "plan_and_build_pickled", first_task_slow)
+    one_group_per_task = CFG.model_copy(update={"files_per_batch": 1})
     with distributed.Client(n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None) as client:
-        s = ingest([tmp_path / "src"], par, CFG, client=client)
+        s = ingest([tmp_path / "src"], par, one_group_per_task, client=client)
     assert s.cases == 4 and calls.read_text() == "xxxx"
     assert _series_order(par) == _series_order(seq)
 
@@ -187,3 +187,14 @@ def test_label_file_matching_two_series_is_reported_not_guessed(tmp_path: Path) 
     q = Catalog(ws.catalog_path).quarantine()
     assert [x["reason"] for x in q] == ["label_unmatched"]
     assert "2 DICOM series share its grid" in q[0]["message"]
+
+
+def test_build_tasks_are_sized_by_files_and_never_split_a_group() -> None:
+    """Consecutive study groups share a Dask task until it holds ``files_per_task`` files."""
+    def job(n: int) -> study_groups.GroupJob:
+        return study_groups.GroupJob(previous={}, rows=[("p", 0, 0, "ok", None, None, "{}")] * n)
+
+    sizes = [3, 5, 1, 1, 6, 2]
+    chunks = list(run_module._chunks_by_files((job(n) for n in sizes), files_per_task=4))
+    assert [[j.n_files for j in chunk] for chunk in chunks] == [[3, 5], [1, 1, 6], [2]]
+    assert [len(c) for c in run_module._chunks_by_files((job(n) for n in sizes), files_per_task=1)] == [1] * 6
