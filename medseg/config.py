@@ -44,7 +44,8 @@ class DaskConfig(_Strict):
 class IngestConfig(_Strict):
     deid_secret: str = Field("medseg-demo-secret", min_length=8, description="key of the patient/study hash")
     files_per_batch: int = Field(
-        1024, ge=1, description="files per Dask task when reading headers (fewer when needed to keep every worker busy)"
+        1024, ge=1, description="files per Dask task when reading headers, and when planning and building "
+        "(whole study groups; fewer when needed to keep every worker busy)"
     )
     volume_files: bool = Field(
         True,
