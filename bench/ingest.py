@@ -65,6 +65,8 @@ import sys, json
 if sys.argv[3].isdigit() and int(sys.argv[3]) > 0:  # a LocalCluster: its workers' fork server starts
     from medseg.local_workers import start_fork_server  # first thing, as in `medseg ingest`
     start_fork_server()
+from medseg.fast_exit import skip_final_gc
+skip_final_gc()  # as every `medseg` command does
 from pathlib import Path
 from medseg.config import DaskConfig, IngestConfig
 from medseg.ingest.run import ingest

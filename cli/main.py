@@ -22,6 +22,7 @@ from cli.common import (
 from cli.render import print_outcomes, print_report_table, print_status
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.config_loader import dump_config
+from medseg.fast_exit import skip_final_gc
 from medseg.workspace import Workspace
 
 app = typer.Typer(
@@ -31,6 +32,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+@app.callback()
+def _process() -> None:
+    skip_final_gc()  # every command exits ~0.1 s sooner (see medseg.fast_exit)
+
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see configs/)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override, e.g. --set train.max_epochs=5")]
