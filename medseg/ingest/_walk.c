@@ -21,8 +21,8 @@
  * PixelData at depth 0), as ``(dict, pos after)``. It returns None, leaving the whole walk to the
  * Python loop, at anything that loop would read more bytes for, decline, or skip element by element:
  * the end of ``buf``, a bad VR or item, an undefined-length element that is not a wanted sequence,
- * non-ASCII text, a US leaf shorter than 2 bytes, nesting deeper than 8. A DICOM SEG's functional
- * groups (~100 items) take 0.05 ms instead of ~0.5 ms.
+ * non-ASCII text, a US leaf shorter than 2 bytes, nesting deeper than 8. With it seg_scan.scan_seg
+ * takes 0.24 ms instead of 0.45 ms on a 32-frame SEG of the demo archive.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
