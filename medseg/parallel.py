@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, Scheduler
+from distributed.core import Status
 
 from medseg.config import DaskConfig
 from medseg.local_workers import BLAS_THREAD_VARS, WORKER_MALLOC_ENV, start_method, temporary_environ
@@ -96,6 +99,8 @@ def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
             cluster.scale(cfg.n_workers)
             client = Client(cluster.scheduler_address)  # Client(cluster) would wait for the workers
             _STARTING[client] = cfg.n_workers
+            if isinstance(cluster.scheduler, Scheduler):
+                _SCHEDULERS[client] = cluster.scheduler
         else:
             client = Client(cluster)
         log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
@@ -112,6 +117,11 @@ WORKER_START_TIMEOUT_S = 120.0
 
 #: Clients of the LocalClusters :func:`dask_client` started -> the number of workers requested.
 _STARTING: weakref.WeakKeyDictionary[Client, int] = weakref.WeakKeyDictionary()
+#: ... -> that cluster's scheduler (it runs on the client's event loop, in this process)
+_SCHEDULERS: weakref.WeakKeyDictionary[Client, Scheduler] = weakref.WeakKeyDictionary()
+#: How often :func:`worker_threads` looks for a starting LocalCluster's workers. Dask's
+#: ``wait_for_workers`` looks every 100 ms: on average 50 ms more before a run's first tasks go out.
+_WORKER_POLL_S = 0.005
 
 
 def expected_workers(client: Client) -> int:
@@ -124,8 +134,12 @@ def worker_threads(client: Client | None) -> int:
     if client is None:
         return 1
     expected = expected_workers(client)
+    scheduler = _SCHEDULERS.get(client)
     try:
-        client.wait_for_workers(expected, timeout=WORKER_START_TIMEOUT_S)
+        if scheduler is not None:
+            client.sync(_until_running, scheduler, expected, WORKER_START_TIMEOUT_S)
+        else:
+            client.wait_for_workers(expected, timeout=WORKER_START_TIMEOUT_S)
     except TimeoutError as exc:
         raise RuntimeError(
             f"only {len(client.scheduler_info().get('workers', {}))} of {expected} Dask workers started within "
@@ -133,6 +147,16 @@ def worker_threads(client: Client | None) -> int:
         ) from exc
     info = client.scheduler_info().get("workers", {})
     return max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+
+
+async def _until_running(scheduler: Scheduler, n_workers: int, timeout: float) -> None:
+    """Return once ``n_workers`` of the local ``scheduler``'s workers run (on its event loop: its
+    state is never read from another thread)."""
+    deadline = time.monotonic() + timeout
+    while sum(ws.status == Status.running for ws in scheduler.workers.values()) < n_workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{n_workers} workers did not start within {timeout:.0f} s")
+        await asyncio.sleep(_WORKER_POLL_S)
 
 
 def task_size(total: int, per_task: int, threads: int, tasks_per_thread: int = 4) -> int:

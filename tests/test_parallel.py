@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import medseg.parallel as parallel
 from medseg.config import DaskConfig
 from medseg.local_workers import INGEST_WORKER_MODULES, fork_server_available, start_fork_server
 from medseg.parallel import dask_client, task_size, worker_threads
@@ -112,3 +113,14 @@ def test_a_script_may_start_the_fork_server_before_its_main_guard(tmp_path: Path
                           cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["sum", "6"]
+
+
+def test_a_local_cluster_whose_workers_do_not_start_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """worker_threads watches the local scheduler itself (every 5 ms, not Dask's 100 ms), and still
+    gives up with a clear error when the workers never come up."""
+    monkeypatch.setattr(parallel, "WORKER_START_TIMEOUT_S", 0.3)
+    cfg = DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="1GiB")
+    with dask_client(cfg, workers_in_background=True) as client:
+        parallel._STARTING[client] = 3  # more workers than the cluster will ever start
+        with pytest.raises(RuntimeError, match=r"of 3 Dask workers started within"):
+            worker_threads(client)
