@@ -130,32 +130,37 @@ def expected_workers(client: Client) -> int:
 
 
 def worker_threads(client: Client | None) -> int:
-    """Worker threads of ``client``'s cluster (1 without a client)."""
+    """Worker threads of ``client``'s cluster (1 without a client); waits for a starting LocalCluster's workers."""
     if client is None:
         return 1
     expected = expected_workers(client)
     scheduler = _SCHEDULERS.get(client)
-    try:
-        if scheduler is not None:
-            client.sync(_until_running, scheduler, expected, WORKER_START_TIMEOUT_S)
-        else:
+    if scheduler is not None:
+        running, threads = client.sync(_until_running, scheduler, expected, WORKER_START_TIMEOUT_S)
+    else:
+        try:
             client.wait_for_workers(expected, timeout=WORKER_START_TIMEOUT_S)
-    except TimeoutError as exc:
+        except TimeoutError:
+            running, threads = len(client.scheduler_info().get("workers", {})), 0
+        else:
+            info = client.scheduler_info().get("workers", {})
+            running, threads = len(info), sum(int(w.get("nthreads", 1)) for w in info.values())
+    if running < expected:
         raise RuntimeError(
-            f"only {len(client.scheduler_info().get('workers', {}))} of {expected} Dask workers started within "
+            f"only {running} of {expected} Dask workers started within "
             f"{WORKER_START_TIMEOUT_S:.0f} s (see the worker errors above; check dask.memory_limit and free memory)"
-        ) from exc
-    info = client.scheduler_info().get("workers", {})
-    return max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+        )
+    return max(1, threads)
 
 
-async def _until_running(scheduler: Scheduler, n_workers: int, timeout: float) -> None:
-    """Return once ``n_workers`` of the local ``scheduler``'s workers run (on its event loop: its
-    state is never read from another thread)."""
+async def _until_running(scheduler: Scheduler, n_workers: int, timeout: float) -> tuple[int, int]:
+    """``(running workers, their threads)`` of the local ``scheduler`` once ``n_workers`` run, or at
+    ``timeout``; read on its event loop, never from another thread."""
     deadline = time.monotonic() + timeout
-    while sum(ws.status == Status.running for ws in scheduler.workers.values()) < n_workers:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{n_workers} workers did not start within {timeout:.0f} s")
+    while True:
+        running = [ws for ws in scheduler.workers.values() if ws.status == Status.running]
+        if len(running) >= n_workers or time.monotonic() > deadline:
+            return len(running), sum(ws.nthreads for ws in running)
         await asyncio.sleep(_WORKER_POLL_S)
 
 

@@ -118,9 +118,10 @@ def test_a_script_may_start_the_fork_server_before_its_main_guard(tmp_path: Path
 def test_a_local_cluster_whose_workers_do_not_start_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """worker_threads watches the local scheduler itself (every 5 ms, not Dask's 100 ms), and still
     gives up with a clear error when the workers never come up."""
-    monkeypatch.setattr(parallel, "WORKER_START_TIMEOUT_S", 0.3)
-    cfg = DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="1GiB")
+    cfg = DaskConfig(n_workers=1, threads_per_worker=2, memory_limit="1GiB")
     with dask_client(cfg, workers_in_background=True) as client:
+        assert worker_threads(client) == 2  # the thread count is read from the scheduler, not the client's cache
+        monkeypatch.setattr(parallel, "WORKER_START_TIMEOUT_S", 0.3)
         parallel._STARTING[client] = 3  # more workers than the cluster will ever start
-        with pytest.raises(RuntimeError, match=r"of 3 Dask workers started within"):
+        with pytest.raises(RuntimeError, match=r"only 1 of 3 Dask workers started within"):
             worker_threads(client)
