@@ -34,7 +34,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _process() -> None:
     skip_final_gc()  # every command exits ~0.1 s sooner (see medseg.fast_exit)

@@ -9,6 +9,8 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import cast
 
 import dask
 from distributed import Client, LocalCluster, Scheduler
@@ -98,9 +100,7 @@ def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
         if workers_in_background:
             cluster.scale(cfg.n_workers)
             client = Client(cluster.scheduler_address)  # Client(cluster) would wait for the workers
-            _STARTING[client] = cfg.n_workers
-            if isinstance(cluster.scheduler, Scheduler):
-                _SCHEDULERS[client] = cluster.scheduler
+            _STARTING[client] = _Starting(cfg.n_workers, cast(Scheduler, cluster.scheduler))
         else:
             client = Client(cluster)
         log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
@@ -115,10 +115,18 @@ def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
 WORKER_START_TIMEOUT_S = 120.0
 
 
-#: Clients of the LocalClusters :func:`dask_client` started -> the number of workers requested.
-_STARTING: weakref.WeakKeyDictionary[Client, int] = weakref.WeakKeyDictionary()
-#: ... -> that cluster's scheduler (it runs on the client's event loop, in this process)
-_SCHEDULERS: weakref.WeakKeyDictionary[Client, Scheduler] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class _Starting:
+    """A LocalCluster :func:`dask_client` started with its workers in the background."""
+
+    n_workers: int  # requested
+    scheduler: Scheduler  # runs on the client's event loop, in this process
+
+
+#: Clients of the LocalClusters :func:`dask_client` started in the background -> that cluster.
+_STARTING: weakref.WeakKeyDictionary[Client, _Starting] = weakref.WeakKeyDictionary()
 #: How often :func:`worker_threads` looks for a starting LocalCluster's workers. Dask's
 #: ``wait_for_workers`` looks every 100 ms: on average 50 ms more before a run's first tasks go out.
 _WORKER_POLL_S = 0.005
@@ -126,7 +134,8 @@ _WORKER_POLL_S = 0.005
 
 def expected_workers(client: Client) -> int:
     """Workers ``client``'s cluster has or is starting (a LocalCluster's requested count; else those connected)."""
-    return _STARTING.get(client) or len(client.scheduler_info().get("workers", {}))
+    starting = _STARTING.get(client)
+    return starting.n_workers if starting is not None else len(client.scheduler_info().get("workers", {}))
 
 
 def worker_threads(client: Client | None) -> int:
@@ -134,9 +143,9 @@ def worker_threads(client: Client | None) -> int:
     if client is None:
         return 1
     expected = expected_workers(client)
-    scheduler = _SCHEDULERS.get(client)
-    if scheduler is not None:
-        running, threads = client.sync(_until_running, scheduler, expected, WORKER_START_TIMEOUT_S)
+    starting = _STARTING.get(client)
+    if starting is not None:
+        running, threads = client.sync(_until_running, starting.scheduler, expected, WORKER_START_TIMEOUT_S)
     else:
         try:
             client.wait_for_workers(expected, timeout=WORKER_START_TIMEOUT_S)

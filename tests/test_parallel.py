@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -122,6 +123,7 @@ def test_a_local_cluster_whose_workers_do_not_start_gives_a_clear_error(monkeypa
     with dask_client(cfg, workers_in_background=True) as client:
         assert worker_threads(client) == 2  # the thread count is read from the scheduler, not the client's cache
         monkeypatch.setattr(parallel, "WORKER_START_TIMEOUT_S", 0.3)
-        parallel._STARTING[client] = 3  # more workers than the cluster will ever start
+        # more workers than the cluster will ever start
+        parallel._STARTING[client] = dataclasses.replace(parallel._STARTING[client], n_workers=3)
         with pytest.raises(RuntimeError, match=r"only 1 of 3 Dask workers started within"):
             worker_threads(client)

@@ -569,8 +569,8 @@ def _ingest_locked(
     if progress:
         progress("plan", 0, n_groups)
     ctx, jobs = _group_jobs(catalog, groups, ws, cfg, roots, state)
-    files_per_task = task_size(n_files, cfg.files_per_batch, worker_threads(client)) if client is not None else 1
-    _build_groups(jobs, ctx, n_groups, state, client, progress, files_per_task)
+    _build_groups(jobs, ctx, n_groups, state, client, progress,
+                  files_per_task=task_size(n_files, cfg.files_per_batch, worker_threads(client)))
     catalog.set_file_series(state.file_series)
 
     series_rows, quarantine = state.series_rows, state.quarantine
