@@ -177,3 +177,29 @@ def task_size(total: int, per_task: int, threads: int, tasks_per_thread: int = 4
     """Items per Dask task: at most ``per_task`` (amortises ~10-20 ms of scheduling and transfer per
     task), but small enough to give every worker thread ``tasks_per_thread`` tasks (load balance)."""
     return max(1, min(per_task, math.ceil(total / (tasks_per_thread * max(1, threads)))))
+
+
+@dataclass(frozen=True)
+class TaskSizer:
+    """Items per Dask task as a run goes (guided self-scheduling).
+
+    ``per_task`` items per task (see :func:`task_size`) while plenty are left, then fewer, so that
+    the worker threads run out of work at about the same time: the next task gets at most the
+    remaining items divided by twice the threads, and at least ``per_task // 8``. With equal
+    tasks to the end, one thread would still run the last task while the others idle (half a task
+    on average: ~60 ms of 1,024 files on the bench archive, once per phase).
+    """
+
+    total: int
+    per_task: int
+    threads: int = 1
+
+    @classmethod
+    def for_run(cls, total: int, per_task: int, threads: int) -> TaskSizer:
+        """Tasks of at most ``per_task`` items, at least 4 per worker thread, shrinking towards the end."""
+        return cls(total, task_size(total, per_task, threads), max(1, threads))
+
+    def __call__(self, done: int) -> int:
+        """Items for the next task, once ``done`` items went into earlier tasks."""
+        floor = max(1, self.per_task // 8)
+        return max(floor, min(self.per_task, math.ceil((self.total - done) / (2 * self.threads))))

@@ -13,7 +13,7 @@ import pytest
 import medseg.parallel as parallel
 from medseg.config import DaskConfig
 from medseg.local_workers import INGEST_WORKER_MODULES, fork_server_available, start_fork_server
-from medseg.parallel import dask_client, task_size, worker_threads
+from medseg.parallel import TaskSizer, dask_client, task_size, worker_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +30,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 )
 def test_task_size_caps_and_balances(total: int, per_task: int, threads: int, expected: int) -> None:
     assert task_size(total, per_task, threads) == expected
+
+
+def test_task_sizes_shrink_towards_the_end_of_a_run() -> None:
+    """Full-size tasks while plenty is left, then smaller ones (each thread ends at about the same time)."""
+    sizer = TaskSizer.for_run(20_665, 1024, 2)
+    sizes, done = [], 0
+    while done < 20_665:
+        sizes.append(min(sizer(done), 20_665 - done))
+        done += sizes[-1]
+    assert sizes[0] == 1024 and sizes.count(1024) >= 16
+    assert sizes == sorted(sizes, reverse=True)  # never growing again
+    assert max(sizes[-4:]) <= 1024 // 8  # the last tasks hold an eighth of a full one
+    assert min(sizes[:-1]) == 1024 // 8  # ... but not less (per-task costs); the last takes the rest
+    small = TaskSizer.for_run(40, 1024, 2)  # a small run: 4 tasks per thread first (task_size)
+    assert small(0) == 5 and small(38) == 1
 
 
 def _malloc_env() -> dict[str, str | None]:

@@ -258,6 +258,11 @@ class Catalog:
             con.executemany("DELETE FROM files WHERE path = ?", items)
         return len(items)
 
+    def count_files(self, status: str = "ok") -> int:
+        """Number of indexed files with ``status``."""
+        with self._connect() as con:
+            return int(con.execute("SELECT COUNT(*) FROM files WHERE status = ?", (status,)).fetchone()[0])
+
     def file_headers(self, status: str = "ok", study_keys: list[str | None] | None = None) -> list[dict[str, Any]]:
         """Header dicts (as read by :func:`~medseg.ingest.headers.read_header`) of files with ``status``.
 

@@ -56,7 +56,7 @@ from medseg.ingest.study_groups import (
 from medseg.ingest.volume_files import DATASET_JSON, volume_suffix
 from medseg.io.volume_store import clean_partial_stores
 from medseg.local_workers import INGEST_WORKER_MODULES
-from medseg.parallel import expected_workers, task_size, worker_threads
+from medseg.parallel import TaskSizer, expected_workers, worker_threads
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -156,15 +156,14 @@ def _read_headers(
     ``items`` is consumed lazily and at most a few batches per worker are in flight, so memory
     does not grow with the archive.
     """
-    size = cfg.files_per_batch if client is None else task_size(total, cfg.files_per_batch, worker_threads(client))
-    batches = _batched(items, size)
     done = 0
     if client is None:
-        for batch in batches:
+        for batch in _batched(items, cfg.files_per_batch):
             done += catalog.upsert_files(read_header_batch(batch, cfg.deid_secret), run_id)
             if progress:
                 progress("headers", done, total)
         return done
+    batches = _batched(items, TaskSizer.for_run(total, cfg.files_per_batch, worker_threads(client)))
     packed = (pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL) for b in batches)
     for blob in _bounded_map(client, header_rows_pickled, packed, secret=cfg.deid_secret, run_id=run_id):
         done += catalog.insert_file_rows(pickle.loads(blob))
@@ -189,13 +188,19 @@ def header_rows_pickled(items: list[tuple[str, int, int]] | bytes, secret: str, 
     return pickle.dumps(header_rows(items, secret, run_id), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def _batched(items: Iterable[Any], size: int | Callable[[int], int]) -> Iterator[list[Any]]:
+    """Consecutive lists of ``size`` items; ``size`` may be a function of the items batched so far."""
+    size_of = size if callable(size) else (lambda done: size)
     batch: list[Any] = []
+    done = 0
+    target = size_of(0)
     for item in items:
         batch.append(item)
-        if len(batch) >= size:
+        if len(batch) >= target:
             yield batch
+            done += len(batch)
             batch = []
+            target = size_of(done)
     if batch:
         yield batch
 
@@ -394,7 +399,8 @@ def _apply_claims(plan: IngestPlan, claims: dict[str, tuple[str, str]]) -> None:
 
 
 def _build_groups(jobs: Iterator[GroupJob], ctx: GroupContext, n_groups: int, state: _RunState,
-                  client: distributed.Client | None, progress: ProgressFn | None, files_per_task: int = 1) -> None:
+                  client: distributed.Client | None, progress: ProgressFn | None,
+                  files_per_task: Callable[[int], int] = lambda done: 1) -> None:
     """Plan and build every group (Dask: several groups per task, bounded in flight); finish each in order.
 
     The files group (NIfTI/NRRD) is finished last, once every DICOM group had its chance to claim
@@ -422,22 +428,24 @@ def _build_groups(jobs: Iterator[GroupJob], ctx: GroupContext, n_groups: int, st
             progress("volumes", state.groups_done, n_groups)
 
 
-def _chunks_by_files(jobs: Iterable[GroupJob], files_per_task: int) -> Iterator[list[GroupJob]]:
-    """Consecutive jobs, a chunk closed once it holds ``files_per_task`` files (a group is never split).
+def _chunks_by_files(jobs: Iterable[GroupJob], files_per_task: Callable[[int], int]) -> Iterator[list[GroupJob]]:
+    """Consecutive jobs, a chunk closed once it holds ``files_per_task(files in earlier chunks)``
+    files (a group is never split; see :class:`medseg.parallel.TaskSizer`).
 
     One Dask task per chunk: a task costs scheduling and transfers in three processes, so a task
-    sized by files (as header batches are) suits both many small studies and a few large ones. On
-    the 20k-file bench archive (~36 files per study) this makes 20 tasks instead of 72 (8 studies
-    each); the wall-time difference was within run-to-run noise.
+    sized by files (as header batches are) suits both many small studies and a few large ones.
     """
     chunk: list[GroupJob] = []
-    files = 0
+    files = done = 0
+    target = files_per_task(0)
     for job in jobs:
         chunk.append(job)
         files += job.n_files
-        if files >= files_per_task:
+        if files >= target:
             yield chunk
+            done += files
             chunk, files = [], 0
+            target = files_per_task(done)
     if chunk:
         yield chunk
 
@@ -569,8 +577,8 @@ def _ingest_locked(
     if progress:
         progress("plan", 0, n_groups)
     ctx, jobs = _group_jobs(catalog, groups, ws, cfg, roots, state)
-    _build_groups(jobs, ctx, n_groups, state, client, progress,
-                  files_per_task=task_size(n_files, cfg.files_per_batch, worker_threads(client)))
+    sizer = TaskSizer.for_run(catalog.count_files("ok"), cfg.files_per_batch, worker_threads(client))
+    _build_groups(jobs, ctx, n_groups, state, client, progress, files_per_task=sizer)
     catalog.set_file_series(state.file_series)
 
     series_rows, quarantine = state.series_rows, state.quarantine
