@@ -188,18 +188,25 @@ def header_rows_pickled(items: list[tuple[str, int, int]] | bytes, secret: str, 
     return pickle.dumps(header_rows(items, secret, run_id), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _batched(items: Iterable[Any], size: int | Callable[[int], int]) -> Iterator[list[Any]]:
-    """Consecutive lists of ``size`` items; ``size`` may be a function of the items batched so far."""
+def _batched(
+    items: Iterable[Any], size: int | Callable[[int], int], weight: Callable[[Any], int] = lambda item: 1
+) -> Iterator[list[Any]]:
+    """Consecutive lists of items, each closed once its items' ``weight`` reaches ``size``.
+
+    ``size`` may be a function of the weight batched so far (see :class:`medseg.parallel.TaskSizer`);
+    it is asked again after each batch it closed.
+    """
     size_of = size if callable(size) else (lambda done: size)
     batch: list[Any] = []
-    done = 0
+    weighed = done = 0
     target = size_of(0)
     for item in items:
         batch.append(item)
-        if len(batch) >= target:
+        weighed += weight(item)
+        if weighed >= target:
             yield batch
-            done += len(batch)
-            batch = []
+            done += weighed
+            batch, weighed = [], 0
             target = size_of(done)
     if batch:
         yield batch
@@ -435,19 +442,7 @@ def _chunks_by_files(jobs: Iterable[GroupJob], files_per_task: Callable[[int], i
     One Dask task per chunk: a task costs scheduling and transfers in three processes, so a task
     sized by files (as header batches are) suits both many small studies and a few large ones.
     """
-    chunk: list[GroupJob] = []
-    files = done = 0
-    target = files_per_task(0)
-    for job in jobs:
-        chunk.append(job)
-        files += job.n_files
-        if files >= target:
-            yield chunk
-            done += files
-            chunk, files = [], 0
-            target = files_per_task(done)
-    if chunk:
-        yield chunk
+    return _batched(jobs, files_per_task, weight=lambda job: job.n_files)
 
 
 def _build_on_dask(chunks: Iterator[list[GroupJob]], ctx: GroupContext, client: distributed.Client,
