@@ -58,6 +58,7 @@ sys.path.insert(0, str(REPO))
 from bench._measure import run_measured, settle  # noqa: E402
 from bench._services import Services  # noqa: E402
 from medseg.config import IngestConfig  # noqa: E402
+from medseg.local_workers import DASK_WORKER_MODULES, INGEST_WORKER_MODULES  # noqa: E402
 
 REAL_D2N = REPO.parent / "shared" / "data" / "real" / "dicom2nifti"
 FILES_PER_CASE = 36.0  # demo archive: 24-48 slices + 1 SEG per case
@@ -202,9 +203,9 @@ def _trash(work: Path) -> Path:
 
 #: What each Python tool imports (its program files), read by :func:`warm_program` before a run.
 _PROGRAM_IMPORTS = {
-    "medseg": ("medseg.ingest.run", "medseg.parallel", "medseg.workspace", "medseg.fast_exit",
-               "distributed.nanny", "distributed.worker", "numpy", "pydicom", "medseg.ingest.build",
-               "medseg.ingest.headers", "medseg.ingest.study_groups", "prometheus_client", "numpy.random"),
+    # the run's own imports, its workers' preload (medseg.local_workers), and what a worker imports after its fork
+    "medseg": ("medseg.parallel", "medseg.workspace", "medseg.fast_exit", *DASK_WORKER_MODULES,
+               *INGEST_WORKER_MODULES, "prometheus_client", "numpy.random"),
     "dicom2nifti": ("dicom2nifti",),
     "sitk": ("SimpleITK",),
 }
