@@ -20,15 +20,17 @@ Each tool runs as a child process that reads the NIfTI files, predicts and write
 
 Per tool: seconds per volume (inside the child, mean over volumes, I/O included), process wall
 time, peak RSS of the process tree (``bench/_measure.py``), and voxel agreement of its labels with
-medseg's. ``--device cuda`` runs the same on a GPU (bf16 autocast for medseg).
+medseg's. ``--device cuda`` runs the same on a GPU (bf16 autocast for medseg). Where medseg runs bf16
+(a GPU, a CPU with AMX / AVX512-BF16) a ``medseg-fp32`` row is measured beside it, so both machine
+classes are in the table; the CPU model and each row's precision are printed.
 
 Usage::
 
     python bench/infer.py [--cases 4] [--slices 150] [--size 256] [--threads 2] [--device cpu]
                           [--workdir DIR] [--nnunet-venv /tmp/nnunet-venv] [--tools medseg,nnunet,monai]
 
-Ends with ``RESULT medseg_s=... nnunet_s=... monai_s=... ratio=...`` (ratio = medseg / nnU-Net
-seconds per volume; target <= 0.67).
+Ends with ``RESULT medseg_s=... nnunet_s=... monai_s=... ratio=... precision=... medseg_fp32_s=... ratio_fp32=...``
+(ratio = medseg / nnU-Net seconds per volume; target <= 0.67).
 """
 
 from __future__ import annotations
@@ -148,7 +150,8 @@ def _load_net(model_dir: Path, device: str) -> Any:
     return net.eval().to(device)
 
 
-def child_medseg(cases: list[Path], out: Path, model_dir: Path, device: str, batch: int) -> dict[str, Any]:
+def child_medseg(cases: list[Path], out: Path, model_dir: Path, device: str, batch: int,
+                 precision: str = "auto") -> dict[str, Any]:
     from medseg.config import InferConfig
     from medseg.inference.predict import predict_volume
     from medseg.io.nifti import read_nifti, write_nifti
@@ -156,7 +159,7 @@ def child_medseg(cases: list[Path], out: Path, model_dir: Path, device: str, bat
 
     bundle = ModelBundle(path=model_dir, family="cnn", version="bench", plan=_medseg_plan(),
                          network=_load_net(model_dir, device), metadata={})
-    cfg = InferConfig(overlap=0.5, sw_batch_size=batch, mirror_tta=False)
+    cfg = InferConfig(overlap=0.5, sw_batch_size=batch, mirror_tta=False, precision=precision)  # type: ignore[arg-type]
     times = []
     for f in cases:
         t0 = time.perf_counter()
@@ -205,7 +208,12 @@ def child_nnunet(cases: list[Path], out: Path, model_dir: Path, device: str, bat
     return {"seconds": [total / len(cases)] * len(cases)}
 
 
-CHILDREN = {"medseg": child_medseg, "monai": child_monai, "nnunet": child_nnunet}
+def child_medseg_fp32(cases: list[Path], out: Path, model_dir: Path, device: str, batch: int) -> dict[str, Any]:
+    """medseg forced to fp32: the row of CPUs without bf16 units, measured beside the bf16 one."""
+    return child_medseg(cases, out, model_dir, device, batch, precision="fp32")
+
+
+CHILDREN = {"medseg": child_medseg, "medseg-fp32": child_medseg_fp32, "monai": child_monai, "nnunet": child_nnunet}
 
 
 def run_child(args: argparse.Namespace) -> None:
@@ -257,8 +265,17 @@ def main() -> None:
         run_child(args)
         return
 
-    from bench._measure import Measured, run_measured
+    import torch
 
+    from bench._measure import Measured, run_measured
+    from medseg.hardware import cpu_model
+    from medseg.inference.precision import uses_bf16
+
+    bf16 = uses_bf16(torch.device(args.device), "auto")
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    if bf16 and "medseg" in tools and "medseg-fp32" not in tools:
+        tools.insert(tools.index("medseg") + 1, "medseg-fp32")  # the fp32 machine class beside the bf16 one
+    where = f"GPU {torch.cuda.get_device_name()}" if args.device == "cuda" else f"CPU {cpu_model()}"
     work = Path(args.workdir or tempfile.mkdtemp(prefix="medseg-bench-infer-"))
     raw, model = work / "raw", work / "model"
     if not raw.is_dir() or len(list(raw.glob("*.nii.gz"))) != args.cases:
@@ -269,7 +286,7 @@ def main() -> None:
            "nnUNet_def_n_proc": str(args.threads), "nnUNet_raw": str(work / "nnunet_raw"),
            "nnUNet_preprocessed": str(work / "nnunet_pre"), "nnUNet_results": str(work / "nnunet_res")}
     results: dict[str, Measured] = {}
-    for tool in [t.strip() for t in args.tools.split(",") if t.strip()]:
+    for tool in tools:
         python = str(Path(args.nnunet_venv) / "bin" / "python") if tool == "nnunet" else sys.executable
         out = work / f"out_{tool}"
         shutil.rmtree(out, ignore_errors=True)
@@ -283,17 +300,22 @@ def main() -> None:
     per_volume = {t: float(np.mean(m.info["seconds"])) if m.ok and m.info.get("seconds") else float("nan")
                   for t, m in results.items()}
     print(f"\n{args.cases} volumes {args.slices}x{args.size}x{args.size} int16 at {NATIVE_SPACING} mm -> "
-          f"{TARGET_SPACING} mm, patch {PATCH}, overlap 0.5, no TTA, device {args.device}, {args.threads} threads\n")
-    print(f"{'tool':<8} {'s/volume':>9} {'wall s':>8} {'peak RSS tree MiB':>18} {'peak RSS max MiB':>17} "
-          f"{'agree w/ medseg':>16}")
+          f"{TARGET_SPACING} mm, patch {PATCH}, overlap 0.5, no TTA, {where}, {args.threads} threads\n")
+    print(f"{'tool':<12} {'precision':<9} {'s/volume':>9} {'wall s':>8} {'peak RSS tree MiB':>18} "
+          f"{'peak RSS max MiB':>17} {'agree w/ medseg':>16}")
     for t, m in results.items():
+        precision = "bf16" if t == "medseg" and bf16 else "fp32"
         agree = _agreement(work / "out_medseg", work / f"out_{t}") if "medseg" in results else float("nan")
-        print(f"{t:<8} {per_volume[t]:>9.2f} {m.wall_s:>8.1f} {m.rss_tree_mib:>18.0f} {m.rss_max_mib:>17.0f} "
-              f"{agree:>16.4f}")
-    ratio = per_volume.get("medseg", float("nan")) / per_volume.get("nnunet", float("nan"))
-    print(f"\nRESULT medseg_s={per_volume.get('medseg', float('nan')):.2f} "
-          f"nnunet_s={per_volume.get('nnunet', float('nan')):.2f} monai_s={per_volume.get('monai', float('nan')):.2f} "
-          f"ratio={ratio:.3f} device={args.device}")
+        print(f"{t:<12} {precision:<9} {per_volume[t]:>9.2f} {m.wall_s:>8.1f} {m.rss_tree_mib:>18.0f} "
+              f"{m.rss_max_mib:>17.0f} {agree:>16.4f}")
+    if not bf16:
+        print("medseg bf16: n/a (no bf16 units, AMX / AVX512-BF16, on this CPU: medseg runs fp32 here)")
+    nan = float("nan")
+    ratio = per_volume.get("medseg", nan) / per_volume.get("nnunet", nan)
+    fp32_s = per_volume.get("medseg-fp32", nan) if bf16 else per_volume.get("medseg", nan)
+    print(f"\nRESULT medseg_s={per_volume.get('medseg', nan):.2f} nnunet_s={per_volume.get('nnunet', nan):.2f} "
+          f"monai_s={per_volume.get('monai', nan):.2f} ratio={ratio:.3f} precision={'bf16' if bf16 else 'fp32'} "
+          f"medseg_fp32_s={fp32_s:.2f} ratio_fp32={fp32_s / per_volume.get('nnunet', nan):.3f} device={args.device}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ On CUDA (``--device cuda``) it also reports iterations/s, GPU utilisation (sampl
 ``torch.cuda.utilization`` or ``nvidia-smi``), the share of time spent waiting for data, and the
 bf16-AMP vs fp32 speed-up, as a second table; on a CPU with bf16 matrix units the bare loop runs in
 bf16 too (the same precision as medseg), and the bf16 vs fp32 speed-up of medseg's step is reported.
+The CPU model and the precision stand beside every number; the precision table always has a bf16 and
+an fp32 row (bf16 "n/a" on CPUs without bf16 units, where medseg trains in fp32).
 
 Usage::
 
@@ -26,8 +28,8 @@ Usage::
                           [--filters 16,32,64,128] [--threads 2] [--workers N] [--compile]
                           [--channels-last] [--gpu-aug] [--workdir DIR]
 
-Ends with ``RESULT medseg_s_per_it=... monai_s_per_it=... cpu_ratio=...`` (plus ``gpu_it_s=...
-gpu_util=... amp_speedup=...`` on CUDA, ``amp_speedup=...`` on bf16 CPUs).
+Ends with ``RESULT medseg_s_per_it=... monai_s_per_it=... cpu_ratio=... precision=... fp32_s_per_it=...``
+(plus ``gpu_it_s=... gpu_util=... amp_speedup=...`` on CUDA, ``amp_speedup=...`` on bf16 CPUs).
 """
 
 from __future__ import annotations
@@ -375,7 +377,8 @@ def main() -> None:
 
     import torch
 
-    from medseg.hardware import cpu_has_fast_bf16
+    from medseg.hardware import cpu_has_fast_bf16, cpu_model
+    from medseg.training.device import uses_amp
 
     if args.device == "cuda":
         if not torch.cuda.is_available():
@@ -400,27 +403,40 @@ def main() -> None:
             rss = {"medseg": m_both.rss_tree_mib, "monai": m_both.rss_tree_mib}
         ratio = med["s_per_it_median"] / mon["s_per_it_median"]
         mode = "separate processes" if args.separate else "one process, iterations interleaved"
-        print(f"\nTraining step on {args.device}: patch {patch}, batch {args.batch}, filters {filters}, "
+        where = f"GPU {torch.cuda.get_device_name()}" if args.device == "cuda" else f"CPU {cpu_model()}"
+        precision = "bf16 AMP" if uses_amp(torch.device(args.device), args.amp) else "fp32"
+        print(f"\nTraining step on {where} ({precision}): patch {patch}, batch {args.batch}, filters {filters}, "
               f"{args.threads} threads, {args.iters} timed iterations (+{args.warmup} warm-up), {mode}")
-        print(f"{'tool':<8} {'s/it median':>12} {'s/it mean':>10} {'data wait':>10} {'peak RSS MiB':>13}")
+        print(f"{'tool':<8} {'precision':<9} {'s/it median':>12} {'s/it mean':>10} {'data wait':>10} "
+              f"{'peak RSS MiB':>13}")
         for name, r in (("medseg", med), ("monai", mon)):
             wait = r["data_wait_share"] if name == "medseg" else None
-            print(f"{name:<8} {r['s_per_it_median']:>12.4f} {r['s_per_it']:>10.4f} {_pct(wait):>10} {rss[name]:>13.0f}")
+            print(f"{name:<8} {precision:<9} {r['s_per_it_median']:>12.4f} {r['s_per_it']:>10.4f} {_pct(wait):>10} "
+                  f"{rss[name]:>13.0f}")
         print(f"ratio medseg / monai (medians) = {ratio:.3f} (target <= 1.1 on CPU)")
         key = "cpu_ratio" if args.device == "cpu" else "ratio"
         result = (f"medseg_s_per_it={med['s_per_it_median']:.4f} monai_s_per_it={mon['s_per_it_median']:.4f} "
-                  f"{key}={ratio:.3f}")
-        if args.device == "cuda" or (args.device == "cpu" and cpu_has_fast_bf16()):
+                  f"{key}={ratio:.3f} precision={'bf16' if precision != 'fp32' else 'fp32'}")
+        bf16_here = args.device == "cuda" or cpu_has_fast_bf16()
+        print(f"\n{where}: medseg training step by precision (flags: {' '.join(flags) or 'none'})")
+        print(f"{'precision':<10} {'it/s':>8} {'GPU util':>9} {'data wait':>10} {'workers':>8}")
+        if bf16_here:
             other = _measure("medseg", args, [f for f in flags if f != "--no-amp"] + (["--no-amp"] if args.amp else []))
             amp, fp32 = (med, other.info["medseg"]) if args.amp else (other.info["medseg"], med)
+            rows: list[tuple[str, dict[str, Any] | None]] = [("bf16 AMP", amp), ("fp32", fp32)]
+        else:
+            amp, fp32 = None, med
+            rows = [("bf16 AMP", None), ("fp32", fp32)]
+        for name, r in rows:
+            if r is None:
+                print(f"{name:<10} {'n/a: no bf16 units (AMX / AVX512-BF16) on this CPU, medseg trains in fp32':>40}")
+                continue
+            util = r.get("gpu_util")
+            print(f"{name:<10} {1 / r['wall_per_it']:>8.2f} {(f'{util:.0f}%' if util is not None else 'n/a'):>9} "
+                  f"{_pct(r['data_wait_share']):>10} {r['workers']:>8}")
+        result += f" fp32_s_per_it={fp32['wall_per_it']:.4f}"
+        if amp is not None:
             speedup = fp32["wall_per_it"] / amp["wall_per_it"]
-            where = f"GPU, {torch.cuda.get_device_name()}" if args.device == "cuda" else "CPU with bf16 matrix units"
-            print(f"\n{where}: medseg training step (flags: {' '.join(flags) or 'none'})")
-            print(f"{'precision':<10} {'it/s':>8} {'GPU util':>9} {'data wait':>10} {'workers':>8}")
-            for name, r in (("bf16 AMP", amp), ("fp32", fp32)):
-                util = r.get("gpu_util")
-                print(f"{name:<10} {1 / r['wall_per_it']:>8.2f} {(f'{util:.0f}%' if util is not None else 'n/a'):>9} "
-                      f"{_pct(r['data_wait_share']):>10} {r['workers']:>8}")
             print(f"AMP speed-up = {speedup:.2f}x" + (" (targets: data wait ~0 %, GPU utilisation >= 90 %)"
                                                       if args.device == "cuda" else ""))
             util = amp.get("gpu_util")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from cli.common import console
@@ -28,6 +29,12 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _warned(details: str, warnings: object) -> str:
+    """``details`` followed by the stage's warnings in yellow (e.g. training stopped by the time cap)."""
+    shown = [str(w) for w in warnings] if isinstance(warnings, list) else []
+    return "\n".join([details, *(f"[bold yellow]warning:[/] {escape(w)}" for w in shown)]).strip()
+
+
 def print_outcomes(outcomes: Sequence[dict[str, Any]]) -> None:
     table = Table(title="stages", show_lines=False)
     for col in ("stage", "state", "seconds", "details"):
@@ -36,7 +43,7 @@ def print_outcomes(outcomes: Sequence[dict[str, Any]]) -> None:
         state = "[yellow]skipped[/]" if o.get("skipped") else "[green]done[/]"
         stats = {k: v for k, v in (o.get("stats") or {}).items() if k in _SHOWN}
         details = o.get("reason") or ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items())
-        table.add_row(str(o["stage"]), state, f"{o.get('seconds', 0.0):.1f}", details)
+        table.add_row(str(o["stage"]), state, f"{o.get('seconds', 0.0):.1f}", _warned(details, o.get("warnings")))
     console.print(table)
 
 
@@ -81,7 +88,8 @@ def print_status(ws: Workspace, families: Sequence[str] = ("cnn", "gan"), source
         runs.add_column(col)
     for run in last_stage_runs(ws):
         stats = ", ".join(f"{k}={_fmt(v)}" for k, v in run.stats.items() if k in _SHOWN)
-        runs.add_row(run.stage, run.state, _ago(run.finished_at), f"{run.seconds:.1f}", stats)
+        runs.add_row(run.stage, run.state, _ago(run.finished_at), f"{run.seconds:.1f}",
+                     _warned(stats, run.stats.get("warnings")))
     console.print(runs)
     if flow_runs is not None:
         print_rows(list(flow_runs), title="Prefect flow runs")
@@ -101,7 +109,7 @@ def print_status(ws: Workspace, families: Sequence[str] = ("cnn", "gan"), source
     for col in ("family", "version", "val mean Dice", "promoted (UTC)", "why"):
         table.add_column(col)
     for c in champions(ws, list(families)):
-        why = f"[red]{c.error}[/]" if c.error else c.reason
+        why = f"[red]{escape(c.error)}[/]" if c.error else _warned(escape(c.reason), c.warnings)
         table.add_row(c.family, c.version or "(none)", _fmt(c.val_mean_dice) if c.val_mean_dice is not None else "-",
                       c.promoted_at, why)
     console.print(table)

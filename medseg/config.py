@@ -85,7 +85,14 @@ class TrainConfig(_Strict):
     filters: list[int] = Field(default_factory=lambda: [32, 64, 128, 256, 320])
     deep_supervision: bool = True
     val_every: int = Field(5, ge=1)
-    max_minutes: float | None = Field(None, gt=0, description="wall-clock budget per model")
+    max_minutes: float | None = Field(
+        None, gt=0, description="safety cap on the wall clock per model (minutes). The budget is max_epochs × "
+        "iterations_per_epoch; a run the cap stops is flagged (warning) and not promoted over a champion that "
+        "completed its budget, unless promote_capped"
+    )
+    promote_capped: bool = Field(
+        False, description="allow a run stopped by max_minutes to replace a champion that completed its budget"
+    )
     device: DeviceChoice = DeviceChoice.AUTO
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = all cores")
     warm_start: bool = Field(False, description="start from the family's champion (nightly fine-tuning)")
@@ -140,7 +147,7 @@ class OpsConfig(_Strict):
     nightly_cron: str = Field("0 2 * * *", min_length=9, description="cron of the nightly retrain (in `timezone`)")
     nightly_training: NightlyTraining = Field(NightlyTraining.WARM, description="warm = fine-tune the champion")
     nightly_train_minutes: float | None = Field(
-        None, gt=0, description="wall-clock budget per model in the nightly run (None = train.max_minutes)"
+        None, gt=0, description="time cap per model in the nightly run (None = train.max_minutes)"
     )
     bulk_files_per_task: int = Field(
         50000, ge=1, description="files per Prefect task in the bulk flow (≈10 s of Dask work per task on 2 workers)"

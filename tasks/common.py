@@ -11,7 +11,9 @@ import logging
 from typing import Any, TypeVar
 
 from prefect import Task
+from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import TaskRun
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_run_logger
 from prefect.states import State
 from prefect.tasks import exponential_backoff
@@ -34,7 +36,18 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 def log_outcome(outcome: StageOutcome) -> StageOutcome:
-    _logger().info(outcome.headline())
+    """Log the stage's headline; its warnings (e.g. training stopped by the time cap) are logged at
+    WARNING level and published as a Markdown artifact, so they stand out in the Prefect UI."""
+    log = _logger()
+    log.info(outcome.headline())
+    for warning in outcome.warnings:
+        log.warning("%s: %s", outcome.stage, warning)
+    if outcome.warnings and (TaskRunContext.get() is not None or FlowRunContext.get() is not None):
+        lines = [f"# Warnings: {outcome.stage}", "", *[f"- **warning**: {w}" for w in outcome.warnings]]
+        try:
+            create_markdown_artifact(markdown="\n".join(lines), description=f"{outcome.stage}: warnings")
+        except Exception:  # noqa: BLE001 - artifacts are best effort (no API / no run context)
+            pass
     return outcome
 
 

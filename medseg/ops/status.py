@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from medseg.ops.bulk import latest_manifest, totals
 from medseg.ops.nightly import champion_version, ingested_cases, pending_cases, unpreprocessed_cases
 from medseg.stage_record import StageRecord
+from medseg.training.promotion import capped_warning
 from medseg.workspace import Workspace
 
 
@@ -42,6 +43,7 @@ class ChampionInfo(BaseModel):
     promoted_at: str = ""
     reason: str = ""
     error: str = ""
+    warnings: list[str] = Field(default_factory=list, description="e.g. the bundle was stopped by the time cap")
 
 
 def last_stage_runs(ws: Workspace) -> list[StageRun]:
@@ -104,9 +106,11 @@ def champions(ws: Workspace, families: list[str]) -> list[ChampionInfo]:
         data = json.loads(ws.champion_path(family).read_text())
         bundle = ws.model_family_dir(family) / version
         error = "" if (bundle / "metadata.json").is_file() else f"bundle {bundle} missing"
+        warning = capped_warning(json.loads((bundle / "metadata.json").read_text())) if not error else None
         dice = data.get("val_mean_dice")
         out.append(ChampionInfo(family=family, version=version,
                                 val_mean_dice=float(dice) if isinstance(dice, int | float) else None,
                                 promoted_at=str(data.get("promoted_at", ""))[:19].replace("T", " "),
-                                reason=str(data.get("reason", "")), error=error))
+                                reason=str(data.get("reason", "")), error=error,
+                                warnings=[warning] if warning else []))
     return out

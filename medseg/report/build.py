@@ -193,6 +193,7 @@ _CSS = " ".join(
         "th{background:#f0f0f0}td:first-child,td:nth-child(2),th:first-child{text-align:left}",
         "img{max-width:100%;border:1px solid #ddd;margin:0.4em 0}",
         "figure{margin:0 0 1.2em}figcaption{color:#666;font-size:90%}",
+        ".warnings{background:#fff4d6;border-left:4px solid #d99a00;padding:0.2em 1em;margin:1em 0}",
     ]
 )
 
@@ -243,6 +244,13 @@ def _delta_cells(d: DeltaTable) -> tuple[list[str], list[list[_Cell]]]:
     return headers, rows
 
 
+def _html_warnings(warnings: Sequence[str]) -> str:
+    if not warnings:
+        return ""
+    items = "".join(f"<li><b>warning</b>: {html.escape(w)}</li>" for w in warnings)
+    return f'<div class="warnings"><h2>Warnings</h2><ul>{items}</ul></div>'
+
+
 def build_report(
     run_dir: Path,
     summaries: Mapping[str, Path | Summary],
@@ -253,6 +261,7 @@ def build_report(
     boxplots: Sequence[Path] = (),
     curves: Mapping[str, Path] | None = None,
     csv_files: Mapping[str, Path] | None = None,
+    warnings: Sequence[str] = (),
 ) -> ReportFiles:
     """Write ``run_dir/report.md`` and ``run_dir/report.html``.
 
@@ -265,6 +274,7 @@ def build_report(
         boxplots: PNGs of per-case metric distributions (:func:`medseg.report.plots.boxplots`).
         curves: ``{model name: training curves PNG}`` (the bundle's ``curves.png``).
         csv_files: ``{model name: metrics.csv}``, linked from the report.
+        warnings: shown first, under "Warnings" (e.g. a model whose training the time cap stopped).
 
     Returns:
         Paths written, the markdown text and the per-model table rows (see :func:`summary_table`).
@@ -296,7 +306,10 @@ def build_report(
         "is ignored. Best value per row in bold."
     )
 
-    md: list[str] = [f"# {title}", "", intro, "", "## Comparison", "", _md_table(cmp_headers, cmp_rows), ""]
+    md: list[str] = [f"# {title}", ""]
+    if warnings:
+        md += ["## Warnings", "", *[f"- **warning**: {w}" for w in warnings], ""]
+    md += [intro, "", "## Comparison", "", _md_table(cmp_headers, cmp_rows), ""]
     md += ["## Per model", "", _md_table(per_model_headers, per_model_rows), ""]
     md += ["## Per case (foreground-mean Dice)", "", _md_table(case_headers, case_rows), ""]
     for d in deltas:
@@ -328,7 +341,7 @@ def build_report(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>",
+        f"<h1>{html.escape(title)}</h1>{_html_warnings(warnings)}<p>{html.escape(intro)}</p>",
         "<h2>Comparison</h2>" + _html_table(cmp_headers, cmp_rows),
         "<h2>Per model</h2>" + _html_table(per_model_headers, per_model_rows),
         "<h2>Per case (foreground-mean Dice)</h2>" + _html_table(case_headers, case_rows),

@@ -19,6 +19,11 @@ class StageOutcome(BaseModel):
     stats: dict[str, Any] = Field(default_factory=dict)
     outputs: list[str] = Field(default_factory=list)
 
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings the stage recorded (e.g. training stopped by the time cap)."""
+        return [str(w) for w in self.stats.get("warnings") or []]
+
     def scalar_stats(self) -> dict[str, int | float | str]:
         """The stats that fit on one line (numbers and short strings)."""
         return {k: v for k, v in self.stats.items() if isinstance(v, int | float | str) and len(str(v)) <= 40}
@@ -26,31 +31,38 @@ class StageOutcome(BaseModel):
     def brief(self) -> dict[str, Any]:
         """JSON-able summary for flow results and terminal tables (no large stats)."""
         return {**self.model_dump(mode="json", exclude={"stats"}), "stats": self.scalar_stats(),
-                "headline": self.headline()}
+                "warnings": self.warnings, "headline": self.headline()}
 
     def headline(self) -> str:
         """One line for logs and the terminal."""
         if self.skipped:
             return f"{self.stage}: skipped ({self.reason})"
         shown = ", ".join(f"{k}={v}" for k, v in self.scalar_stats().items())
-        return f"{self.stage}: done in {self.seconds:.1f}s ({shown})"
+        warned = "".join(f"; WARNING: {w}" for w in self.warnings)
+        return f"{self.stage}: done in {self.seconds:.1f}s ({shown}){warned}"
 
 
 def event_progress(progress: ProgressFn | None, label: str) -> Callable[[dict[str, Any]], None]:
     """Adapt the event dicts of training/inference loops to ``progress(label, done, total)``.
 
-    Epoch events (``epoch``/``max_epochs``) and case events (``done``/``total``) are forwarded;
-    per-iteration events are dropped (too frequent for logs and artifacts).
+    Training events (``iteration`` every few iterations, ``epoch`` after each epoch) count global
+    iterations out of the run's iteration budget, with the loss (and validation Dice) in the label;
+    case events (``done``/``total``) count cases. The receiver throttles and adds rate and ETA.
     """
 
     def on_event(event: dict[str, Any]) -> None:
         if progress is None:
             return
         kind = event.get("event")
-        if kind == "epoch":
+        if kind in ("iteration", "epoch") and "total_iterations" in event:
             loss = event.get("loss")
-            text = f"{label} epochs" + (f" (loss {loss:.3f})" if isinstance(loss, float) else "")
-            progress(text, int(event.get("epoch", 0)) + 1, int(event.get("max_epochs", 0)))
+            text = f"{label} iterations, epoch {int(event.get('epoch', 0)) + 1}/{event.get('max_epochs', '?')}"
+            if isinstance(loss, float):
+                text += f", loss {loss:.3f}"
+            dice = event.get("val_mean_dice")
+            if isinstance(dice, float):
+                text += f", val Dice {dice:.3f}"
+            progress(text, int(event["global_iteration"]), int(event["total_iterations"]))
         elif kind == "case":
             progress(f"{label} cases", int(event.get("done", 0)), int(event.get("total", 0)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from medseg.report.deltas import best_and_worst, delta_table, previous_summary
 from medseg.report.overlay import overlay_case_png
 from medseg.report.plots import boxplots
 from medseg.stages.outcome import StageOutcome
+from medseg.training.promotion import capped_warning
 from medseg.workspace import Workspace
 
 
@@ -33,6 +35,15 @@ def _pairs(ws: Workspace, prediction_dir: Path, cases: set[str] | None = None) -
 def _model_of(pred_dir: Path) -> tuple[str, str]:
     """``(family, version)`` of ``predictions/<family>/<version>``."""
     return pred_dir.parent.name, pred_dir.name
+
+
+def _model_warnings(ws: Workspace, name: str, family: str, version: str) -> list[str]:
+    """Warnings about how the model was trained (a run stopped by the time cap), from its bundle metadata."""
+    meta_path = ws.model_family_dir(family) / version / "metadata.json"
+    if not meta_path.is_file():
+        return []
+    warning = capped_warning(json.loads(meta_path.read_text()))
+    return [f"{name} ({version}): {warning}"] if warning else []
 
 
 def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str,
@@ -57,6 +68,7 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
     csvs: dict[str, Path] = {}
     overlays: dict[str, list[Path]] = {}
     curves: dict[str, Path] = {}
+    warnings: list[str] = []
     n_cases = 0
     for name, pred_dir in predictions.items():
         pairs = _pairs(ws, Path(pred_dir), set(cases) if cases is not None else None)
@@ -67,6 +79,7 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
         label_names = read_meta(ws.volume_path(pairs[0].case_id))["label_names"]
         family, version = _model_of(Path(pred_dir))
         model = {"family": family, "version": version}
+        warnings += _model_warnings(ws, name, family, version)
         summary = evaluate_cases(pairs, {int(k): v for k, v in label_names.items()},
                                  nsd_tolerance_mm=cfg.infer.nsd_tolerance_mm, model=model)
         loaded[name] = summary
@@ -92,12 +105,13 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
                                       title=f"{name}: new model vs previous champion ({prev_version})"))
     plots = boxplots(loaded, run_dir / "plots")
     files = build_report(run_dir, summaries, overlays, title=f"medseg report · {cfg.name} · {run_id}",
-                         deltas=deltas, boxplots=plots, curves=curves, csv_files=csvs)
+                         deltas=deltas, boxplots=plots, curves=curves, csv_files=csvs, warnings=warnings)
     delta_rows = [{"comparison": d.title, **{k: _json_number(v) for k, v in r.items()}} for d in deltas for r in d.rows]
     return StageOutcome(
         stage="report",
         seconds=time.time() - started,
-        stats={"table": files.table, "markdown": files.markdown, "deltas": delta_rows, "cases": n_cases},
+        stats={"table": files.table, "markdown": files.markdown, "deltas": delta_rows, "cases": n_cases,
+               "warnings": warnings},
         outputs=[str(files.markdown_path), str(files.html_path), *map(str, [*summaries.values(), *csvs.values()])],
     )
 

@@ -37,14 +37,16 @@ def run_train_stage(cfg: MedsegConfig, family: ModelFamily, force: bool = False,
                             stats=rec.stats, outputs=rec.outputs)
     result = train_model(ws, cfg, family, progress=event_progress(progress, family.value))
 
-    promoted = promote(ws, family.value, result.bundle_path)
+    promoted = promote(ws, family.value, result.bundle_path, allow_capped=cfg.train.promote_capped)
     stats = {
         "version": result.version,
         "val_mean_dice": result.val_mean_dice,
         "epochs": result.epochs,
         "iterations": result.iterations,
+        "planned_iterations": result.planned_iterations,
         "best_epoch": result.best_epoch,
         "stopped": result.stopped_reason,
+        "time_capped": result.time_capped,
         "device": result.device,
         "promoted": promoted,
         "warnings": result.warnings,

@@ -300,8 +300,8 @@ def champion(ws: Workspace, family: str) -> Path | None:
     return _champion(ws, family)
 
 
-def promote(ws: Workspace, family: str, bundle_path: Path, margin: float = 0.0) -> bool:
+def promote(ws: Workspace, family: str, bundle_path: Path, margin: float = 0.0, allow_capped: bool = False) -> bool:
     """Promote ``bundle_path`` if it beats the champion (see :func:`medseg.training.promotion.promote`)."""
     from medseg.training.promotion import promote as _promote
 
-    return _promote(ws, family, bundle_path, margin)
+    return _promote(ws, family, bundle_path, margin, allow_capped=allow_capped)

@@ -1,8 +1,11 @@
 """The epoch loop shared by all model families: budget, LR progress, validation, checkpoints, resume.
 
-* Budget: ``max_epochs × iterations_per_epoch`` iterations and, when set, ``max_minutes`` of wall
-  clock (accumulated across resumes). The time limit is checked before every iteration; the run
-  then stops cleanly, validates and keeps the best weights.
+* Budget: ``max_epochs × iterations_per_epoch`` iterations. The learning-rate schedule follows the
+  iteration count only, so the same config, data and seed give the same model on a fast and a slow
+  machine. ``max_minutes`` (wall clock, accumulated across resumes) is a safety cap, checked before
+  every iteration: when it fires the run stops cleanly, validates, keeps the best weights and records
+  a warning ("stopped by the time cap after N of M iterations"); such a bundle is not promoted over
+  a champion that completed its budget (:mod:`medseg.training.promotion`).
 * Validation every ``val_every`` epochs and after the last epoch; ``best.pt`` holds the weights of
   the best validation mean Dice, ``last.pt`` the full training state after every epoch.
 * Resume: when ``run_dir/last.pt`` exists the loop continues from it.
@@ -18,6 +21,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,19 @@ log = logging.getLogger(__name__)
 Progress = Callable[[dict[str, Any]], None]
 #: Sliding-window settings used for validation during training.
 VALIDATION_INFER = InferConfig(overlap=0.5, sw_batch_size=2, mirror_tta=False)
+
+
+class StopReason(StrEnum):
+    """Why a training run ended."""
+
+    ITERATION_BUDGET = "iteration_budget"  # all max_epochs × iterations_per_epoch iterations ran
+    TIME_CAP = "time_cap"  # train.max_minutes fired first: fewer iterations than configured
+
+
+def time_cap_warning(done: int, planned: int, max_minutes: float) -> str:
+    """The warning a capped run carries into its bundle, stage record, status and report."""
+    return (f"stopped by the time cap (train.max_minutes={max_minutes:g}) after {done} of {planned} iterations: "
+            "the model trained less than configured; raise the cap or lower the iteration budget")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -144,8 +161,11 @@ def run_loop(
     device: torch.device,
     run_info: dict[str, Any],
     progress: Progress | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> LoopState:
-    """Train ``stepper`` until the epoch or time budget is spent; returns the final :class:`LoopState`.
+    """Train ``stepper`` for its iteration budget (or until the time cap); returns the final :class:`LoopState`.
+
+    ``clock`` (seconds) measures the time cap and the reported rates; it never changes the weights.
 
     Raises:
         TrainingDivergedError: a loss became NaN/inf (checkpoints on disk are the last good state).
@@ -161,11 +181,22 @@ def run_loop(
         log.info("resuming %s training from %s (epoch %d)", stepper.family, last_path, state.epoch)
     emit = progress or (lambda _event: None)
     total_iters = cfg.max_epochs * cfg.iterations_per_epoch
-    budget = cfg.max_minutes * 60.0 if cfg.max_minutes else None
-    t0 = time.monotonic() - state.elapsed
+    cap = cfg.max_minutes * 60.0 if cfg.max_minutes else None
+    t0 = clock() - state.elapsed
+    session_start = (clock(), state.iteration)
 
     def elapsed() -> float:
-        return time.monotonic() - t0
+        return clock() - t0
+
+    def capped() -> bool:
+        """True (and the run marked as stopped by the cap, with its warning) once ``max_minutes`` is spent."""
+        if cap is None or elapsed() < cap:
+            return False
+        state.stopped_reason = StopReason.TIME_CAP.value
+        warning = time_cap_warning(state.iteration, total_iters, float(cfg.max_minutes or 0))
+        log.warning("%s training %s", stepper.family, warning)
+        state.warnings.append(warning)
+        return True
 
     loader = make_loader(dataset, cfg.batch_size, device, cfg)
     report_every = max(1, cfg.iterations_per_epoch // 10)
@@ -176,11 +207,9 @@ def run_loop(
         lr = float("nan")
         n = 0
         for i, batch in enumerate(loader):
-            if budget is not None and elapsed() >= budget:
-                state.stopped_reason = "time_budget"
+            if capped():
                 break
-            frac = max(state.iteration / total_iters, elapsed() / budget if budget else 0.0)
-            lr = stepper.set_progress(frac, epoch)
+            lr = stepper.set_progress(state.iteration / total_iters, epoch)
             if isinstance(stepper, GanStepper):
                 stepper.set_lambda(epoch, i)
             try:
@@ -201,16 +230,23 @@ def run_loop(
             state.iteration += 1
             n += 1
             if (i + 1) % report_every == 0:
+                now = clock()
+                rate = (state.iteration - session_start[1]) / max(now - session_start[0], 1e-9)
                 emit(
                     {
                         "event": "iteration",
                         "family": stepper.family,
                         "epoch": epoch,
+                        "max_epochs": cfg.max_epochs,
                         "iteration": i + 1,
                         "iterations_per_epoch": cfg.iterations_per_epoch,
+                        "global_iteration": state.iteration,
+                        "total_iterations": total_iters,
                         "loss": metrics["loss"],
                         "lr": lr,
                         "seconds": elapsed(),
+                        "iterations_per_second": rate,
+                        "eta_seconds": (total_iters - state.iteration) / rate if rate > 0 else None,
                     }
                 )
         if n == 0:
@@ -222,17 +258,18 @@ def run_loop(
         if warnings:
             record["warnings"] = warnings
             state.warnings.extend(warnings)
-        if budget is not None and elapsed() >= budget:
-            state.stopped_reason = "time_budget"
+        if state.stopped_reason is None and state.epoch < cfg.max_epochs:
+            capped()
         final = state.stopped_reason is not None or state.epoch >= cfg.max_epochs
         if state.epoch % cfg.val_every == 0 or final:
             _validate_now(stepper, state, val_paths, plan, device, run_dir, run_info, record)
         state.history.append(record)
         state.elapsed = elapsed()
         _save_last(run_dir, stepper, state, run_info)
-        emit({"event": "epoch", "family": stepper.family, "max_epochs": cfg.max_epochs, **record})
+        emit({"event": "epoch", "family": stepper.family, "max_epochs": cfg.max_epochs,
+              "global_iteration": state.iteration, "total_iterations": total_iters, **record})
     if state.stopped_reason is None:
-        state.stopped_reason = "max_epochs"
+        state.stopped_reason = StopReason.ITERATION_BUDGET.value
     if state.validated_epoch != state.epoch or not (run_dir / BEST).is_file():
         _validate_now(
             stepper,

@@ -5,6 +5,11 @@ when its validation mean Dice is at least the champion's plus ``margin``, **comp
 validation cases** (the cases both bundles were validated on, from their per-case Dice in
 metadata.json). When the two share no validation case but were trained with the same plan, the
 champion is re-validated on the challenger's validation cases; otherwise the champion is kept.
+
+A challenger that the time cap (``train.max_minutes``) stopped before its iteration budget never
+replaces a champion that completed its own budget, whatever its score, unless
+``train.promote_capped`` allows it: a nightly run on a busy machine must not silently ship a model
+that trained a fraction of its schedule.
 """
 
 from __future__ import annotations
@@ -67,6 +72,26 @@ def _score(per_case: dict[str, dict[str, float | None]], cases: list[str], class
     return float(np.mean(class_means)) if class_means else float("nan")
 
 
+#: ``training.stopped_reason`` values of runs that ended on the wall clock ("time_budget": bundles before schema 2).
+_CAPPED_REASONS = ("time_cap", "time_budget")
+
+
+def time_capped(meta: dict[str, Any]) -> bool:
+    """Whether the bundle with metadata ``meta`` was stopped by the time cap before its iteration budget."""
+    return (meta.get("training") or {}).get("stopped_reason") in _CAPPED_REASONS
+
+
+def capped_warning(meta: dict[str, Any]) -> str | None:
+    """The time-cap warning of a capped bundle (from its metadata), else None."""
+    if not time_capped(meta):
+        return None
+    training = meta.get("training") or {}
+    for warning in training.get("warnings") or []:
+        if str(warning).startswith("stopped by the time cap"):
+            return str(warning)
+    return f"stopped by the time cap after {training.get('iterations', '?')} iterations"
+
+
 def _per_case(meta: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return dict((meta.get("validation") or {}).get("dice_per_case") or {})
 
@@ -77,11 +102,19 @@ def decide(
     champion_meta: dict[str, Any] | None,
     margin: float,
     champion_path: Path | None = None,
+    allow_capped: bool = False,
 ) -> PromotionDecision:
     """Compare challenger and champion metadata (see module docstring); pure apart from re-validation."""
     chall_cases = _per_case(challenger_meta)
     if champion_meta is None:
         return PromotionDecision(True, "no champion yet", None, None, tuple(sorted(chall_cases)))
+    if time_capped(challenger_meta) and not time_capped(champion_meta) and not allow_capped:
+        return PromotionDecision(
+            False,
+            f"challenger {capped_warning(challenger_meta)}; the champion completed its budget: champion kept "
+            "(train.promote_capped=true allows it)",
+            None, None, (),
+        )
     champ_cases = _per_case(champion_meta)
     classes = sorted(
         set(challenger_meta.get("label_names", {}).values()) & set(champion_meta.get("label_names", {}).values())
@@ -135,8 +168,11 @@ def _revalidate(ws: Workspace, bundle_path: Path, cases: list[str]) -> dict[str,
     return {c: {k: (None if math.isnan(v) else v) for k, v in d.items()} for c, d in result.per_case.items()}
 
 
-def promote(ws: Workspace, family: str, bundle_path: Path, margin: float = 0.0) -> bool:
+def promote(ws: Workspace, family: str, bundle_path: Path, margin: float = 0.0, allow_capped: bool = False) -> bool:
     """Make ``bundle_path`` the champion of ``family`` if it beats the current one (see :func:`decide`).
+
+    ``allow_capped`` (``train.promote_capped``) lets a run stopped by the time cap replace a champion
+    that completed its iteration budget.
 
     Returns:
         True when ``champion.json`` now points at ``bundle_path``.
@@ -147,7 +183,7 @@ def promote(ws: Workspace, family: str, bundle_path: Path, margin: float = 0.0) 
     if current is not None and current.resolve() == bundle_path.resolve():
         return True
     champion_meta = read_metadata(current) if current is not None else None
-    decision = decide(ws, challenger_meta, champion_meta, margin, champion_path=current)
+    decision = decide(ws, challenger_meta, champion_meta, margin, champion_path=current, allow_capped=allow_capped)
     log.info("promotion of %s %s: %s", family, bundle_path.name, decision.reason)
     if not decision.promote:
         return False

@@ -29,7 +29,7 @@ from medseg.training.augment import AugmentParams
 from medseg.training.bundle import save_bundle
 from medseg.training.checkpoint import BEST, LAST, load_checkpoint
 from medseg.training.device import configure_threads, resolve_device, uses_amp
-from medseg.training.loop import Progress, run_loop
+from medseg.training.loop import Progress, StopReason, run_loop
 from medseg.training.patches import PatchDataset, load_cases
 from medseg.training.steppers import build_stepper
 from medseg.training.validate import postprocess_classes
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Fields of ``cfg.train`` that do not change the trained model (excluded from the run key).
 _NON_MODEL_FIELDS = {
-    "max_minutes", "device", "num_threads", "models", "num_workers", "compile_model", "channels_last"
+    "max_minutes", "device", "num_threads", "models", "num_workers", "compile_model", "channels_last",
+    "promote_capped",
 }
 
 
@@ -57,12 +58,18 @@ class TrainResult:
     iterations: int
     seconds: float
     stopped_reason: str
+    planned_iterations: int
     best_epoch: int
     device: str
     warnings: list[str] = field(default_factory=list)
     resumed_from_epoch: int | None = None
     warm_started_from: str | None = None  # champion version the run was initialised from
     warm_start_reason: str | None = None
+
+    @property
+    def time_capped(self) -> bool:
+        """True when ``train.max_minutes`` stopped the run before its iteration budget."""
+        return self.stopped_reason == StopReason.TIME_CAP
 
 
 def _case_paths(ws: Workspace, ids: list[str], what: str) -> dict[str, Path]:
@@ -169,6 +176,8 @@ def train_model(
         "iterations": state.iteration,
         "seconds": state.elapsed,
         "stopped_reason": state.stopped_reason,
+        "planned_iterations": tcfg.max_epochs * tcfg.iterations_per_epoch,
+        "time_capped": state.stopped_reason == StopReason.TIME_CAP,
         "best_epoch": state.best_epoch,
         "resumed_from_epoch": state.resumed_from_epoch,
         "device": str(dev),
@@ -210,6 +219,7 @@ def train_model(
         iterations=state.iteration,
         seconds=state.elapsed,
         stopped_reason=str(state.stopped_reason),
+        planned_iterations=tcfg.max_epochs * tcfg.iterations_per_epoch,
         best_epoch=state.best_epoch,
         device=str(dev),
         warnings=list(state.warnings),

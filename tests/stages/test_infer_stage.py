@@ -34,7 +34,7 @@ def _phantom() -> Any:
     return sys.modules["phantom_data"]
 
 
-def _bundle(ws: Workspace, seed: int) -> Path:
+def _bundle(ws: Workspace, seed: int, training: dict[str, Any] | None = None) -> Path:
     phantom = _phantom()
     plan = phantom.make_plan()
     torch.manual_seed(seed)
@@ -44,7 +44,7 @@ def _bundle(ws: Workspace, seed: int) -> Path:
             p.mul_(0.1)
     history = [{"epoch": e, "loss": 1.0 / (e + 1), "val_dice": 0.1 * e} for e in range(3)]
     return save_bundle(ws, "cnn", plan, net.state_dict(), deep_supervision=False, validation={"mean_dice": 0.1},
-                       training={}, train_cases=[], val_cases=[], history=history)
+                       training=training or {}, train_cases=[], val_cases=[], history=history)
 
 
 @pytest.fixture()
@@ -99,3 +99,22 @@ def test_pending_selection_and_report(demo: tuple[Workspace, MedsegConfig]) -> N
     deltas = [r for r in rep2.stats["deltas"] if r["metric"] == "Dice" and r["class"] == "foreground mean"]
     assert len(deltas) == 1 and deltas[0]["delta"] == pytest.approx(deltas[0]["a"] - deltas[0]["b"])
     assert np.isfinite(deltas[0]["a"])
+
+
+def test_report_warns_about_a_model_stopped_by_the_time_cap(demo: tuple[Workspace, MedsegConfig]) -> None:
+    ws, cfg = demo
+    torch.set_num_threads(2)
+    warning = "stopped by the time cap (train.max_minutes=3) after 25 of 400 iterations: the model trained less"
+    capped = _bundle(ws, 0, training={"stopped_reason": "time_cap", "iterations": 25, "warnings": [warning]})
+    pred_dir = ws.prediction_dir("cnn", capped.name)
+    run_infer_stage(cfg, ModelFamily.CNN, bundle_path=capped, cases=ingested_case_ids(ws)[:1])
+    rep = run_report_stage(cfg, {"cnn": str(pred_dir)}, "capped")
+    assert rep.warnings == [f"cnn ({capped.name}): {warning}"]
+    assert f"- **warning**: cnn ({capped.name}): {warning}" in rep.stats["markdown"]
+    html = (ws.reports_dir / "capped" / "report.html").read_text()
+    assert '<div class="warnings">' in html and warning in html
+
+    completed = _bundle(ws, 1, training={"stopped_reason": "iteration_budget", "iterations": 400})
+    run_infer_stage(cfg, ModelFamily.CNN, bundle_path=completed, cases=ingested_case_ids(ws)[:1])
+    clean = run_report_stage(cfg, {"cnn": str(ws.prediction_dir("cnn", completed.name))}, "completed")
+    assert clean.warnings == [] and "Warnings" not in clean.stats["markdown"]

@@ -30,3 +30,33 @@ def test_warm_started_stage_records_its_source(tmp_path: Path) -> None:
     assert nightly.stats["warm_started_from"] == first.stats["version"]
     assert nightly.stats["epochs"] == 1 and "warm start from" in nightly.stats["warm_start_reason"]
     assert nightly.stats["version"] != first.stats["version"]
+
+
+def test_time_capped_run_is_flagged_in_the_stage_record_and_status_and_not_promoted(tmp_path: Path) -> None:
+    from medseg.ops.status import champions, last_stage_runs
+    from medseg.stage_record import load_record
+
+    torch.set_num_threads(2)
+    ws = phantom_data.write_phantom_workspace(tmp_path / "ws")
+    completed = run_train_stage(_cfg(ws.root, max_epochs=1), ModelFamily.CNN)
+    assert completed.stats["time_capped"] is False and completed.warnings == []
+
+    capped = run_train_stage(_cfg(ws.root, max_epochs=50, max_minutes=0.002), ModelFamily.CNN)
+    assert capped.stats["stopped"] == "time_cap" and capped.stats["time_capped"] is True
+    assert capped.stats["promoted"] is False
+    assert champion(ws, "cnn").name == completed.stats["version"]  # type: ignore[union-attr]
+    expected = f"stopped by the time cap (train.max_minutes=0.002) after {capped.stats['iterations']} of 100 iterations"
+    assert any(w.startswith(expected) for w in capped.warnings)
+    assert "WARNING: " + expected in capped.headline()
+    record = load_record(ws, "train-cnn")
+    assert record is not None and any(w.startswith(expected) for w in record.stats["warnings"])
+    assert any(w.startswith(expected) for w in last_stage_runs(ws)[0].stats["warnings"])
+
+    (cnn,) = champions(ws, ["cnn"])
+    assert cnn.version == completed.stats["version"] and cnn.warnings == []
+
+    fresh = phantom_data.write_phantom_workspace(tmp_path / "fresh")  # a capped first model is still the champion
+    first = run_train_stage(_cfg(fresh.root, max_epochs=50, max_minutes=0.002), ModelFamily.CNN)
+    assert first.stats["time_capped"] is True and first.stats["promoted"] is True
+    (cnn,) = champions(fresh, ["cnn"])
+    assert cnn.version == first.stats["version"] and cnn.warnings[0].startswith("stopped by the time cap")

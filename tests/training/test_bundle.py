@@ -22,6 +22,7 @@ def _save(
     family: str = "cnn",
     seed: int = 0,
     plan_filters: tuple[int, ...] = (4, 8, 16, 32),
+    stopped_reason: str = "iteration_budget",
 ) -> Path:
     torch.manual_seed(seed)
     plan = make_plan(filters=plan_filters)
@@ -41,7 +42,7 @@ def _save(
         net.state_dict(),
         deep_supervision=True,
         validation=validation,
-        training={"epochs": 1},
+        training={"epochs": 1, "iterations": 10, "stopped_reason": stopped_reason},
         train_cases=["case000"],
         val_cases=sorted(per_case),
         history=[{"epoch": 0, "loss": 1.0, "val_mean_dice": validation["mean_dice"]}],
@@ -149,3 +150,24 @@ def test_dangling_champion_pointer_means_no_champion(phantom_ws: Workspace) -> N
     assert champion(phantom_ws, "cnn") is None
     second = _save(phantom_ws, {"case003": _dice(0.1)}, seed=1)
     assert promote(phantom_ws, "cnn", second)
+
+
+def test_time_capped_challenger_never_replaces_a_champion_that_completed_its_budget(phantom_ws: Workspace) -> None:
+    completed = _save(phantom_ws, {"case003": _dice(0.60)})
+    assert promote(phantom_ws, "cnn", completed)
+    capped = _save(phantom_ws, {"case003": _dice(0.90)}, seed=1, stopped_reason="time_cap")
+    assert not promote(phantom_ws, "cnn", capped)  # better score, but trained less than configured
+    assert champion(phantom_ws, "cnn") == completed
+    assert promote(phantom_ws, "cnn", capped, allow_capped=True)  # train.promote_capped
+    assert champion(phantom_ws, "cnn") == capped
+
+
+def test_time_capped_bundle_still_competes_with_other_capped_bundles_and_becomes_first_champion(
+    phantom_ws: Workspace,
+) -> None:
+    first = _save(phantom_ws, {"case003": _dice(0.5)}, stopped_reason="time_cap")
+    assert promote(phantom_ws, "cnn", first)  # nothing to protect yet
+    better = _save(phantom_ws, {"case003": _dice(0.7)}, seed=1, stopped_reason="time_cap")
+    assert promote(phantom_ws, "cnn", better)
+    completed = _save(phantom_ws, {"case003": _dice(0.8)}, seed=2)
+    assert promote(phantom_ws, "cnn", completed)

@@ -43,7 +43,8 @@ def test_one_epoch_on_cpu_writes_a_complete_bundle(phantom_ws: Workspace) -> Non
     val = meta["validation"]
     assert set(val["dice_per_case"]) == {"case003"} and set(val["mean_dice_per_class"]) == {"organ", "lesion"}
     assert meta["training"]["epochs"] == 1 and meta["training"]["iterations"] == 2
-    assert meta["training"]["stopped_reason"] == "max_epochs"
+    assert meta["training"]["stopped_reason"] == "iteration_budget"
+    assert meta["training"]["planned_iterations"] == 2 and meta["training"]["time_capped"] is False
     assert [e["event"] for e in events].count("epoch") == 1
     assert result.val_mean_dice is not None and 0.0 <= result.val_mean_dice <= 1.0
     # the run directory is cleaned up once the bundle exists
@@ -112,8 +113,47 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_wall_clock_budget_stops_cleanly_and_still_bundles(phantom_ws: Workspace) -> None:
+def test_time_cap_stops_cleanly_still_bundles_and_says_so(phantom_ws: Workspace) -> None:
     result = train_model(phantom_ws, tiny_config(max_epochs=50, max_minutes=0.002), "cnn")
-    assert result.stopped_reason == "time_budget"
-    assert result.epochs < 50
+    assert result.stopped_reason == "time_cap" and result.time_capped
+    assert result.epochs < 50 and result.iterations < result.planned_iterations == 100
     assert (result.bundle_path / "model.pt").is_file() and result.val_mean_dice is not None
+    expected = f"stopped by the time cap (train.max_minutes=0.002) after {result.iterations} of 100 iterations"
+    assert any(w.startswith(expected) for w in result.warnings), result.warnings
+    training = json.loads((result.bundle_path / "metadata.json").read_text())["training"]
+    assert training["time_capped"] is True and training["planned_iterations"] == 100
+    assert any(w.startswith(expected) for w in training["warnings"])
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)
+
+
+def test_a_slow_machine_trains_bit_identical_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LR schedule follows iterations only: a run slowed down by a sleep in every iteration (a busy or
+    slower CPU) ends with exactly the weights of an unhindered run, the time cap being set but not reached."""
+    import time
+
+    from phantom_data import write_phantom_workspace
+
+    from medseg.training.steppers import CnnStepper
+
+    cfg = tiny_config(max_epochs=3, iterations_per_epoch=3, val_every=2, max_minutes=30)
+    fast = train_model(write_phantom_workspace(tmp_path / "fast"), cfg, "cnn")
+    original = CnnStepper.train_step
+
+    def slow_step(self: CnnStepper, *args: Any, **kwargs: Any) -> dict[str, float]:
+        time.sleep(0.2)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CnnStepper, "train_step", slow_step)
+    slow = train_model(write_phantom_workspace(tmp_path / "slow"), cfg, "cnn")
+    assert fast.stopped_reason == slow.stopped_reason == "iteration_budget"
+    assert slow.seconds > fast.seconds + 1.5  # really slowed down (9 sleeps of 0.2 s)
+    for name in ("model.pt", "checkpoints/last.pt"):
+        a, b = (load_checkpoint(r.bundle_path / name) if name.endswith("last.pt") else _weights(r.bundle_path / name)
+                for r in (fast, slow))
+        if name.endswith("last.pt"):
+            a, b = a["stepper"]["modules"]["model"], b["stepper"]["modules"]["model"]
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} differs between the fast and the slow run"
