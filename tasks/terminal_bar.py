@@ -8,10 +8,12 @@ above the bars instead of through them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
 from rich.console import Console
+from rich.default_styles import DEFAULT_STYLES
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,6 +26,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+from rich.theme import Theme
+
+log = logging.getLogger(__name__)
 
 
 class RateColumn(ProgressColumn):
@@ -32,6 +37,10 @@ class RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
         return Text("" if speed is None else f"{speed:.2f}/s", style="progress.data.speed")
+
+
+#: rich's styles that the progress columns use (a themed console without them cannot draw the bars).
+PROGRESS_THEME = Theme({k: v for k, v in DEFAULT_STYLES.items() if k.startswith(("bar.", "progress."))})
 
 
 def _log_console() -> Console | None:
@@ -49,6 +58,8 @@ class TerminalBars:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        console.push_theme(PROGRESS_THEME)  # on top of the console's own theme (Prefect's has no bar styles)
+        self.enabled = True
         self._lock = threading.Lock()
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
@@ -56,25 +67,38 @@ class TerminalBars:
     def update(self, key: str, description: str, done: int, total: int) -> None:
         """Show ``done`` of ``total`` for ``key``; a new ``total`` (next phase) restarts its rate."""
         with self._lock:
-            progress = self._progress
-            if progress is None:
-                progress = self._progress = Progress(
-                    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=self.console, transient=False,
-                )
-                progress.start()
-                self._tasks = {}
-            task_id = self._tasks.get(key)
-            if task_id is not None and next(t.total for t in progress.tasks if t.id == task_id) != total:
-                progress.remove_task(task_id)
-                task_id = None
-            if task_id is None:
-                task_id = self._tasks[key] = progress.add_task(description, total=total, completed=done)
-            progress.update(task_id, description=description, completed=done, total=total)
-            if all(t.finished for t in progress.tasks):
-                progress.stop()
-                self._progress = None
+            if not self.enabled:
+                return
+            try:
+                self._update(key, description, done, total)
+            except Exception as exc:  # noqa: BLE001 - a display problem must not fail the stage
+                self.enabled = False
+                log.warning("terminal progress bars switched off: %s", exc)
+                with contextlib.suppress(Exception):
+                    if self._progress is not None:
+                        self._progress.stop()
+
+    def _update(self, key: str, description: str, done: int, total: int) -> None:
+        progress = self._progress
+        if progress is None:
+            progress = self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                console=self.console, transient=False, redirect_stdout=False, redirect_stderr=False,
+            )
+            progress.start()
+            self._tasks = {}
+        task_id = self._tasks.get(key)
+        if task_id is not None and next(t.total for t in progress.tasks if t.id == task_id) != total:
+            progress.remove_task(task_id)
+            task_id = None
+        if task_id is None:
+            task_id = self._tasks[key] = progress.add_task(description, total=total, completed=done)
+        progress.update(task_id, description=description, completed=done, total=total)
+        progress.refresh()  # draw now: an error surfaces here, not in rich's refresh thread
+        if all(t.finished for t in progress.tasks):
+            progress.stop()
+            self._progress = None
 
 
 _shared: list[TerminalBars | None] = []  # [] = not decided yet

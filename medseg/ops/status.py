@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from medseg.ops.bulk import latest_manifest, totals
 from medseg.ops.nightly import champion_version, ingested_cases, pending_cases, unpreprocessed_cases
 from medseg.stage_record import StageRecord
-from medseg.training.promotion import capped_warning
+from medseg.training.budget import capped_warning
 from medseg.workspace import Workspace
 
 

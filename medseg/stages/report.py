@@ -16,7 +16,7 @@ from medseg.report.deltas import best_and_worst, delta_table, previous_summary
 from medseg.report.overlay import overlay_case_png
 from medseg.report.plots import boxplots
 from medseg.stages.outcome import StageOutcome
-from medseg.training.promotion import capped_warning
+from medseg.training.budget import capped_warning
 from medseg.workspace import Workspace
 
 

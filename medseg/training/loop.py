@@ -21,7 +21,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from medseg.config import InferConfig, TrainConfig
 from medseg.plan import Plan
+from medseg.training.budget import StopReason, time_cap_warning
 from medseg.training.checkpoint import BEST, LAST, load_checkpoint, restore_rng, save_checkpoint
 from medseg.training.patches import PatchDataset
 from medseg.training.steppers import CnnStepper, GanStepper, NonFiniteLossError
@@ -40,19 +40,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[dict[str, Any]], None]
 #: Sliding-window settings used for validation during training.
 VALIDATION_INFER = InferConfig(overlap=0.5, sw_batch_size=2, mirror_tta=False)
-
-
-class StopReason(StrEnum):
-    """Why a training run ended."""
-
-    ITERATION_BUDGET = "iteration_budget"  # all max_epochs × iterations_per_epoch iterations ran
-    TIME_CAP = "time_cap"  # train.max_minutes fired first: fewer iterations than configured
-
-
-def time_cap_warning(done: int, planned: int, max_minutes: float) -> str:
-    """The warning a capped run carries into its bundle, stage record, status and report."""
-    return (f"stopped by the time cap (train.max_minutes={max_minutes:g}) after {done} of {planned} iterations: "
-            "the model trained less than configured; raise the cap or lower the iteration budget")
 
 
 class TrainingDivergedError(RuntimeError):

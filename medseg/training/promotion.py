@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.training.budget import capped_warning, time_capped
 from medseg.training.bundle import BundleError, load_bundle, read_metadata, write_json
 from medseg.workspace import Workspace
 
@@ -70,26 +71,6 @@ def _score(per_case: dict[str, dict[str, float | None]], cases: list[str], class
         if finite:
             class_means.append(float(np.mean(finite)))
     return float(np.mean(class_means)) if class_means else float("nan")
-
-
-#: ``training.stopped_reason`` values of runs that ended on the wall clock ("time_budget": bundles before schema 2).
-_CAPPED_REASONS = ("time_cap", "time_budget")
-
-
-def time_capped(meta: dict[str, Any]) -> bool:
-    """Whether the bundle with metadata ``meta`` was stopped by the time cap before its iteration budget."""
-    return (meta.get("training") or {}).get("stopped_reason") in _CAPPED_REASONS
-
-
-def capped_warning(meta: dict[str, Any]) -> str | None:
-    """The time-cap warning of a capped bundle (from its metadata), else None."""
-    if not time_capped(meta):
-        return None
-    training = meta.get("training") or {}
-    for warning in training.get("warnings") or []:
-        if str(warning).startswith("stopped by the time cap"):
-            return str(warning)
-    return f"stopped by the time cap after {training.get('iterations', '?')} iterations"
 
 
 def _per_case(meta: dict[str, Any]) -> dict[str, dict[str, float | None]]:

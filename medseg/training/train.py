@@ -26,10 +26,11 @@ from medseg.io.volume_store import is_complete
 from medseg.plan import Plan
 from medseg.splits import Splits
 from medseg.training.augment import AugmentParams
+from medseg.training.budget import StopReason
 from medseg.training.bundle import save_bundle
 from medseg.training.checkpoint import BEST, LAST, load_checkpoint
 from medseg.training.device import configure_threads, resolve_device, uses_amp
-from medseg.training.loop import Progress, StopReason, run_loop
+from medseg.training.loop import Progress, run_loop
 from medseg.training.patches import PatchDataset, load_cases
 from medseg.training.steppers import build_stepper
 from medseg.training.validate import postprocess_classes

@@ -11,6 +11,7 @@ import phantom_data
 import pytest
 import torch
 from rich.console import Console
+from rich.theme import Theme
 
 from medseg.stages.outcome import event_progress
 from medseg.training.train import train_model
@@ -46,8 +47,10 @@ def test_task_progress_logs_rate_and_eta(caplog: pytest.LogCaptureFixture) -> No
 
 
 def test_terminal_bars_draw_counts_rate_and_eta_and_stop_when_done() -> None:
+    """On a console themed like Prefect's log console (its own styles only, none of rich's bar styles)."""
     out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=140, color_system=None)
+    console = Console(file=out, force_terminal=True, width=140, color_system=None,
+                      theme=Theme({"log.info_level": "cyan"}, inherit=False))
     bars = TerminalBars(console)
     bars.update("infer-cnn", "infer-cnn: cnn cases", 0, 4)
     bars.update("infer-cnn", "infer-cnn: cnn cases", 2, 4)
@@ -55,7 +58,19 @@ def test_terminal_bars_draw_counts_rate_and_eta_and_stop_when_done() -> None:
     bars.update("infer-cnn", "infer-cnn: cnn cases", 4, 4)
     assert bars._progress is None  # every bar complete: the live display is closed
     text = out.getvalue()
-    assert "infer-cnn: cnn cases" in text and "4/4" in text and "ETA" in text
+    assert bars.enabled and "infer-cnn: cnn cases" in text and "4/4" in text and "ETA" in text
+
+
+def test_a_failing_terminal_bar_is_switched_off_and_the_stage_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError("terminal gone")
+
+    bars = TerminalBars(Console(file=Broken(), force_terminal=True))
+    with caplog.at_level(logging.WARNING, logger="tasks.terminal_bar"):
+        bars.update("train-cnn", "train-cnn: iterations", 1, 10)
+        bars.update("train-cnn", "train-cnn: iterations", 2, 10)
+    assert not bars.enabled and "terminal progress bars switched off: terminal gone" in caplog.text
 
 
 def test_training_reports_every_few_iterations_with_rate_and_eta(tmp_path: Path) -> None:
