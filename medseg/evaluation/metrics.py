@@ -6,6 +6,10 @@ size in millimetres in the same axis order (see :mod:`medseg.geometry`).
 Definitions
 -----------
 * **Dice** ``2TP / (2TP + FP + FN)``, **IoU** ``TP / (TP + FP + FN)`` (voxel counts).
+* **Precision** ``TP / (TP + FP)``, **Recall** (sensitivity) ``TP / (TP + FN)``, **Specificity**
+  ``TN / (TN + FP)``, **F1** ``2 P R / (P + R)`` (voxel-wise F1 equals Dice; reported under both names
+  because clinicians and the lesion-detection literature ask for it). Lesion-wise (connected
+  component) detection metrics are in :mod:`medseg.evaluation.detection`.
 * **Surface** of a mask = ``mask XOR binary_erosion(mask)`` with the 6-connected (face) structuring
   element, voxels outside the array counting as background (a mask touching the array border has
   a surface there). This is exactly MONAI's ``get_mask_edges(..., spacing=None)`` definition.
@@ -30,12 +34,14 @@ Definitions
 
 Empty-mask rules (class absent from prediction and/or reference)
 ----------------------------------------------------------------
-===================  ============  ==================  ==========================
-case                 Dice / IoU    HD95 / ASSD         NSD
-===================  ============  ==================  ==========================
-both empty           NaN           NaN                 NaN
-only one empty       0.0           image diagonal mm   0.0
-===================  ============  ==================  ==========================
+===================  ==================  ==================  ==========================
+case                 Dice / IoU / P/R/F1 HD95 / ASSD         NSD
+===================  ==================  ==================  ==========================
+both empty           NaN                 NaN                 NaN
+only one empty       0.0                 image diagonal mm   0.0
+===================  ==================  ==================  ==========================
+
+Specificity is NaN with both masks empty (as every metric) and ``TN / (TN + FP)`` otherwise.
 
 * *Both empty*: nnU-Net sets Dice = NaN and excludes NaN from means; we do the same for **every**
   overlap and distance metric so one case is counted, or not, consistently by all of them
@@ -62,12 +68,18 @@ from numpy.typing import NDArray
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from medseg.evaluation.detection import LESION_KEYS, lesion_metrics
+
 Spacing = tuple[float, float, float] | Sequence[float]
 
 #: Keys of the per-class metric dict produced by :func:`case_metrics` (a superset of nnU-Net's).
 METRIC_KEYS: tuple[str, ...] = (
     "Dice",
     "IoU",
+    "Precision",
+    "Recall",
+    "Specificity",
+    "F1",
     "HD95",
     "ASSD",
     "NSD",
@@ -78,6 +90,7 @@ METRIC_KEYS: tuple[str, ...] = (
     "TN",
     "n_pred",
     "n_ref",
+    *LESION_KEYS,
 )
 
 
@@ -263,9 +276,14 @@ def binary_metrics(
     tol = _check_tolerance(nsd_tolerance_mm)
     tp, fp, fn, tn = confusion(p, g)
     hd, assd_v, nsd = _distance_metrics(p, g, sp, tol)
+    either = tp + fp + fn > 0  # both empty: NaN, as every overlap metric
     return {
         "Dice": _dice_from_counts(tp, fp, fn),
         "IoU": _iou_from_counts(tp, fp, fn),
+        "Precision": (tp / (tp + fp) if tp + fp else 0.0) if either else float("nan"),
+        "Recall": (tp / (tp + fn) if tp + fn else 0.0) if either else float("nan"),
+        "Specificity": tn / (tn + fp) if either and tn + fp else float("nan"),
+        "F1": _dice_from_counts(tp, fp, fn),
         "HD95": hd,
         "ASSD": assd_v,
         "NSD": nsd,
@@ -276,6 +294,7 @@ def binary_metrics(
         "TN": float(tn),
         "n_pred": float(tp + fp),
         "n_ref": float(tp + fn),
+        **lesion_metrics(p, g),
     }
 
 

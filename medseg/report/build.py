@@ -34,6 +34,9 @@ REPORT_METRICS: tuple[tuple[str, bool], ...] = (
     ("HD95", False),
     ("NSD", True),
     ("ASSD", False),
+    ("Precision", True),
+    ("Recall", True),
+    ("Lesion_F1", True),
 )
 _TABLE_METRICS = ("Dice", "IoU", "HD95", "NSD")
 _UNITS = {"HD95": " (mm)", "ASSD": " (mm)", "VolumeDiff_ml": " (ml)"}

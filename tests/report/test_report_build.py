@@ -70,6 +70,9 @@ def test_report_files_and_tables(tmp_path: Path, report_inputs: Inputs) -> None:
     gan_hd = summaries["gan"].mean[1]["HD95"]
     assert cnn_hd < gan_hd and f"| liver | HD95 (mm) | **{cnn_hd:.2f}** | {gan_hd:.2f} |" in md
     assert "foreground mean" in md
+    for metric in ("Precision", "Recall", "Lesion_F1"):  # detection metrics beside the overlap ones
+        cnn_v, gan_v = (summaries[k].mean[1][metric] for k in ("cnn", "gan"))
+        assert f"| liver | {metric} | " in md and np.isfinite(cnn_v) and np.isfinite(gan_v)
     assert "![cnn cnn_case0](../../ov/cnn_case0.png)" in md
     # table rows for the Prefect artifact: 2 models x (2 classes + foreground mean)
     assert len(rep.table) == 6
