@@ -9,7 +9,9 @@ postprocessing on validation predictions, and inference applies it (``infer.keep
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.sliding import predict_preprocessed
 from medseg.io.volume_store import open_array
 from medseg.plan import Plan
+
+log = logging.getLogger(__name__)
 
 
 def dice_per_class(pred: NDArray[np.integer], gt: NDArray[np.integer], classes: list[int]) -> dict[int, float]:
@@ -94,6 +98,10 @@ def postprocess_classes(validation: dict[str, Any], label_names: dict[int, str])
     return out
 
 
+#: seconds between progress lines of a long validation
+LOG_EVERY_S = 10.0
+
+
 def validate(
     network: nn.Module,
     case_paths: dict[str, Path],
@@ -101,13 +109,21 @@ def validate(
     device: torch.device,
     cfg: InferConfig | None = None,
 ) -> ValidationResult:
-    """Predict every preprocessed val case ``{case_id: store}`` with a sliding window; Dice per class."""
+    """Predict every preprocessed val case ``{case_id: store}`` with a sliding window; Dice per class.
+
+    A validation that runs longer than ``LOG_EVERY_S`` logs its progress (cases done, elapsed), so a
+    long validation between epochs is not minutes of silence in the run log.
+    """
     cfg = cfg or InferConfig(overlap=0.5, sw_batch_size=2, mirror_tta=False)
     classes = sorted(plan.label_names)
     names = [plan.label_names[c] for c in classes]
     per_case: dict[str, dict[str, float]] = {}
     per_case_lcc: dict[str, dict[str, float]] = {}
-    for case_id, path in sorted(case_paths.items()):
+    started = last_log = time.monotonic()
+    for done, (case_id, path) in enumerate(sorted(case_paths.items())):
+        if time.monotonic() - last_log >= LOG_EVERY_S:
+            last_log = time.monotonic()
+            log.info("validation: %d/%d cases in %.0f s", done, len(case_paths), last_log - started)
         image = np.asarray(open_array(path, "0")[...], dtype=np.float32)
         gt = np.asarray(open_array(path, "labels/gt/0")[...])
         probs = predict_preprocessed(network, image, plan, cfg, device)

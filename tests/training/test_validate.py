@@ -6,11 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import phantom_data as phantom
+import pytest
 import torch
 
 from medseg.geometry import Geometry
 from medseg.io.volume_store import CaseVolume, write_case
+from medseg.plan import Plan
+from medseg.training.network import build_segmenter
 from medseg.training.validate import postprocess_classes, validate
+from medseg.workspace import Workspace
 
 
 class PositiveIsOrgan(torch.nn.Module):
@@ -46,3 +50,20 @@ def test_largest_component_is_chosen_only_where_it_raises_the_validation_dice(tm
     assert true_island.per_class["organ"] == 1.0 > true_island.largest_component.per_class["organ"]
     assert postprocess_classes(true_island.to_dict(), names) == []  # removing it would hurt
     assert postprocess_classes({"mean_dice_per_class": {"organ": 0.5}}, names) == []  # older bundles: none
+
+
+def test_a_long_validation_logs_its_progress(
+    phantom_ws: Workspace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from medseg.training import validate as v
+
+    monkeypatch.setattr(v, "LOG_EVERY_S", 0.0)  # every case counts as "long"
+    plan = Plan.load(phantom_ws.plan_path)
+    net = build_segmenter(plan, deep_supervision=False)
+    paths = {c: phantom_ws.preprocessed_case_path(c) for c in ("case000", "case001")}
+    with caplog.at_level(logging.INFO, logger="medseg.training.validate"):
+        v.validate(net, paths, plan, torch.device("cpu"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(" in ")[0] for line in lines] == ["validation: 0/2 cases", "validation: 1/2 cases"]
