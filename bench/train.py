@@ -429,7 +429,7 @@ def main() -> None:
             rows = [("bf16 AMP", None), ("fp32", fp32)]
         for name, r in rows:
             if r is None:
-                print(f"{name:<10} {'n/a: no bf16 units (AMX / AVX512-BF16) on this CPU, medseg trains in fp32':>40}")
+                print(f"{name:<10} {'n/a':>8}  (no bf16 units, AMX / AVX512-BF16, on this CPU: medseg trains in fp32)")
                 continue
             util = r.get("gpu_util")
             print(f"{name:<10} {1 / r['wall_per_it']:>8.2f} {(f'{util:.0f}%' if util is not None else 'n/a'):>9} "
