@@ -19,8 +19,9 @@ console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "configs"
+#: the shipped configs (demo, default): ``configs/`` beside ``cli/`` in a checkout, ``medseg/configs`` (package
+#: data) beside ``medseg/cli`` in an installed wheel
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.common import (
+from medseg.cli.common import (
     CONFIG_DIR,
     build_config,
     console,
@@ -19,7 +19,7 @@ from cli.common import (
     prefect_env,
     start_local_workers,
 )
-from cli.render import print_outcomes, print_report_table, print_status
+from medseg.cli.render import print_outcomes, print_report_table, print_status
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.config_loader import dump_config
 from medseg.fast_exit import skip_final_gc
@@ -85,7 +85,7 @@ def demo_data(
 def _run_pipeline(cfg: MedsegConfig, force: bool) -> dict[str, Any]:
     start_local_workers(cfg)
     prefect_env()
-    from flows.pipeline import pipeline_flow
+    from medseg.flows.pipeline import pipeline_flow
 
     with friendly_errors():
         result: dict[str, Any] = pipeline_flow(_cfg_dict(cfg), force=force)
@@ -144,7 +144,7 @@ def ingest(
         check_sources(cfg.sources)
     start_local_workers(cfg)
     prefect_env()
-    from flows.stages import ingest_flow
+    from medseg.flows.stages import ingest_flow
 
     with friendly_errors():
         print_outcomes([ingest_flow(_cfg_dict(cfg), force=force)])
@@ -157,7 +157,7 @@ def preprocess(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrid
     cfg = build_config(config, overrides, workspace)
     start_local_workers(cfg)
     prefect_env()
-    from flows.stages import preprocess_flow
+    from medseg.flows.stages import preprocess_flow
 
     with friendly_errors():
         print_outcomes([preprocess_flow(_cfg_dict(cfg), force=force)])
@@ -169,7 +169,7 @@ def train(workspace: WorkspaceOpt = None, model: ModelOpt = None, config: Config
     """Train the CNN (3D U-Net) and/or the GAN on the preprocessed data; promotes better models."""
     cfg = build_config(config, overrides, workspace)
     prefect_env()
-    from flows.stages import train_flow
+    from medseg.flows.stages import train_flow
 
     with friendly_errors():
         print_outcomes(train_flow(_cfg_dict(cfg), _families(cfg, model), force=force))
@@ -190,7 +190,7 @@ def infer(
         raise fail(f"--select must be 'test' or 'pending', got {select!r}")
     cfg = build_config(config, overrides, workspace)
     prefect_env()
-    from flows.stages import infer_flow
+    from medseg.flows.stages import infer_flow
 
     with friendly_errors():
         print_outcomes(infer_flow(_cfg_dict(cfg), _families(cfg, model), case_ids=cases, cases=select))
@@ -206,8 +206,8 @@ def report(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrides: 
     if not predictions:
         raise fail(f"no predictions in {cfg.workspace}: run `medseg infer` first", code=1)
     prefect_env()
-    from flows.pipeline import new_run_id
-    from flows.stages import report_flow
+    from medseg.flows.pipeline import new_run_id
+    from medseg.flows.stages import report_flow
 
     with friendly_errors():
         outcome = report_flow(_cfg_dict(cfg), predictions, new_run_id())
@@ -223,7 +223,7 @@ def status(
     scan: Annotated[bool, typer.Option("--scan", help="count unindexed files under `sources` (walks them)")] = False,
 ) -> None:
     """Last runs (stage records; Prefect flow runs when PREFECT_API_URL is set), pending work, champions."""
-    from cli.common import recent_flow_runs
+    from medseg.cli.common import recent_flow_runs
 
     cfg = build_config(config, overrides, workspace)
     print_status(Workspace.at(cfg.workspace), [m.value for m in cfg.train.models],
@@ -238,7 +238,7 @@ def nightly(
     """Run the nightly retrain once now (ingest new files; if any: preprocess, train, promote, infer, report)."""
     start_local_workers(build_config(config, overrides))  # a bad config fails here with one line
     prefect_env()
-    from flows.nightly import nightly_flow
+    from medseg.flows.nightly import nightly_flow
 
     with friendly_errors():
         result = nightly_flow(config_path=str(config), overrides=list(overrides or []))
@@ -258,7 +258,7 @@ def bulk(
     """Index a whole archive in resumable batches (rerun after a crash skips finished batches), then assemble."""
     start_local_workers(build_config(config, overrides))
     prefect_env()
-    from flows.bulk import bulk_flow
+    from medseg.flows.bulk import bulk_flow
 
     with friendly_errors():
         result = bulk_flow(config_path=str(config), overrides=list(overrides or []), files_per_task=files_per_task,
@@ -274,8 +274,8 @@ def served_deployments(config: Path, cfg: MedsegConfig) -> list[Any]:
     """RunnerDeployments served by ``medseg serve``: nightly-retrain (cron of ``ops``), bulk-ingest, batch-infer."""
     from prefect.schedules import Cron
 
-    from flows.bulk import bulk_flow
-    from flows.nightly import batch_infer_flow, nightly_flow
+    from medseg.flows.bulk import bulk_flow
+    from medseg.flows.nightly import batch_infer_flow, nightly_flow
 
     params = {"config_path": str(config.resolve())}
     return [
@@ -303,7 +303,7 @@ def serve(
     prefect_env()
     from prefect import serve as prefect_serve
 
-    from cli.common import ensure_gpu_limit
+    from medseg.cli.common import ensure_gpu_limit
 
     with friendly_errors():
         console.print(ensure_gpu_limit(gpu_slots))
@@ -320,7 +320,7 @@ def catalog(
     overrides: SetOpt = None,
 ) -> None:
     """The series table (status, quarantine reasons) of the workspace catalog."""
-    from cli.render import print_rows
+    from medseg.cli.render import print_rows
     from medseg.ingest.catalog import Catalog
 
     cfg = build_config(config, overrides, workspace)

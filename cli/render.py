@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.common import console
+from medseg.cli.common import console
 from medseg.workspace import Workspace
 
 #: the stage stats worth a glance in the terminal (the full stats are in WS/stages/*.json)

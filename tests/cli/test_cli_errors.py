@@ -4,7 +4,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli.main import app
+from medseg.cli.main import app
 
 runner = CliRunner()
 

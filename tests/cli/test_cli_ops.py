@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app, served_deployments
+from medseg.cli.main import app, served_deployments
 from medseg.config_loader import load_config
 from medseg.ops.bulk import write_manifest
 from medseg.stage_record import save_record
