@@ -6,6 +6,8 @@ from __future__ import annotations
 import inspect
 import py_compile
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -88,3 +90,70 @@ def test_readme_links_every_deploy_file() -> None:
                 "deploy/slurm/bulk_on_slurm.py", "docs/OPERATIONS.md"):
         assert f"]({rel})" in readme, rel
     assert "bash deploy/install.sh && .venv/bin/medseg demo" in readme  # set-up commands unchanged
+
+
+def _image_env(dockerfile: str = "Dockerfile") -> dict[str, str]:
+    """The ``ENV`` of an image (``KEY=value`` pairs, continuation lines joined)."""
+    text = (DEPLOY / dockerfile).read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV (.+)$", text, flags=re.M):
+        env.update(pair.split("=", 1) for pair in line.split())
+    return env
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cuda"])
+def test_images_install_the_package_not_the_checkout(name: str) -> None:
+    text = (DEPLOY / name).read_text()
+    assert not re.search(r"pip install[^\n]* -e ", text)  # an editable install hid the missing package data
+    assert "rm -rf /src" in text  # no source folder left to shadow the installed package
+    assert re.search(r"^WORKDIR /opt/medseg\nCOPY deploy deploy$", text, flags=re.M)
+
+
+def test_dockerignore_keeps_the_venv_out_and_lets_every_copied_path_in() -> None:
+    rules = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert rules[0] == "*"  # an allowlist: a local .venv, workspaces and build outputs stay out
+    allowed = {rule[1:] for rule in rules if rule.startswith("!")}
+    for name in ("Dockerfile", "Dockerfile.cuda"):
+        text = (DEPLOY / name).read_text()
+        for line in re.findall(r"^COPY (.+)$", text, flags=re.M):
+            for src in line.split()[:-1]:
+                assert src in allowed, (name, src)
+    assert ".venv" not in allowed and "deploy/site.yaml" in rules
+
+
+def _image_layout(tmp_path: Path) -> Path:
+    """What the image holds at /opt/medseg (deploy/ only: no checkout, no .venv)."""
+    opt = tmp_path / "opt" / "medseg"
+    shutil.copytree(DEPLOY, opt / "deploy")
+    return opt
+
+
+def test_setup_prefect_uses_the_prefect_on_path_as_in_the_images(tmp_path: Path) -> None:
+    opt = _image_layout(tmp_path)
+    bin_dir = tmp_path / "usr-local-bin"  # the image's system Python scripts
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    shim = bin_dir / "prefect"
+    shim.write_text(f'#!/bin/sh\necho "$PWD $*" >> {calls}\ncase "$*" in *inspect*) exit 1;; esac\n')
+    shim.chmod(0o755)
+    config = opt / "deploy" / "medseg.yaml"
+    env = {**_image_env(), "PATH": f"{bin_dir}:/usr/bin:/bin", "PREFECT_API_URL": "http://prefect-server:4200/api",
+           "MEDSEG_CONFIG": str(config), "HOME": str(tmp_path)}
+    proc = subprocess.run(["bash", "deploy/setup-prefect.sh"], cwd=opt, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = calls.read_text().splitlines()
+    assert f"{opt} --no-prompt work-pool create medseg-process --type process" in lines
+    assert f"{opt} --no-prompt concurrency-limit create gpu 1" in lines
+    deploys = [line for line in lines if " deploy " in line]
+    assert len(deploys) == 3 and all("--prefect-file deploy/prefect.yaml" in d for d in deploys)
+    assert all(d.startswith(f"{opt} ") and f"config_path={config}" in d for d in deploys)
+    assert f"start a worker with: {shim} worker start --pool medseg-process" in proc.stdout
+
+
+def test_setup_prefect_without_any_prefect_says_so(tmp_path: Path) -> None:
+    opt = _image_layout(tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "PREFECT_API_URL": "http://127.0.0.1:4200/api", "HOME": str(tmp_path)}
+    proc = subprocess.run(["bash", "deploy/setup-prefect.sh"], cwd=opt, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "no prefect program" in proc.stderr and "PREFECT=" in proc.stderr
