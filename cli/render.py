@@ -115,4 +115,4 @@ def print_status(ws: Workspace, families: Sequence[str] = ("cnn", "gan"), source
         console.print("next: nothing to do, every stage is up to date")
     else:
         flag = f" --workspace {workspace_arg}" if workspace_arg else ""
-        console.print(f"next: [bold]{step.command}{flag}[/]  ({step.reason})", highlight=False)
+        console.print(f"next: [bold]{step.command}{flag}[/]  ({step.reason})", highlight=False, soft_wrap=True)
