@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import py_compile
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +14,7 @@ import pytest
 import yaml
 from prefect import Flow
 from prefect.flows import load_flow_from_entrypoint
+from prefect_services import image_env, image_layout
 
 from medseg.config_loader import load_config
 
@@ -92,15 +92,6 @@ def test_readme_links_every_deploy_file() -> None:
     assert "bash deploy/install.sh && .venv/bin/medseg demo" in readme  # set-up commands unchanged
 
 
-def _image_env(dockerfile: str = "Dockerfile") -> dict[str, str]:
-    """The ``ENV`` of an image (``KEY=value`` pairs, continuation lines joined)."""
-    text = (DEPLOY / dockerfile).read_text().replace("\\\n", " ")
-    env: dict[str, str] = {}
-    for line in re.findall(r"^ENV (.+)$", text, flags=re.M):
-        env.update(pair.split("=", 1) for pair in line.split())
-    return env
-
-
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cuda"])
 def test_images_install_the_package_not_the_checkout(name: str) -> None:
     text = (DEPLOY / name).read_text()
@@ -121,15 +112,8 @@ def test_dockerignore_keeps_the_venv_out_and_lets_every_copied_path_in() -> None
     assert ".venv" not in allowed and "deploy/site.yaml" in rules
 
 
-def _image_layout(tmp_path: Path) -> Path:
-    """What the image holds at /opt/medseg (deploy/ only: no checkout, no .venv)."""
-    opt = tmp_path / "opt" / "medseg"
-    shutil.copytree(DEPLOY, opt / "deploy")
-    return opt
-
-
 def test_setup_prefect_uses_the_prefect_on_path_as_in_the_images(tmp_path: Path) -> None:
-    opt = _image_layout(tmp_path)
+    opt = image_layout(tmp_path)
     bin_dir = tmp_path / "usr-local-bin"  # the image's system Python scripts
     bin_dir.mkdir()
     calls = tmp_path / "calls.txt"
@@ -137,7 +121,7 @@ def test_setup_prefect_uses_the_prefect_on_path_as_in_the_images(tmp_path: Path)
     shim.write_text(f'#!/bin/sh\necho "$PWD $*" >> {calls}\ncase "$*" in *inspect*) exit 1;; esac\n')
     shim.chmod(0o755)
     config = opt / "deploy" / "medseg.yaml"
-    env = {**_image_env(), "PATH": f"{bin_dir}:/usr/bin:/bin", "PREFECT_API_URL": "http://prefect-server:4200/api",
+    env = {**image_env(), "PATH": f"{bin_dir}:/usr/bin:/bin", "PREFECT_API_URL": "http://prefect-server:4200/api",
            "MEDSEG_CONFIG": str(config), "HOME": str(tmp_path)}
     proc = subprocess.run(["bash", "deploy/setup-prefect.sh"], cwd=opt, env=env, capture_output=True, text=True,
                           timeout=60)
@@ -152,7 +136,7 @@ def test_setup_prefect_uses_the_prefect_on_path_as_in_the_images(tmp_path: Path)
 
 
 def test_setup_prefect_without_any_prefect_says_so(tmp_path: Path) -> None:
-    opt = _image_layout(tmp_path)
+    opt = image_layout(tmp_path)
     env = {"PATH": "/usr/bin:/bin", "PREFECT_API_URL": "http://127.0.0.1:4200/api", "HOME": str(tmp_path)}
     proc = subprocess.run(["bash", "deploy/setup-prefect.sh"], cwd=opt, env=env, capture_output=True, text=True,
                           timeout=60)
