@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 #: not part of a source tree (a checkout's venv, build outputs, workspaces)
@@ -76,6 +77,11 @@ def test_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) 
     assert _run([medseg, "--version"], work, env).strip() == "medseg 0.1.0"
     where = _run([py, "-c", "import medseg, medseg.flows.nightly; print(medseg.__file__)"], work, env)
     assert str(venv) in where and str(REPO) not in where
+    spec = yaml.safe_load((REPO / "deploy" / "prefect.yaml").read_text())
+    entrypoints = [d["entrypoint"] for d in spec["deployments"]]
+    loaded = _run([py, "-c", "import sys; from prefect.flows import load_flow_from_entrypoint as load; "
+                   "print([load(e, use_placeholder_flow=False).name for e in sys.argv[1:]])", *entrypoints], work, env)
+    assert "['medseg-nightly-retrain', 'medseg-bulk-ingest', 'medseg-batch-infer']" in loaded  # what a worker runs
     for name in ("tasks", "flows", "cli"):  # one namespace: the generic names are not installed
         proc = subprocess.run([py, "-c", f"import {name}"], cwd=work, env=env, capture_output=True, text=True)
         assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr, name
