@@ -25,6 +25,7 @@ def export_nifti(ws: Workspace, key: str, out: Path, label: str | None = None) -
 
     Raises:
         KeyError: Unknown key, or unknown label name.
+        FileNotFoundError: The workspace has no catalog.
     """
     record = Catalog(ws.catalog_path, create=False).case(key)
     case = read_case(record.volume_path, labels=label is not None)
