@@ -137,7 +137,7 @@ def _cfg(ws: Path, archive: Path, address: str, args: argparse.Namespace) -> dic
 
 
 def child_flow(cfg: dict[str, Any]) -> None:
-    from flows.bulk import bulk_flow
+    from medseg.flows.bulk import bulk_flow
 
     t0 = time.perf_counter()
     result = bulk_flow(config=cfg, assemble=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,13 +15,15 @@ from rich.console import Console
 from medseg.config import MedsegConfig
 from medseg.config_loader import ConfigError, load_config
 from medseg.local_workers import start_fork_server
+from medseg.workspace import Workspace
 
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "configs"
+#: the shipped configs (demo, default): ``configs/`` beside ``cli/`` in a checkout, ``medseg/configs`` (package
+#: data) beside ``medseg/cli`` in an installed wheel
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
@@ -63,15 +66,46 @@ def build_config(config: Path | None, overrides: list[str] | None, workspace: Pa
     return cfg
 
 
+def require_workspace(cfg: MedsegConfig, needs: Callable[[Workspace], Path] | None = None, then: str = "") -> Workspace:
+    """The workspace of ``cfg``, which must exist (and hold ``needs``, the output of an earlier stage).
+
+    Raises:
+        typer.Exit: one line naming what is missing and the command that makes it (code 1). Nothing
+            is created: commands check their inputs before they start Prefect or write anything.
+    """
+    ws = Workspace.at(cfg.workspace)
+    if not ws.root.is_dir():
+        raise fail(f"no workspace at {ws.root}: start with `medseg ingest SOURCE... --workspace {cfg.workspace}` "
+                   "(or `medseg demo`)", code=1)
+    if needs is not None and not needs(ws).exists():
+        raise fail(f"{needs(ws)} not found: run `{then} --workspace {cfg.workspace}` first", code=1)
+    return ws
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:  # str(KeyError) quotes its message
+        return str(exc.args[0])
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return f"the workspace catalog is locked ({exc}): another medseg process is writing it; retry when it ends"
+    if isinstance(exc, sqlite3.Error):
+        return f"catalog database error: {exc}"
+    return str(exc)
+
+
 @contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Turn expected failures into one red line and a non-zero exit (tracebacks stay in the Prefect logs)."""
+    """Turn expected failures into one red line and a non-zero exit (tracebacks stay in the Prefect logs).
+
+    Expected: bad configs, missing files or folders, unknown ids (``KeyError``), unreadable or
+    corrupt inputs (``ValueError``, ``RuntimeError`` such as a corrupt model bundle), file system
+    errors (``OSError``: permissions, disk full) and a locked or damaged catalog (``sqlite3.Error``).
+    """
     try:
         yield
     except typer.Exit:
         raise
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        raise fail(f"{exc}", code=1) from None
+    except (ConfigError, KeyError, OSError, ValueError, RuntimeError, sqlite3.Error) as exc:
+        raise fail(_one_line(exc), code=1) from None
 
 
 def run_quietly(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -10,16 +10,19 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.common import (
+from medseg import __version__
+from medseg.cli.choices import CaseSelection, ExampleConfig, ExportFormat
+from medseg.cli.common import (
     CONFIG_DIR,
     build_config,
     console,
     fail,
     friendly_errors,
     prefect_env,
+    require_workspace,
     start_local_workers,
 )
-from cli.render import print_outcomes, print_report_table, print_status
+from medseg.cli.render import print_outcomes, print_report_table, print_status
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.config_loader import dump_config
 from medseg.fast_exit import skip_final_gc
@@ -29,27 +32,43 @@ app = typer.Typer(
     name="medseg",
     help="DICOM archives → catalog → preprocessed Zarr → 3D U-Net / GAN models → segmentations → reports.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"medseg {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _process() -> None:
+def _process(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the medseg version and exit.")] = False,
+) -> None:
     skip_final_gc()  # every command exits ~0.1 s sooner (see medseg.fast_exit)
 
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see configs/)")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="YAML config (`medseg config --example default` prints a starting point)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override, e.g. --set train.max_epochs=5")]
-WorkspaceOpt = Annotated[
-    Path | None, typer.Option("--workspace", "-w", help="workspace dir [default: ./medseg-workspace]")
-]
+WorkspaceOpt = Annotated[Path | None, typer.Option(
+    "--workspace", "-w", help="workspace dir", show_default="the config's workspace, else ./medseg-workspace")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="re-run even when inputs are unchanged")]
-ModelOpt = Annotated[list[ModelFamily] | None, typer.Option("--model", "-m", help="cnn and/or gan [default: both]")]
+ModelOpt = Annotated[list[ModelFamily] | None, typer.Option(
+    "--model", "-m", help="model family; repeat for both", show_default="the config's train.models: cnn, gan")]
 
 
 def _families(cfg: MedsegConfig, models: list[ModelFamily] | None) -> list[str]:
     return [m.value for m in (models or cfg.train.models)]
+
+
+def _check_sources(cfg: MedsegConfig) -> None:
+    from medseg.stages.ingest import check_sources
+
+    with friendly_errors():
+        check_sources(cfg.sources)
 
 
 def _cfg_dict(cfg: MedsegConfig) -> dict[str, Any]:
@@ -85,7 +104,7 @@ def demo_data(
 def _run_pipeline(cfg: MedsegConfig, force: bool) -> dict[str, Any]:
     start_local_workers(cfg)
     prefect_env()
-    from flows.pipeline import pipeline_flow
+    from medseg.flows.pipeline import pipeline_flow
 
     with friendly_errors():
         result: dict[str, Any] = pipeline_flow(_cfg_dict(cfg), force=force)
@@ -122,6 +141,7 @@ def run(
 ) -> None:
     """Run the whole pipeline as configured."""
     cfg = build_config(config, overrides)
+    _check_sources(cfg)
     result = _run_pipeline(cfg, force)
     print_outcomes(result["stages"])
     print_report_table(result["table"])
@@ -138,13 +158,10 @@ def ingest(
 ) -> None:
     """Index DICOM files into the catalog and write geometry-correct volumes (+ labels)."""
     cfg = build_config(config, overrides, workspace, sources)
-    with friendly_errors():
-        from medseg.stages.ingest import check_sources
-
-        check_sources(cfg.sources)
+    _check_sources(cfg)
     start_local_workers(cfg)
     prefect_env()
-    from flows.stages import ingest_flow
+    from medseg.flows.stages import ingest_flow
 
     with friendly_errors():
         print_outcomes([ingest_flow(_cfg_dict(cfg), force=force)])
@@ -155,9 +172,10 @@ def preprocess(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrid
                force: ForceOpt = False) -> None:
     """Fingerprint, plan and preprocess the ingested labeled volumes into Zarr (Dask-parallel)."""
     cfg = build_config(config, overrides, workspace)
+    require_workspace(cfg, lambda ws: ws.catalog_path, "medseg ingest SOURCE...")
     start_local_workers(cfg)
     prefect_env()
-    from flows.stages import preprocess_flow
+    from medseg.flows.stages import preprocess_flow
 
     with friendly_errors():
         print_outcomes([preprocess_flow(_cfg_dict(cfg), force=force)])
@@ -168,32 +186,50 @@ def train(workspace: WorkspaceOpt = None, model: ModelOpt = None, config: Config
           overrides: SetOpt = None, force: ForceOpt = False) -> None:
     """Train the CNN (3D U-Net) and/or the GAN on the preprocessed data; promotes better models."""
     cfg = build_config(config, overrides, workspace)
+    require_workspace(cfg, lambda ws: ws.plan_path, "medseg preprocess")
     prefect_env()
-    from flows.stages import train_flow
+    from medseg.flows.stages import train_flow
 
     with friendly_errors():
         print_outcomes(train_flow(_cfg_dict(cfg), _families(cfg, model), force=force))
+
+
+def _check_infer_inputs(ws: Workspace, families: list[str], cases: list[str] | None, ws_arg: str) -> None:
+    """Every family has a champion model and every ``--case`` id is ingested (before Prefect starts)."""
+    from medseg.inference.selection import ingested_case_ids
+    from medseg.ops.nightly import champion_version
+
+    with friendly_errors():
+        unknown = sorted(set(cases or []) - set(ingested_case_ids(ws)))
+        if unknown:
+            raise fail(f"unknown case id(s) {', '.join(unknown)} in {ws.root}: `medseg catalog --workspace "
+                       f"{ws_arg}` lists the ingested cases", code=1)
+        for family in families:
+            if champion_version(ws, family) is None:
+                raise fail(f"no {family} model in {ws.root}: run `medseg train --model {family} "
+                           f"--workspace {ws_arg}` first", code=1)
 
 
 @app.command()
 def infer(
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
-    cases: Annotated[list[str] | None, typer.Option("--case", help="case ids [default: --select]")] = None,
-    select: Annotated[str, typer.Option("--select", help="test (held-out split) or pending (every ingested case "
-                                        "without a prediction from the champion)")] = "test",
+    cases: Annotated[list[str] | None, typer.Option("--case", help="case id; repeat for several",
+                                                    show_default="the --select cases")] = None,
+    select: Annotated[CaseSelection, typer.Option("--select", help="test (held-out split) or pending (every ingested "
+                                                  "case without a prediction from the champion)")] = CaseSelection.TEST,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
     """Predict cases with each family's champion model (Zarr, NIfTI and DICOM SEG outputs)."""
-    if select not in ("test", "pending"):
-        raise fail(f"--select must be 'test' or 'pending', got {select!r}")
     cfg = build_config(config, overrides, workspace)
+    _check_infer_inputs(require_workspace(cfg, lambda ws: ws.catalog_path, "medseg ingest SOURCE..."),
+                        _families(cfg, model), cases, str(cfg.workspace))
     prefect_env()
-    from flows.stages import infer_flow
+    from medseg.flows.stages import infer_flow
 
     with friendly_errors():
-        print_outcomes(infer_flow(_cfg_dict(cfg), _families(cfg, model), case_ids=cases, cases=select))
+        print_outcomes(infer_flow(_cfg_dict(cfg), _families(cfg, model), case_ids=cases, cases=select.value))
 
 
 @app.command()
@@ -202,12 +238,13 @@ def report(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrides: 
     cfg = build_config(config, overrides, workspace)
     from medseg.stages.report import champion_predictions
 
-    predictions = champion_predictions(Workspace.at(cfg.workspace))
+    with friendly_errors():
+        predictions = champion_predictions(require_workspace(cfg))
     if not predictions:
         raise fail(f"no predictions in {cfg.workspace}: run `medseg infer` first", code=1)
     prefect_env()
-    from flows.pipeline import new_run_id
-    from flows.stages import report_flow
+    from medseg.flows.pipeline import new_run_id
+    from medseg.flows.stages import report_flow
 
     with friendly_errors():
         outcome = report_flow(_cfg_dict(cfg), predictions, new_run_id())
@@ -223,11 +260,13 @@ def status(
     scan: Annotated[bool, typer.Option("--scan", help="count unindexed files under `sources` (walks them)")] = False,
 ) -> None:
     """Last runs (stage records; Prefect flow runs when PREFECT_API_URL is set), pending work, champions."""
-    from cli.common import recent_flow_runs
+    from medseg.cli.common import recent_flow_runs
 
     cfg = build_config(config, overrides, workspace)
-    print_status(Workspace.at(cfg.workspace), [m.value for m in cfg.train.models],
-                 sources=cfg.sources if scan else None, flow_runs=recent_flow_runs())
+    ws = require_workspace(cfg)
+    with friendly_errors():
+        print_status(ws, [m.value for m in cfg.train.models], sources=cfg.sources if scan else None,
+                     flow_runs=recent_flow_runs(), workspace_arg=str(cfg.workspace))
 
 
 @app.command()
@@ -236,9 +275,11 @@ def nightly(
     overrides: SetOpt = None,
 ) -> None:
     """Run the nightly retrain once now (ingest new files; if any: preprocess, train, promote, infer, report)."""
-    start_local_workers(build_config(config, overrides))  # a bad config fails here with one line
+    cfg = build_config(config, overrides)  # a bad config fails here with one line
+    _check_sources(cfg)
+    start_local_workers(cfg)
     prefect_env()
-    from flows.nightly import nightly_flow
+    from medseg.flows.nightly import nightly_flow
 
     with friendly_errors():
         result = nightly_flow(config_path=str(config), overrides=list(overrides or []))
@@ -251,14 +292,16 @@ def nightly(
 def bulk(
     config: Annotated[Path, typer.Argument(help="YAML config with sources and workspace")],
     overrides: SetOpt = None,
-    files_per_task: Annotated[int | None, typer.Option("--files-per-task", min=1,
-                                                       help="[default: ops.bulk_files_per_task]")] = None,
+    files_per_task: Annotated[int | None, typer.Option("--files-per-task", min=1, help="files per Prefect task",
+                                                       show_default="ops.bulk_files_per_task")] = None,
     assemble: Annotated[bool, typer.Option("--assemble/--index-only", help="plan series and write volumes")] = True,
 ) -> None:
     """Index a whole archive in resumable batches (rerun after a crash skips finished batches), then assemble."""
-    start_local_workers(build_config(config, overrides))
+    cfg = build_config(config, overrides)
+    _check_sources(cfg)
+    start_local_workers(cfg)
     prefect_env()
-    from flows.bulk import bulk_flow
+    from medseg.flows.bulk import bulk_flow
 
     with friendly_errors():
         result = bulk_flow(config_path=str(config), overrides=list(overrides or []), files_per_task=files_per_task,
@@ -274,8 +317,8 @@ def served_deployments(config: Path, cfg: MedsegConfig) -> list[Any]:
     """RunnerDeployments served by ``medseg serve``: nightly-retrain (cron of ``ops``), bulk-ingest, batch-infer."""
     from prefect.schedules import Cron
 
-    from flows.bulk import bulk_flow
-    from flows.nightly import batch_infer_flow, nightly_flow
+    from medseg.flows.bulk import bulk_flow
+    from medseg.flows.nightly import batch_infer_flow, nightly_flow
 
     params = {"config_path": str(config.resolve())}
     return [
@@ -303,7 +346,7 @@ def serve(
     prefect_env()
     from prefect import serve as prefect_serve
 
-    from cli.common import ensure_gpu_limit
+    from medseg.cli.common import ensure_gpu_limit
 
     with friendly_errors():
         console.print(ensure_gpu_limit(gpu_slots))
@@ -320,15 +363,14 @@ def catalog(
     overrides: SetOpt = None,
 ) -> None:
     """The series table (status, quarantine reasons) of the workspace catalog."""
-    from cli.render import print_rows
+    from medseg.cli.render import print_rows
     from medseg.ingest.catalog import Catalog
 
     cfg = build_config(config, overrides, workspace)
-    ws = Workspace.at(cfg.workspace)
-    if not ws.catalog_path.is_file():
-        raise fail(f"no catalog at {ws.catalog_path}: run `medseg ingest SOURCE --workspace {cfg.workspace}`", 1)
-    cat = Catalog(ws.catalog_path)
-    rows = cat.quarantine() if quarantine else cat.series_table()
+    ws = require_workspace(cfg, lambda ws: ws.catalog_path, "medseg ingest SOURCE...")
+    with friendly_errors():
+        cat = Catalog(ws.catalog_path, create=False)
+        rows = cat.quarantine() if quarantine else cat.series_table()
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
     else:
@@ -339,25 +381,37 @@ def catalog(
 def export(
     series: Annotated[str, typer.Argument(help="SeriesInstanceUID or case id")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output file, e.g. volume.nii.gz")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="nifti")] = "nifti",
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="output format")] = ExportFormat.NIFTI,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
     """Write an ingested volume with its affine (to check geometry in a viewer)."""
-    if fmt != "nifti":
-        raise fail(f"--format {fmt!r} is not supported; use --format nifti")
     from medseg.ingest.export import export_nifti
 
     cfg = build_config(config, overrides, workspace)
+    ws = require_workspace(cfg, lambda ws: ws.catalog_path, "medseg ingest SOURCE...")
     with friendly_errors():
-        path = export_nifti(Workspace.at(cfg.workspace), series, out)
+        path = export_nifti(ws, series, out)
     console.print(f"wrote {path}")
 
 
 @app.command("config")
-def show_config(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
-    """Print the effective configuration (after --config and --set)."""
+def show_config(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    example: Annotated[ExampleConfig | None, typer.Option(
+        "--example", help="print a config shipped with medseg, with its comments (a starting point to copy)")] = None,
+) -> None:
+    """Print the effective configuration (after --config and --set), or a shipped example."""
+    if example is not None:
+        if config is not None:
+            raise fail("--example and --config exclude each other: --example prints a shipped config")
+        config = CONFIG_DIR / f"{example.value}.yaml"
+        if not overrides:
+            build_config(config, None)  # the shipped file is valid (else one line, as for any config)
+            typer.echo(config.read_text(), nl=False)
+            return
     typer.echo(dump_config(build_config(config, overrides)))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import console
+from medseg.cli.common import console
 from medseg.workspace import Workspace
 
 #: the stage stats worth a glance in the terminal (the full stats are in WS/stages/*.json)
@@ -75,41 +75,52 @@ def _ago(ts: float) -> str:
 
 
 def print_status(ws: Workspace, families: Sequence[str] = ("cnn", "gan"), sources: Sequence[Path] | None = None,
-                 flow_runs: Sequence[dict[str, Any]] | None = None) -> None:
-    """Last runs (stage records + Prefect flow runs), the queue of pending work and the champions."""
-    from medseg.ops.status import champions, last_stage_runs, pending_work
+                 flow_runs: Sequence[dict[str, Any]] | None = None, workspace_arg: str | None = None) -> None:
+    """Last runs (stage records + Prefect flow runs), the queue of pending work, the champions, what to run next.
+
+    A workspace where nothing was ingested yet gets no tables, only the next command.
+    """
+    from medseg.ops.status import champions, last_stage_runs, next_step, pending_work
 
     console.print(f"workspace: {ws.root}")
-    if not ws.root.exists():
-        console.print("  (does not exist yet)")
-        return
-    runs = Table(title="last stage runs")
-    for col in ("stage", "state", "finished (UTC)", "seconds", "summary"):
-        runs.add_column(col)
-    for run in last_stage_runs(ws):
-        stats = ", ".join(f"{k}={_fmt(v)}" for k, v in run.stats.items() if k in _SHOWN)
-        runs.add_row(run.stage, run.state, _ago(run.finished_at), f"{run.seconds:.1f}",
-                     _warned(stats, run.stats.get("warnings")))
-    console.print(runs)
+    runs = last_stage_runs(ws)
+    if runs:
+        table = Table(title="last stage runs")
+        for col in ("stage", "state", "finished (UTC)", "seconds", "summary"):
+            table.add_column(col)
+        for run in runs:
+            stats = ", ".join(f"{k}={_fmt(v)}" for k, v in run.stats.items() if k in _SHOWN)
+            table.add_row(run.stage, run.state, _ago(run.finished_at), f"{run.seconds:.1f}",
+                          _warned(stats, run.stats.get("warnings")))
+        console.print(table)
     if flow_runs is not None:
         print_rows(list(flow_runs), title="Prefect flow runs")
     work = pending_work(ws, list(families), list(sources) if sources else None)
-    queue = Table(title="pending work")
-    queue.add_column("what")
-    queue.add_column("count", justify="right")
-    queue.add_row("files not yet indexed", "?" if work.files_unindexed is None else str(work.files_unindexed))
-    if work.bulk_batches_left is not None:
-        queue.add_row("bulk batches left (latest manifest)", str(work.bulk_batches_left))
-    queue.add_row("cases ingested", str(work.cases_ingested))
-    queue.add_row("cases not preprocessed", str(work.cases_not_preprocessed))
-    for family, n in work.cases_without_prediction.items():
-        queue.add_row(f"cases without a {family} champion prediction", str(n))
-    console.print(queue)
-    table = Table(title="champion models")
-    for col in ("family", "version", "val mean Dice", "promoted (UTC)", "why"):
-        table.add_column(col)
-    for c in champions(ws, list(families)):
-        why = f"[red]{escape(c.error)}[/]" if c.error else _warned(escape(c.reason), c.warnings)
-        table.add_row(c.family, c.version or "(none)", _fmt(c.val_mean_dice) if c.val_mean_dice is not None else "-",
-                      c.promoted_at, why)
-    console.print(table)
+    champs = champions(ws, list(families))
+    if ws.catalog_path.is_file() or runs:
+        queue = Table(title="pending work")
+        queue.add_column("what")
+        queue.add_column("count", justify="right")
+        queue.add_row("files not yet indexed", "?" if work.files_unindexed is None else str(work.files_unindexed))
+        if work.bulk_batches_left is not None:
+            queue.add_row("bulk batches left (latest manifest)", str(work.bulk_batches_left))
+        queue.add_row("cases ingested", str(work.cases_ingested))
+        queue.add_row("cases not preprocessed", str(work.cases_not_preprocessed))
+        for family, n in work.cases_without_prediction.items():
+            queue.add_row(f"cases without a {family} champion prediction", str(n))
+        console.print(queue)
+    if any(c.version or c.error for c in champs):
+        table = Table(title="champion models")
+        for col in ("family", "version", "val mean Dice", "promoted (UTC)", "why"):
+            table.add_column(col)
+        for c in champs:
+            why = f"[red]{escape(c.error)}[/]" if c.error else _warned(escape(c.reason), c.warnings)
+            table.add_row(c.family, c.version or "(none)",
+                          _fmt(c.val_mean_dice) if c.val_mean_dice is not None else "-", c.promoted_at, why)
+        console.print(table)
+    step = next_step(ws, work, champs)
+    if step is None:
+        console.print("next: nothing to do, every stage is up to date")
+    else:
+        flag = f" --workspace {workspace_arg}" if workspace_arg else ""
+        console.print(f"next: [bold]{step.command}{flag}[/]  ({step.reason})", highlight=False, soft_wrap=True)

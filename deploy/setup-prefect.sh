@@ -8,9 +8,18 @@
 #
 # MEDSEG_CONFIG (default deploy/medseg.yaml) becomes the deployments' `config_path` parameter; it
 # must be readable by the worker at that path. Idempotent: re-running updates the deployments.
+# The `prefect` program: $PREFECT if set, else the checkout's .venv/bin/prefect (deploy/install.sh),
+# else the one on PATH (the container images install medseg into the system Python).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PREFECT="${PREFECT:-$REPO/.venv/bin/prefect}"
+if [ -z "${PREFECT:-}" ] && [ -x "$REPO/.venv/bin/prefect" ]; then
+  PREFECT="$REPO/.venv/bin/prefect"
+fi
+PREFECT="$(command -v "${PREFECT:-prefect}" || true)"  # a path, or a name on PATH; empty when not executable
+if [ -z "$PREFECT" ]; then
+  echo "error: no prefect program: not in $REPO/.venv/bin nor on PATH; install medseg, or set PREFECT=/path/to/prefect" >&2
+  exit 2
+fi
 POOL="${MEDSEG_POOL:-medseg-process}"
 GPU_SLOTS="${MEDSEG_GPU_SLOTS:-1}"
 CONFIG="${MEDSEG_CONFIG:-$REPO/deploy/medseg.yaml}"

@@ -22,11 +22,11 @@ from medseg.config import MedsegConfig
 from medseg.ops.bulk import BatchRecord, completed_batches, totals
 from medseg.ops.params import resolve_config
 from medseg.parallel import dask_client
+from medseg.tasks.bulk import bulk_assemble_task, bulk_batch_task, bulk_scan_task, close_shared_client
+from medseg.tasks.common import _logger, with_transient_retries
+from medseg.tasks.notify import FAILURE_HOOKS
+from medseg.tasks.ops import artifact_key, publish_table
 from medseg.workspace import Workspace
-from tasks.bulk import bulk_assemble_task, bulk_batch_task, bulk_scan_task, close_shared_client
-from tasks.common import _logger, with_transient_retries
-from tasks.notify import FAILURE_HOOKS
-from tasks.ops import artifact_key, publish_table
 
 
 @contextmanager

@@ -23,15 +23,15 @@ from medseg.ops.params import resolve_config
 from medseg.ops.summary import markdown_table, stage_rows, totals_row, write_run_summary
 from medseg.splits import Splits
 from medseg.stages.outcome import StageOutcome
+from medseg.tasks.common import _logger, with_transient_retries
+from medseg.tasks.infer import infer_task
+from medseg.tasks.ingest import ingest_task
+from medseg.tasks.notify import FAILURE_HOOKS
+from medseg.tasks.ops import artifact_key, check_champions_task, publish_table
+from medseg.tasks.preprocess import preprocess_task
+from medseg.tasks.report import report_task
+from medseg.tasks.train import train_task
 from medseg.workspace import Workspace
-from tasks.common import _logger, with_transient_retries
-from tasks.infer import infer_task
-from tasks.ingest import ingest_task
-from tasks.notify import FAILURE_HOOKS
-from tasks.ops import artifact_key, check_champions_task, publish_table
-from tasks.preprocess import preprocess_task
-from tasks.report import report_task
-from tasks.train import train_task
 
 
 def new_run_id(prefix: str = "nightly") -> str:

@@ -7,12 +7,12 @@ from typing import Any
 from prefect import flow
 
 from medseg.config import MedsegConfig, ModelFamily
-from tasks.infer import infer_task
-from tasks.ingest import ingest_task
-from tasks.notify import FAILURE_HOOKS
-from tasks.preprocess import preprocess_task
-from tasks.report import report_task
-from tasks.train import train_task
+from medseg.tasks.infer import infer_task
+from medseg.tasks.ingest import ingest_task
+from medseg.tasks.notify import FAILURE_HOOKS
+from medseg.tasks.preprocess import preprocess_task
+from medseg.tasks.report import report_task
+from medseg.tasks.train import train_task
 
 
 @flow(name="medseg-ingest", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from medseg.config import MedsegConfig
 
@@ -41,13 +42,50 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def _format_error(err: ValidationError, origin: str) -> str:
+def _section_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys valid in the section holding ``loc`` (``("train", "max_epoch")`` → the fields of ``train``)."""
+    model: type[BaseModel] = MedsegConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        sections = [t for t in (field.annotation, *get_args(field.annotation))
+                    if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not sections:
+            return []
+        model = sections[0]
+    return list(model.model_fields)
+
+
+def unknown_key_hint(loc: tuple[int | str, ...]) -> str:
+    """``"did you mean 'train.max_epochs'?"`` for a misspelt key (difflib), else the section's valid keys."""
+    prefix = "".join(f"{p}." for p in loc[:-1])
+    known = _section_keys(loc)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{prefix}{close[0]}'?"
+    return f"valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(known)}" if known else ""
+
+
+def _related(key: str, field: str) -> bool:
+    """``key`` (of a ``--set``) is ``field``, inside it or holds it."""
+    return f"{key}.".startswith(f"{field}.") or field.startswith(f"{key}.")
+
+
+def _format_error(err: ValidationError, origin: str, overrides: list[str]) -> str:
     first = err.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "<root>"
     got = first.get("input")
     got_text = "" if isinstance(got, dict) else f" (got {got!r})"
     more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
-    return f"invalid config {origin}: field '{field}': {first['msg']}{got_text}{more}"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        hint = unknown_key_hint(first["loc"])
+        msg, got_text = "unknown key" + (f"; {hint}" if hint else ""), ""
+    set_by = [item for item in overrides if _related(parse_override(item)[0], field)]
+    if set_by:
+        origin = f"{origin} with --set {set_by[-1]}"
+    return f"invalid config {origin}: field '{field}': {msg}{got_text}{more}"
 
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> MedsegConfig:
@@ -68,7 +106,10 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         data = loaded
@@ -78,7 +119,7 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
     try:
         return MedsegConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, origin)) from None
+        raise ConfigError(_format_error(exc, origin, list(overrides or []))) from None
 
 
 def dump_config(cfg: MedsegConfig) -> str:

@@ -18,9 +18,9 @@ from medseg.ingest.run import IngestSummary, ingest
 from medseg.ops.bulk import BatchRecord, BulkManifest, index_batch, write_manifest
 from medseg.parallel import dask_client
 from medseg.stages.ingest import check_sources
+from medseg.tasks.common import RETRY_JITTER, _logger, retry_delays, retry_on_transient
+from medseg.tasks.progress import TaskProgress
 from medseg.workspace import Workspace
-from tasks.common import RETRY_JITTER, _logger, retry_delays, retry_on_transient
-from tasks.progress import TaskProgress
 
 
 @task(name="bulk-scan", tags=["medseg", "bulk"], retries=2, retry_delay_seconds=retry_delays(2, 10.0),

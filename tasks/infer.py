@@ -8,8 +8,8 @@ from prefect.cache_policies import NO_CACHE
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.stages.infer import run_infer_stage
 from medseg.stages.outcome import StageOutcome
-from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
-from tasks.progress import TaskProgress
+from medseg.tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
+from medseg.tasks.progress import TaskProgress
 
 
 @task(name="infer", task_run_name="infer-{family}", tags=["medseg", "infer"], retries=2,

@@ -10,8 +10,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from medseg.config import MedsegConfig
+from medseg.tasks.common import _logger
 from medseg.workspace import Workspace
-from tasks.common import _logger
 
 
 def artifact_key(*parts: str) -> str:

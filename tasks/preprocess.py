@@ -8,8 +8,8 @@ from prefect.cache_policies import NO_CACHE
 from medseg.config import MedsegConfig
 from medseg.stages.outcome import StageOutcome
 from medseg.stages.preprocess import run_preprocess_stage
-from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
-from tasks.progress import TaskProgress
+from medseg.tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
+from medseg.tasks.progress import TaskProgress
 
 
 @task(name="preprocess", tags=["medseg", "preprocess"], retries=2, retry_delay_seconds=RETRY_DELAYS,

@@ -12,7 +12,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_run_logger
 
-from tasks.terminal_bar import TerminalBars, terminal_bars
+from medseg.tasks.terminal_bar import TerminalBars, terminal_bars
 
 
 def _duration(seconds: float) -> str:

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from medseg.config import MedsegConfig
 from medseg.stages.outcome import StageOutcome
 from medseg.stages.report import run_report_stage
-from tasks.common import log_outcome, retry_on_transient
+from medseg.tasks.common import log_outcome, retry_on_transient
 
 
 def _artifact_key(name: str) -> str:

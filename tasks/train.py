@@ -12,8 +12,8 @@ from prefect.cache_policies import NO_CACHE
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.stages.outcome import StageOutcome
 from medseg.stages.train import run_train_stage
-from tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
-from tasks.progress import TaskProgress
+from medseg.tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
+from medseg.tasks.progress import TaskProgress
 
 
 @task(name="train", task_run_name="train-{family}", tags=["medseg", "train", "gpu"], retries=1,

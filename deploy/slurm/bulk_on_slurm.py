@@ -19,7 +19,7 @@ import argparse
 from dask_jobqueue import SLURMCluster
 from distributed import Client
 
-from flows.bulk import bulk_flow
+from medseg.flows.bulk import bulk_flow
 
 
 def main() -> None:

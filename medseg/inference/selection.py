@@ -25,7 +25,7 @@ def ingested_case_ids(ws: Workspace) -> list[str]:
         raise FileNotFoundError(f"no catalog at {ws.catalog_path}: run `medseg ingest` first")
     from medseg.ingest.catalog import Catalog
 
-    return [c.case_id for c in Catalog(ws.catalog_path).cases() if is_complete(Path(c.volume_path))]
+    return [c.case_id for c in Catalog(ws.catalog_path, create=False).cases() if is_complete(Path(c.volume_path))]
 
 
 def has_prediction(prediction_dir: Path, case_id: str, family: str, version: str) -> bool:

@@ -163,10 +163,17 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Catalog:
-    """Read/write access to the ingest catalog at ``path`` (created on first use)."""
+    """Read/write access to the ingest catalog at ``path`` (created on first use).
 
-    def __init__(self, path: Path) -> None:
+    ``create=False`` is for readers: the catalog must exist (``FileNotFoundError`` otherwise) and
+    opening it writes nothing (no folder, file or schema set-up), so a reader never waits for a
+    running ingest's write lock.
+    """
+
+    def __init__(self, path: Path, create: bool = True) -> None:
         self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise FileNotFoundError(f"no catalog at {self.path}: run `medseg ingest` first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._key = str(self.path.resolve())
         with self._connect() as con:
@@ -176,8 +183,9 @@ class Catalog:
                     f"{self.path} has catalog schema {version}, this medseg reads {SCHEMA_VERSION}; "
                     "re-ingest into a new workspace or upgrade medseg"
                 )
-            con.executescript(_SCHEMA)
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if create:
+                con.executescript(_SCHEMA)
+                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

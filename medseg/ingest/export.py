@@ -25,8 +25,9 @@ def export_nifti(ws: Workspace, key: str, out: Path, label: str | None = None) -
 
     Raises:
         KeyError: Unknown key, or unknown label name.
+        FileNotFoundError: The workspace has no catalog.
     """
-    record = Catalog(ws.catalog_path).case(key)
+    record = Catalog(ws.catalog_path, create=False).case(key)
     case = read_case(record.volume_path, labels=label is not None)
     if label is not None and label not in case.labels:
         raise KeyError(f"case {record.case_id} has no label {label!r} (has: {sorted(case.labels) or 'none'})")

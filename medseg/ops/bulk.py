@@ -220,7 +220,7 @@ def unindexed(catalog_path: Path, items: list[FileItem]) -> list[FileItem]:
     """The items the catalog does not hold with the same size and mtime (bounded ``IN`` lookups)."""
     if not catalog_path.is_file():
         return list(items)
-    known = Catalog(catalog_path).lookup_files([p for p, _, _ in items])
+    known = Catalog(catalog_path, create=False).lookup_files([p for p, _, _ in items])
     return [it for it in items if known.get(it[0]) != (it[1], it[2])]
 
 

@@ -12,7 +12,6 @@ from typing import Any
 from medseg.config import MedsegConfig, ModelFamily, NightlyTraining
 from medseg.io.volume_store import is_complete
 from medseg.stages.outcome import StageOutcome
-from medseg.training.bundle import BundleError, load_bundle
 from medseg.workspace import Workspace
 
 NOTHING_NEW = "nothing new"
@@ -55,6 +54,8 @@ def champion_version(ws: Workspace, family: str) -> str | None:
     try:
         return str(json.loads(pointer.read_text())["version"])
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        from medseg.training.bundle import BundleError  # torch + MONAI (~1-8 s): only on this error path
+
         raise BundleError(
             f"champion pointer {pointer} is unreadable ({exc}); fix it or delete it to train from scratch"
         ) from exc
@@ -70,6 +71,8 @@ def verify_champions(ws: Workspace, families: list[ModelFamily]) -> dict[str, st
         BundleError: a champion bundle is missing or corrupt. The message names the bundle and the
             fix; nothing was changed (the champion pointer stays as it is).
     """
+    from medseg.training.bundle import BundleError, load_bundle
+
     found: dict[str, str | None] = {}
     for family in families:
         version = champion_version(ws, family.value)

@@ -114,3 +114,38 @@ def champions(ws: Workspace, families: list[str]) -> list[ChampionInfo]:
                                 reason=str(data.get("reason", "")), error=error,
                                 warnings=[warning] if warning else []))
     return out
+
+
+class NextStep(BaseModel):
+    """What to run next on a workspace: a ``medseg`` command (its ``--workspace`` left out) and why."""
+
+    command: str
+    reason: str
+
+
+def next_step(ws: Workspace, work: PendingWork, champs: list[ChampionInfo]) -> NextStep | None:
+    """The first stage with work left, in pipeline order (None: every stage is up to date)."""
+    if not ws.catalog_path.is_file():
+        return NextStep(command="medseg ingest SOURCE...",
+                        reason="nothing ingested yet; `medseg demo` runs every stage on a synthetic archive")
+    if work.files_unindexed:
+        return NextStep(command="medseg ingest SOURCE...", reason=f"{work.files_unindexed} files not indexed yet")
+    if work.cases_ingested == 0:
+        return NextStep(command="medseg catalog --quarantine", reason="no case was ingested: see why")
+    if work.cases_not_preprocessed or not ws.plan_path.is_file():
+        return NextStep(command="medseg preprocess", reason=f"{work.cases_not_preprocessed} cases not preprocessed")
+    untrained = [c.family for c in champs if c.version is None or c.error]
+    if untrained:
+        return NextStep(command="medseg train" + "".join(f" --model {f}" for f in untrained),
+                        reason=f"no usable champion model: {', '.join(untrained)}")
+    unpredicted = [c.family for c in champs
+                   if c.version and not any(ws.prediction_dir(c.family, c.version).glob("*.zarr"))]
+    if unpredicted:
+        return NextStep(command="medseg infer", reason=f"no predictions of the champion yet: {', '.join(unpredicted)}")
+    if not any(ws.reports_dir.glob("*/report.md")):
+        return NextStep(command="medseg report", reason="no report yet")
+    pending = sum(work.cases_without_prediction.values())
+    if pending:
+        return NextStep(command="medseg infer --select pending",
+                        reason=f"{pending} predictions of ingested cases missing (all families)")
+    return None

@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from medseg.cli.main import app
 
 runner = CliRunner()
 
@@ -42,3 +43,35 @@ def test_config_command_prints_effective_values() -> None:
     result = runner.invoke(app, ["config", "--set", "train.max_epochs=3"])
     assert result.exit_code == 0
     assert "max_epochs: 3" in result.output
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == "medseg 0.1.0"
+
+
+def test_shell_completion_is_enabled() -> None:
+    result = runner.invoke(app, ["--show-completion", "bash"], prog_name="medseg")
+    assert result.exit_code == 0 and "_MEDSEG_COMPLETE=complete_bash" in result.output
+
+
+@pytest.mark.parametrize(("command", "shown"), [
+    ("ingest", "[default: (the config's workspace, else ./medseg-workspace)]"),
+    ("train", "[default: (the config's train.models: cnn, gan)]"),
+    ("infer", "<test|pending>"),
+    ("infer", "[default: test]"),
+    ("export", "<nifti>"),
+    ("config", "<demo|default>"),
+    ("bulk", "[default: (ops.bulk_files_per_task)]"),
+])
+def test_help_shows_choices_and_defaults(command: str, shown: str) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0 and shown in result.output, result.output
+
+
+def test_config_example_prints_the_shipped_file_with_its_comments() -> None:
+    result = runner.invoke(app, ["config", "--example", "demo"])
+    assert result.exit_code == 0
+    assert result.output.startswith("# CI-sized configuration for `medseg demo`")
+    overridden = runner.invoke(app, ["config", "--example", "default", "--set", "train.max_epochs=7"])
+    assert overridden.exit_code == 0 and "max_epochs: 7" in overridden.output and "n_workers: 8" in overridden.output

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app, served_deployments
+from medseg.cli.main import app, served_deployments
 from medseg.config_loader import load_config
 from medseg.ops.bulk import write_manifest
 from medseg.stage_record import save_record
@@ -87,3 +87,16 @@ def test_help_lists_the_ops_commands() -> None:
     out = runner.invoke(app, ["--help"]).output
     for cmd in ("serve", "nightly", "bulk", "status"):
         assert cmd in out
+
+
+def test_status_imports_neither_torch_nor_prefect(tmp_path: Path) -> None:
+    """`medseg status` only reads a few files: it was taking 7 s importing torch and MONAI (model bundle module)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "ws").mkdir()
+    code = ("import sys; from typer.testing import CliRunner; from medseg.cli.main import app; "
+            f"r = CliRunner().invoke(app, ['status', '-w', {str(tmp_path / 'ws')!r}]); "
+            "print(r.exit_code, sorted(m for m in ('torch', 'monai', 'prefect') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert out.strip().splitlines()[-1] == "0 []", out

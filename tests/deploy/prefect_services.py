@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,9 +55,10 @@ class PrefectServer:
             raise RuntimeError(f"prefect {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def spawn(self, args: list[str], log_name: str, cwd: Path = REPO,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with open(self.home / log_name, "wb") as fh:
-            proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(args, cwd=cwd, env=env or self.env, stdout=fh, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         self.procs.append(proc)
         return proc
@@ -63,6 +66,22 @@ class PrefectServer:
     def log(self, name: str) -> str:
         path = self.home / name
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+def image_env(dockerfile: str = "Dockerfile") -> dict[str, str]:
+    """The ``ENV`` of an image of ``deploy/`` (``KEY=value`` pairs, continuation lines joined)."""
+    text = (REPO / "deploy" / dockerfile).read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV (.+)$", text, flags=re.M):
+        env.update(pair.split("=", 1) for pair in line.split())
+    return env
+
+
+def image_layout(tmp: Path) -> Path:
+    """What the images hold at their WORKDIR /opt/medseg: deploy/ only (no checkout, no .venv)."""
+    opt = tmp / "opt" / "medseg"
+    shutil.copytree(REPO / "deploy", opt / "deploy")
+    return opt
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -1,7 +1,11 @@
 """End to end on real Prefect processes: ``prefect server start`` (127.0.0.1, private PREFECT_HOME),
 deploy/setup-prefect.sh (work pool, GPU tag limit, deployments from deploy/prefect.yaml), a
 ``prefect worker`` of the process pool runs a triggered nightly run to Completed, and the
-deployment shows the next run of its cron schedule (timezone-aware)."""
+deployment shows the next run of its cron schedule (timezone-aware).
+
+The set-up script and the worker run as in the images (deploy/Dockerfile): from a folder holding
+only deploy/ (no checkout, no .venv, no PYTHONPATH), with the image's ENV and ``prefect`` found on
+PATH; the worker imports the flows by module path from the installed package."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from prefect_services import PREFECT, REPO, prefect_server, wait_for_flow_run
+from prefect_services import PREFECT, REPO, image_env, image_layout, prefect_server, wait_for_flow_run
 
 from medseg.config_loader import load_config
 
@@ -39,11 +43,14 @@ def test_nightly_deployment_runs_on_a_process_worker(tmp_path: Path) -> None:
     plan = yaml.safe_load((REPO / "deploy" / "prefect.yaml").read_text())
     schedule = next(d for d in plan["deployments"] if d["name"] == "nightly-retrain")["schedules"][0]
 
+    opt = image_layout(tmp_path)  # the images' WORKDIR /opt/medseg
     with prefect_server(tmp_path, {"PREFECT_WORKER_QUERY_SECONDS": "1"}) as server:
-        setup = subprocess.run(["bash", str(REPO / "deploy" / "setup-prefect.sh")], cwd=tmp_path, text=True,
-                               capture_output=True, timeout=300,
-                               env={**server.env, "PREFECT": str(PREFECT), "MEDSEG_CONFIG": str(cfg_file)})
+        env = {k: v for k, v in server.env.items() if k not in ("PYTHONPATH", "PREFECT", "VIRTUAL_ENV")}
+        env.update(image_env(), PATH=f"{PREFECT.parent}{os.pathsep}{os.environ['PATH']}")
+        setup = subprocess.run(["bash", "deploy/setup-prefect.sh"], cwd=opt, text=True, capture_output=True,
+                               timeout=300, env={**env, "MEDSEG_CONFIG": str(cfg_file)})
         assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+        assert f"start a worker with: {PREFECT} worker start" in setup.stdout  # found on PATH
         limit = server.api("GET", "/concurrency_limits/tag/gpu")
         assert limit["concurrency_limit"] == 1
         names = {d["name"] for d in server.api("POST", "/deployments/filter", {})}
@@ -53,7 +60,9 @@ def test_nightly_deployment_runs_on_a_process_worker(tmp_path: Path) -> None:
         sched = dep["schedules"][0]["schedule"]
         assert (sched["cron"], sched["timezone"]) == (schedule["cron"], schedule["timezone"])
 
-        server.spawn([str(PREFECT), "worker", "start", "--pool", "medseg-process", "--limit", "1"], "worker.log")
+        assert dep["entrypoint"] == "medseg.flows.nightly:nightly_flow" and not dep["pull_steps"]
+        server.spawn(["prefect", "worker", "start", "--pool", "medseg-process", "--limit", "1"], "worker.log", cwd=opt,
+                     env=env)
         run = server.api("POST", f"/deployments/{dep['id']}/create_flow_run", {"parameters": {"run_id": "deployed-1"}})
         final = wait_for_flow_run(server, run["id"], timeout=420)
         assert final["state"]["type"] == "COMPLETED", server.log("worker.log")

@@ -31,7 +31,7 @@ FILES_PER_TASK = 12
 #: the flow process: one batch task at a time, each slowed down so the test can kill it part-way
 _CHILD = """
 import json, sys, time
-import tasks.bulk
+import medseg.tasks.bulk
 from medseg.ops import bulk
 
 real = bulk.index_batch
@@ -39,8 +39,8 @@ def slow(*args, **kwargs):
     rec = real(*args, **kwargs)
     time.sleep(float(sys.argv[2]))
     return rec
-tasks.bulk.index_batch = slow
-from flows.bulk import bulk_flow
+medseg.tasks.bulk.index_batch = slow
+from medseg.flows.bulk import bulk_flow
 result = bulk_flow(config=json.loads(open(sys.argv[1]).read()), run_id=sys.argv[3])
 print("RESULT " + json.dumps(result))
 """

@@ -36,8 +36,8 @@ def tiny_config(ws: Path, sources: list[Path], *extra: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def first_night(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> dict[str, Any]:
-    from flows.nightly import nightly_flow
     from medseg.demo.archive import generate_demo_archive
+    from medseg.flows.nightly import nightly_flow
 
     root = tmp_path_factory.mktemp("nightly")
     archive = root / "archive"
@@ -77,7 +77,7 @@ def test_first_night_trains_promotes_predicts_and_reports(first_night: dict[str,
 
 @pytest.mark.slow
 def test_second_night_without_new_data_does_no_work(first_night: dict[str, Any]) -> None:
-    from flows.nightly import nightly_flow
+    from medseg.flows.nightly import nightly_flow
 
     ws = Workspace.at(first_night["root"] / "ws")
     before = {s: load_record(ws, s) for s in ("ingest", "preprocess", "train-cnn", "train-gan")}
@@ -97,10 +97,10 @@ def test_second_night_without_new_data_does_no_work(first_night: dict[str, Any])
 def test_transient_io_error_is_retried_and_the_run_succeeds(
     first_night: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.ingest
-    from flows.nightly import nightly_flow
+    import medseg.tasks.ingest
+    from medseg.flows.nightly import nightly_flow
 
-    real = tasks.ingest.run_ingest_stage
+    real = medseg.tasks.ingest.run_ingest_stage
     calls: list[int] = []
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -109,7 +109,7 @@ def test_transient_io_error_is_retried_and_the_run_succeeds(
             raise OSError(errno.EIO, "Input/output error (injected: NFS hiccup)")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.ingest, "run_ingest_stage", flaky)
+    monkeypatch.setattr(medseg.tasks.ingest, "run_ingest_stage", flaky)
     state = nightly_flow(config=first_night["config"], run_id="night-3", return_state=True)
     assert state.is_completed(), state.message
     assert len(calls) == 2  # failed once, retried once
@@ -139,8 +139,8 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 def test_corrupt_champion_bundle_fails_fast_and_keeps_the_champion(
     first_night: dict[str, Any], tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
 ) -> None:
-    from flows.nightly import nightly_flow
     from medseg.demo.archive import generate_demo_archive
+    from medseg.flows.nightly import nightly_flow
 
     ws_dir = tmp_path / "ws"
     shutil.copytree(first_night["root"] / "ws", ws_dir)

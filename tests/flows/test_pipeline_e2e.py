@@ -18,8 +18,8 @@ CI_SIZED = ["train.amp=false", "split.test_fraction=0.3"]
 
 @pytest.mark.slow
 def test_pipeline_runs_every_stage_then_skips_unchanged_ones(tmp_path: Path, prefect_harness: None) -> None:
-    from flows.pipeline import pipeline_flow
     from medseg.demo.archive import generate_demo_archive
+    from medseg.flows.pipeline import pipeline_flow
 
     archive = tmp_path / "archive"
     generate_demo_archive(archive, cases=8, seed=3)

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.theme import Theme
 
 from medseg.stages.outcome import event_progress
+from medseg.tasks.progress import TaskProgress
+from medseg.tasks.terminal_bar import TerminalBars
 from medseg.training.train import train_model
-from tasks.progress import TaskProgress
-from tasks.terminal_bar import TerminalBars
 
 
 class _Clock:

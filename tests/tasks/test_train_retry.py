@@ -24,7 +24,7 @@ def test_retry_resumes_from_the_last_checkpoint(
 ) -> None:
     from prefect import flow
 
-    from tasks.train import train_task
+    from medseg.tasks.train import train_task
 
     torch.set_num_threads(2)
     phantom = phantom_data

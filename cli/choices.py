@@ -1,0 +1,25 @@
+"""The fixed sets of values the command line accepts (typer shows them in ``--help`` and rejects others)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CaseSelection(StrEnum):
+    """``medseg infer --select``: which cases to predict when no ``--case`` is given."""
+
+    TEST = "test"  # the held-out test split
+    PENDING = "pending"  # every ingested case without a prediction from the champion
+
+
+class ExportFormat(StrEnum):
+    """``medseg export --format``."""
+
+    NIFTI = "nifti"
+
+
+class ExampleConfig(StrEnum):
+    """``medseg config --example``: the configs shipped with medseg (``configs/<name>.yaml``)."""
+
+    DEMO = "demo"  # CI-sized, for `medseg demo`
+    DEFAULT = "default"  # sized for a real archive on a GPU box
