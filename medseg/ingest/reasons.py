@@ -13,6 +13,11 @@ class Reason(StrEnum):
     """Why a file or series was not ingested."""
 
     NOT_DICOM = "not_dicom"  # no DICOM header could be parsed
+    IO_ERROR = "io_error"  # the file could not be read (permission, I/O error): re-read on the next run
+    UNREADABLE_PATH = "unreadable_path"  # a folder that cannot be listed / an entry that cannot be examined
+    DANGLING_LINK = "dangling_link"  # symbolic link whose target does not exist
+    SPECIAL_FILE = "special_file"  # FIFO, socket or device file (never opened)
+    BAD_FILE_NAME = "bad_file_name"  # file or folder name that is not valid UTF-8
     UNREADABLE = "unreadable_header"  # DICOM, but the header is malformed
     MISSING_UIDS = "missing_uids"  # no SOPInstanceUID / SeriesInstanceUID
     UNSUPPORTED_OBJECT = "unsupported_object"  # SR, RTPLAN, RTDOSE, annotations ... (no image)
@@ -41,6 +46,10 @@ class Reason(StrEnum):
     LABEL_NOT_MASK = "label_not_mask"  # "mask" series whose values are not small label integers
     WRITE_ERROR = "write_error"  # volume store could not be written
     INTERNAL_ERROR = "internal_error"  # unexpected exception (bug): message has the traceback tail
+
+
+#: Reasons that may not hold on the next try: files quarantined for these are read again by every run.
+TRANSIENT_REASONS = frozenset({Reason.IO_ERROR})
 
 
 class IngestError(Exception):

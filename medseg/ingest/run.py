@@ -28,7 +28,6 @@ import logging
 import os
 import pickle
 import shutil
-import stat
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +44,7 @@ from medseg.ingest import fast_header
 from medseg.ingest.catalog import Catalog, file_row
 from medseg.ingest.headers import read_header_batch
 from medseg.ingest.planning import IngestPlan, PlannedCase, stack_row
+from medseg.ingest.source_walk import SourceFile, SourceProblem, walk_sources
 from medseg.ingest.study_groups import (
     GroupContext,
     GroupJob,
@@ -85,37 +85,10 @@ class IngestSummary(BaseModel):
     seconds: float = 0.0
 
 
-def scan_sources(sources: list[Path]) -> Iterator[tuple[str, int, int]]:
-    """Yield ``(absolute path, size, mtime_ns)`` of every regular file under ``sources`` (sorted).
-
-    Symlinked folders are followed (each real folder once, so link loops terminate); paths are
-    reported as found under the source, not resolved.
-    """
-    for src in sources:
-        root = Path(src).expanduser().resolve()
-        if root.is_file():
-            st = root.stat()
-            yield str(root), st.st_size, st.st_mtime_ns
-            continue
-        if not root.is_dir():
-            raise FileNotFoundError(f"DICOM source {src} does not exist (check `sources` in the config)")
-        visited: set[tuple[int, int]] = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            st_dir = os.stat(dirpath)
-            if (st_dir.st_dev, st_dir.st_ino) in visited:  # symlink loop / folder linked twice
-                dirnames.clear()
-                continue
-            visited.add((st_dir.st_dev, st_dir.st_ino))
-            dirnames.sort()
-            for name in sorted(filenames):
-                p = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(p)
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                yield p, st.st_size, st.st_mtime_ns
+def scan_sources(sources: list[Path], problems: list[SourceProblem] | None = None) -> Iterator[SourceFile]:
+    """Yield ``(absolute path, size, mtime_ns)`` of every regular file under ``sources``; see
+    :func:`medseg.ingest.source_walk.walk_sources` (``problems`` collects the entries not ingested)."""
+    return walk_sources(sources, problems)
 
 
 class _WarmWorkers(distributed.WorkerPlugin):
@@ -483,8 +456,10 @@ def _is_volume_file(path: str) -> bool:
 _SCRATCH_CHUNK = 4096
 
 
-def _scan_to_disk(sources: list[Path], scratch: Path, volume_files: bool = True) -> tuple[int, int]:
-    """Write ``(path, size, mtime_ns)`` of every source file to ``scratch`` (pickled chunks).
+def _scan_to_disk(sources: list[Path], scratch: Path, volume_files: bool = True,
+                  problems: list[SourceProblem] | None = None) -> tuple[int, int]:
+    """Write ``(path, size, mtime_ns)`` of every source file to ``scratch`` (pickled chunks); entries
+    that are not ingestible files go to ``problems``.
 
     Returns:
         (files written, NIfTI/NRRD/dataset.json files left out because ``volume_files`` is false).
@@ -492,7 +467,7 @@ def _scan_to_disk(sources: list[Path], scratch: Path, volume_files: bool = True)
     n = ignored = 0
     with open(scratch, "wb") as fh:
         chunk: list[tuple[str, int, int]] = []
-        for item in scan_sources(sources):
+        for item in scan_sources(sources, problems):
             if not volume_files and _is_volume_file(item[0]):
                 ignored += 1
                 continue
@@ -548,8 +523,9 @@ def _ingest_locked(
 
     # the file lists live in scratch files, not in memory: flat memory whatever the archive size
     scratch, todo_file = ws.root / f".scan-{run_id}.pkl", ws.root / f".todo-{run_id}.pkl"
+    problems: list[SourceProblem] = []
     try:
-        n_files, n_ignored = _scan_to_disk(sources, scratch, cfg.volume_files)
+        n_files, n_ignored = _scan_to_disk(sources, scratch, cfg.volume_files, problems)
         if n_ignored:
             log.info("ignored %d NIfTI/NRRD/dataset.json file(s) (ingest.volume_files=false)", n_ignored)
         if progress:
@@ -578,6 +554,7 @@ def _ingest_locked(
 
     series_rows, quarantine = state.series_rows, state.quarantine
     quarantine.extend(_file_quarantine(catalog, run_id))
+    quarantine.extend(p.quarantine_row(run_id) for p in problems)
     studies = _studies(series_rows, run_id)
     catalog.replace_run_state(series_rows, quarantine, studies)
     pruned = _prune_stale_volumes(ws, state.previous, series_rows)
