@@ -255,10 +255,12 @@ def _describe(ds: Dataset, p: Path, secret: str) -> dict[str, Any]:
         )
     uid_note = None
     if not sop_uid or not series_uid:
-        if sop_class in SEG_SOP_CLASSES or sop_class == RTSTRUCT_SOP_CLASS or modality in ("SEG", "RTSTRUCT"):
+        labels = sop_class in SEG_SOP_CLASSES or sop_class == RTSTRUCT_SOP_CLASS or modality in ("SEG", "RTSTRUCT")
+        if labels or not _int(ds.get("Rows")) or not _int(ds.get("Columns")):  # only images are grouped without UIDs
             raise IngestError(
                 Reason.MISSING_UIDS,
-                f"{p}: {modality or 'label object'} without SOPInstanceUID/SeriesInstanceUID; it cannot be referenced",
+                f"{p}: DICOM {'label object ' if labels else ''}without SOPInstanceUID/SeriesInstanceUID; "
+                "it cannot be grouped into a series or referenced",
             )
         uid_note = fallback_message(str(p), not sop_uid, not series_uid)
         fields = {k: ds.get(k) for k in _FALLBACK_KEYWORDS}

@@ -172,11 +172,13 @@ def assemble_series(headers: list[dict[str, Any]]) -> SeriesAssembly:
         else:
             kept[h["sop_uid"]] = h
     stacks: list[Stack] = []
-    n_orientations: dict[int, int] = {}  # id(stack) -> orientations in its acquisition
-    for acq_key, members in _split_by_acquisition(list(kept.values())):
+    acquisitions = _split_by_acquisition(list(kept.values()))
+    n = 0  # orientations in the series (all acquisitions)
+    for acq_key, members in acquisitions:
         acq_stacks, n = _orientation_stacks(series_uid, acq_key, members)
         stacks.extend(acq_stacks)
-        n_orientations.update((id(st), n) for st in acq_stacks)
+    if len(acquisitions) > 1:
+        n = len({g[0] for g in _group_by_orientation([f for h in kept.values() for f in frames_of(h)])})
     _mark_duplicate_stacks(stacks)
     for st in stacks:
         st.paths = sorted({f.path for f in st.frames})
@@ -186,7 +188,6 @@ def assemble_series(headers: list[dict[str, Any]]) -> SeriesAssembly:
             st.frames, st.geometry = validate_stack(st.frames)
         except IngestError as exc:
             st.reason, st.message = exc.reason, exc.message
-            n = n_orientations[id(st)]
             if exc.reason == Reason.TOO_FEW_SLICES and n > 1:
                 st.reason = Reason.INCONSISTENT_ORIENTATION
                 st.message = (

@@ -3,7 +3,8 @@
 GDCM (SimpleITK) and dcm2niix group such files by what the slices of one acquisition share; so do
 we. The fallback series key is the file's folder, the study fields (StudyInstanceUID, StudyID,
 StudyDate, PatientID), FrameOfReferenceUID, the orientation (rounded to 1e-3), the pixel spacing,
-the matrix size, SeriesNumber, AcquisitionNumber and ImageType. A blank SeriesInstanceUID becomes
+the matrix size, SeriesNumber (AcquisitionNumber where it is blank: some scanners give every slice
+its own acquisition number) and ImageType. A blank SeriesInstanceUID becomes
 ``nouid_<keyed hash of that key>``, a blank SOPInstanceUID ``nouid_<keyed hash of the path>``: keyed
 with the de-identification key like every other pseudonym, so they are stable from run to run and
 do not reveal the folder. Stacks are then assembled and validated as for any series
@@ -37,8 +38,8 @@ def fallback_series_key(fields: dict[str, Any]) -> str:
         "iop": _rounded(fields.get("ImageOrientationPatient"), 3),
         "spacing": _rounded(fields.get("PixelSpacing"), 4),
         "matrix": [fields.get("Rows"), fields.get("Columns")],
-        "series_number": str(fields.get("SeriesNumber", "") or ""),
-        "acquisition_number": str(fields.get("AcquisitionNumber", "") or ""),
+        # AcquisitionNumber only without a SeriesNumber: some scanners number every slice's acquisition
+        "number": str(fields.get("SeriesNumber", "") or "") or "acq:" + str(fields.get("AcquisitionNumber", "") or ""),
         "image_type": [image_type] if isinstance(image_type, str) else [str(v) for v in (image_type or [])],
     }
     return json.dumps(key, sort_keys=True, default=str)
