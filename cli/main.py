@@ -351,7 +351,10 @@ def export(
 
     cfg = build_config(config, overrides, workspace)
     with friendly_errors():
-        path = export_nifti(Workspace.at(cfg.workspace), series, out)
+        try:
+            path = export_nifti(Workspace.at(cfg.workspace), series, out)
+        except KeyError as exc:  # unknown case id / SeriesInstanceUID: the message says which and where
+            raise fail(str(exc.args[0]) if exc.args else f"unknown case {series!r}", code=1) from None
     console.print(f"wrote {path}")
 
 

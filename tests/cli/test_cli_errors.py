@@ -42,3 +42,13 @@ def test_config_command_prints_effective_values() -> None:
     result = runner.invoke(app, ["config", "--set", "train.max_epochs=3"])
     assert result.exit_code == 0
     assert "max_epochs: 3" in result.output
+
+
+def test_export_of_an_unknown_case_is_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", "case_nope", "--out", str(tmp_path / "x.nii.gz"),
+                                 "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 1
+    assert not isinstance(result.exception, KeyError)
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) <= 2 and "no ingested case" in result.output and "'case_nope'" in result.output
+    assert "Traceback" not in result.output
