@@ -47,6 +47,10 @@ class IngestConfig(_Strict):
         1024, ge=1, description="files per Dask task when reading headers, and when planning and building "
         "(whole study groups; fewer when needed to keep every worker busy)"
     )
+    max_volume_voxels: int = Field(
+        2**30, ge=1, description="largest volume ingest decodes, in voxels (slices x rows x columns, from the "
+        "headers, checked before any pixel is read); larger ones are quarantined pixel_error",
+    )
     volume_files: bool = Field(
         True,
         description="also ingest NIfTI/NRRD files and nnU-Net/MSD dataset folders; false = DICOM only "

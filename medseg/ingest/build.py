@@ -8,6 +8,7 @@ it runs unchanged in-process or on a Dask worker (the orchestrator alone writes 
 from __future__ import annotations
 
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,14 @@ class CaseJob:
     labels: list[LabelSource] = field(default_factory=list)
     image_file: str = ""  # NIfTI/NRRD image (then ``frames`` is empty)
     channel: int = 0  # channel of ``image_file`` to read
+    file_shape: tuple[int, int, int] | None = None  # (z, y, x) of ``image_file`` from its header
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(z, y, x)`` of the image as its headers declare it (nothing is read)."""
+        if self.file_shape is not None or not self.frames:
+            return self.file_shape or (0, 0, 0)
+        return (len(self.frames), self.frames[0].rows, self.frames[0].cols)
 
     @property
     def where(self) -> str:
@@ -91,8 +100,26 @@ def _merge(
     return label
 
 
-def build_case(job: CaseJob) -> dict[str, Any]:
+def check_size(job: CaseJob, max_voxels: int) -> None:
+    """Refuse a volume whose declared size exceeds ``max_voxels`` before any pixel is allocated.
+
+    Raises:
+        IngestError: ``pixel_error`` naming the declared shape and the setting to raise.
+    """
+    z, y, x = job.shape
+    if max_voxels and z * y * x > max_voxels:
+        raise IngestError(
+            Reason.PIXEL_ERROR,
+            f"{job.where}: headers declare a {z}x{y}x{x} volume ({z * y * x:,} voxels), more than "
+            f"ingest.max_volume_voxels={max_voxels:,}; a damaged or hostile header, or raise the setting",
+        )
+
+
+def build_case(job: CaseJob, max_voxels: int = 0, roots: Sequence[str] = ()) -> dict[str, Any]:
     """Decode, label and write one case. Never raises: failures come back as ``ok: False``.
+
+    ``max_voxels``: largest volume decoded (0: no limit), checked on the header sizes first.
+    ``roots``: the ingest sources; NRRD data files must lie inside them.
 
     Returns:
         ``{"case_id", "ok", "reason", "message", "shape", "dtype", "label_names", "label_source",
@@ -106,7 +133,9 @@ def build_case(job: CaseJob) -> dict[str, Any]:
         "label_source": "none",
     }
     try:
-        image = image_values(read_volume(job.image_file, job.channel)[0]) if job.image_file else read_stack(job.frames)
+        check_size(job, max_voxels)
+        image = (image_values(read_volume(job.image_file, job.channel, roots)[0]) if job.image_file
+                 else read_stack(job.frames))
         if len(job.labels) > 255:
             raise IngestError(Reason.SEG_MISMATCH, f"case {job.case_id}: too many label sources")
         label: NDArray[np.uint8] | None = None
@@ -119,7 +148,7 @@ def build_case(job: CaseJob) -> dict[str, Any]:
                 elif src.kind == "rtstruct":
                     part, part_names = rtstruct_to_label(src.path, job.geometry, job.frames)
                 elif src.kind == "file":
-                    part, part_names = _file_label(src, image.shape, job.geometry)
+                    part, part_names = _file_label(src, image.shape, job.geometry, roots)
                 else:
                     vol = read_stack(list(src.frames))
                     part, part_names = mask_to_label(vol, src.description, src.frames[0].path)
@@ -182,10 +211,10 @@ def build_case(job: CaseJob) -> dict[str, Any]:
 
 
 def _file_label(
-    src: LabelSource, shape: tuple[int, ...], geometry: Geometry
+    src: LabelSource, shape: tuple[int, ...], geometry: Geometry, roots: Sequence[str] = ()
 ) -> tuple[NDArray[np.uint8], dict[int, str]]:
     """Read a NIfTI/NRRD label map that must share the image grid exactly."""
-    arr, label_geometry = read_volume(src.path)
+    arr, label_geometry = read_volume(src.path, roots=roots)
     if tuple(arr.shape) != tuple(shape) or not same_grid(label_geometry, arr.shape, geometry, shape):
         raise IngestError(
             Reason.LABEL_MISMATCH,

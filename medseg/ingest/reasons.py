@@ -41,6 +41,7 @@ class Reason(StrEnum):
     LABEL_UNMATCHED = "label_unmatched"  # mask series / label file with no image (series) to label
     LABEL_MISMATCH = "label_mismatch"  # label file whose shape/affine differs from its image
     LABEL_AMBIGUOUS = "label_ambiguous"  # another label file of the same image was preferred
+    EXTERNAL_DATA = "external_data"  # detached NRRD data file outside the source tree / not a regular file
     VOLUME_UNREADABLE = "volume_unreadable"  # NIfTI/NRRD file that cannot be read / is not a 3D volume
     EXTRA_CHANNEL = "extra_channel"  # non-first channel of a multi-channel dataset case (single-channel models)
     LABEL_NOT_MASK = "label_not_mask"  # "mask" series whose values are not small label integers

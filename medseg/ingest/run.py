@@ -340,7 +340,8 @@ def _group_jobs(catalog: Catalog, groups: list[list[str | None]], ws: Workspace,
     label files may claim them. Only one group's rows are in memory at a time (jobs are made
     lazily), so memory does not grow with the archive.
     """
-    ctx = GroupContext(workspace_root=str(ws.root), secret=cfg.deid_secret, roots=roots, orphans=[])
+    ctx = GroupContext(workspace_root=str(ws.root), secret=cfg.deid_secret, roots=roots, orphans=[],
+                       max_volume_voxels=cfg.max_volume_voxels)
     files_job: GroupJob | None = None
     if groups and groups[-1] == [None]:
         groups = groups[:-1]

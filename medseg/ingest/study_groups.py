@@ -66,6 +66,7 @@ class GroupContext:
     secret: str
     roots: list[str]
     orphans: list[OrphanLabel]  # NIfTI/NRRD label files without an image: DICOM stacks on their grid claim them
+    max_volume_voxels: int = 0  # ingest.max_volume_voxels (0: no limit)
 
 
 @contextmanager
@@ -142,7 +143,7 @@ def plan_and_build(job: GroupJob, ctx: GroupContext) -> StudyGroup:
     plan = job.plan if job.plan is not None else plan_group(job.rows, ctx, job.files_group)
     group = classify(plan, job.previous, job.files_group)
     for pc in group.to_build:
-        group.results[pc.job.case_id] = build_case(pc.job)
+        group.results[pc.job.case_id] = build_case(pc.job, ctx.max_volume_voxels, ctx.roots)
     return group
 
 
