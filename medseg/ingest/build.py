@@ -100,6 +100,11 @@ def _merge(
     return label
 
 
+def src_paths(src: LabelSource) -> list[str]:
+    """Every file of a label source (a mask series has one per slice)."""
+    return sorted({f.path for f in src.frames}) if src.frames else [src.path]
+
+
 def check_size(job: CaseJob, max_voxels: int) -> None:
     """Refuse a volume whose declared size exceeds ``max_voxels`` before any pixel is allocated.
 
@@ -123,7 +128,7 @@ def build_case(job: CaseJob, max_voxels: int = 0, roots: Sequence[str] = ()) -> 
 
     Returns:
         ``{"case_id", "ok", "reason", "message", "shape", "dtype", "label_names", "label_source",
-        "label_series_uids", "label_errors": [{"path", "series_uid", "reason", "message"}]}``.
+        "label_series_uids", "label_errors": [{"path", "paths", "series_uid", "reason", "message"}]}``.
     """
     result: dict[str, Any] = {
         "case_id": job.case_id,
@@ -157,10 +162,10 @@ def build_case(job: CaseJob, max_voxels: int = 0, roots: Sequence[str] = ()) -> 
                 label = _merge(names, label, part, part_names, image.shape, src.path or src.series_uid)
                 used.append(src)
             except IngestError as exc:
-                where = src.path or (src.frames[0].path if src.frames else "")
                 result["label_errors"].append(
                     {
-                        "path": where,
+                        "path": exc.path or src.path or (src.frames[0].path if src.frames else ""),
+                        "paths": src_paths(src),
                         "series_uid": src.series_uid,
                         "reason": exc.reason.value,
                         "message": exc.message,
@@ -200,7 +205,7 @@ def build_case(job: CaseJob, max_voxels: int = 0, roots: Sequence[str] = ()) -> 
             label_series_uids=source["label_series_uids"],
         )
     except IngestError as exc:
-        result.update(reason=exc.reason.value, message=exc.message)
+        result.update(reason=exc.reason.value, message=exc.message, path=exc.path)
     except Exception as exc:  # noqa: BLE001 - one bad case never stops the run
         tail = "".join(traceback.format_exception(exc)[-3:])
         result.update(

@@ -54,9 +54,11 @@ TRANSIENT_REASONS = frozenset({Reason.IO_ERROR})
 
 
 class IngestError(Exception):
-    """A file or series cannot be ingested; carries a :class:`Reason` and a readable message."""
+    """A file or series cannot be ingested; carries a :class:`Reason`, a readable message and, when one
+    file of several is to blame, that file's ``path``."""
 
-    def __init__(self, reason: Reason, message: str) -> None:
+    def __init__(self, reason: Reason, message: str, path: str | None = None) -> None:
         super().__init__(f"[{reason.value}] {message}")
         self.reason = reason
         self.message = message
+        self.path = path

@@ -41,9 +41,11 @@ from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
 from medseg.ingest import fast_header
+from medseg.ingest.build import src_paths
 from medseg.ingest.catalog import Catalog, file_row
 from medseg.ingest.headers import read_header_batch
 from medseg.ingest.planning import IngestPlan, PlannedCase, stack_row
+from medseg.ingest.reasons import Reason
 from medseg.ingest.source_walk import SourceFile, SourceProblem, walk_sources
 from medseg.ingest.study_groups import (
     GroupContext,
@@ -593,7 +595,7 @@ def _finalise(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows = [dict(r, run_id=run_id) for r in plan.series_rows]
     quarantine = [dict(q, run_id=run_id) for q in plan.quarantine]
-    _label_row_status(rows, built, results, previous)
+    quarantine.extend(dict(q, run_id=run_id) for q in _label_row_status(rows, built, results, previous))
     for pc in unchanged:
         prev = previous[pc.job.case_id]
         rows.append({**prev, "run_id": prev.get("run_id")})
@@ -601,16 +603,18 @@ def _finalise(
         res = results[pc.job.case_id]
         row = stack_row(pc.stack, pc.job.case_id, "ingested" if res["ok"] else "quarantined")
         row.update(run_id=run_id, content_hash=pc.content_hash if res["ok"] else None)
-        for err in res.get("label_errors", []):
-            quarantine.append(
+        for err in res.get("label_errors", []):  # one row per file of the label source (the culprit's first)
+            paths = [err["path"]] + [p for p in err.get("paths", []) if p != err["path"]]
+            quarantine.extend(
                 {
-                    "path": err["path"],
+                    "path": p,
                     "series_uid": err["series_uid"],
                     "case_id": pc.job.case_id,
                     "reason": err["reason"],
                     "message": err["message"],
                     "run_id": run_id,
                 }
+                for p in paths
             )
         if res["ok"]:
             row.update(
@@ -636,17 +640,28 @@ def _finalise(
     return rows, quarantine
 
 
+#: label kind -> reason when the image it labels was not ingested
+_ORPHANED = {"seg": Reason.SEG_UNREFERENCED, "rtstruct": Reason.RTSTRUCT_UNREFERENCED}
+
+
 def _label_row_status(
     rows: list[dict[str, Any]],
     built: list[PlannedCase],
     results: dict[str, dict[str, Any]],
     previous: dict[str, dict[str, Any]],
-) -> None:
-    """A label series/file linked in the plan but unusable by every case that tried it is quarantined.
+) -> list[dict[str, Any]]:
+    """A label series/file linked in the plan but unusable by every case that tried it is quarantined,
+    and so is one whose every image case failed to build (its quarantine rows are returned).
 
     Label series linked only to unchanged cases keep the status they got when those were built.
     """
     rebuilt = {ls.series_uid for pc in built for ls in pc.job.labels}
+    failed: dict[str, tuple[PlannedCase, list[str]]] = {}  # label uid -> a failed case it labels, its files
+    for pc in built:
+        if not results[pc.job.case_id].get("ok"):
+            for ls in pc.job.labels:
+                failed.setdefault(ls.series_uid, (pc, src_paths(ls)))
+    orphaned: list[dict[str, Any]] = []
     used: set[str] = set()
     errors: dict[str, dict[str, Any]] = {}
     for res in results.values():
@@ -661,9 +676,19 @@ def _label_row_status(
         if uid in rebuilt:
             if uid not in used and uid in errors:
                 row.update(status="quarantined", reason=errors[uid]["reason"], message=errors[uid]["message"])
+            elif uid not in used and uid in failed:
+                pc, paths = failed[uid]
+                res = results[pc.job.case_id]
+                reason = _ORPHANED.get(row["kind"], Reason.LABEL_UNMATCHED).value
+                message = (f"{paths[0]}{' ...' if len(paths) > 1 else ''}: labels case {pc.job.case_id}, whose image "
+                           f"series was quarantined ({res.get('reason')}); fix that series to use these labels")
+                row.update(status="quarantined", reason=reason, message=message)
+                orphaned.extend({"path": p, "series_uid": uid, "case_id": pc.job.case_id, "reason": reason,
+                                 "message": message} for p in paths)
         elif row["series_key"] in previous:
             prev = previous[row["series_key"]]
             row.update(status=prev.get("status"), reason=prev.get("reason"), message=prev.get("message"))
+    return orphaned
 
 
 def _prune_stale_volumes(ws: Workspace, previous: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> int:
