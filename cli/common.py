@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from medseg.child_reaper import start_child_reaper
 from medseg.config import MedsegConfig
 from medseg.config_loader import ConfigError, load_config
 from medseg.local_workers import start_fork_server
@@ -31,14 +32,31 @@ PREFECT_DEFAULTS = {
 
 
 def prefect_env() -> None:
-    """Defaults for the embedded Prefect server; a user's PREFECT_API_URL / settings win."""
+    """Defaults for the embedded Prefect server; a user's PREFECT_API_URL / settings win.
+
+    Also starts the child reaper once per process: the temporary Prefect server and the LocalCluster
+    this command starts die with it, even after ``kill -9`` (:mod:`medseg.child_reaper`).
+    """
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    guard_children()
+
+
+_REAPER: list[int | None] = []
+
+
+def guard_children() -> None:
+    """Start :func:`medseg.child_reaper.start_child_reaper` unless this process has one."""
+    if not _REAPER:
+        _REAPER.append(start_child_reaper())
 
 
 def start_local_workers(cfg: MedsegConfig) -> None:
     """Start the fork server of the LocalCluster's workers now (:mod:`medseg.local_workers`): its
-    imports run on an idle core while Prefect starts. Nothing to do on an existing Dask cluster."""
+    imports run on an idle core while Prefect starts. Nothing to do on an existing Dask cluster.
+
+    The child reaper starts first (see :func:`prefect_env`): it then owns no thread or child yet."""
+    guard_children()
     if cfg.dask.address is None:
         start_fork_server(cfg.dask.threads_per_worker)
 

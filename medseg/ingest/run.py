@@ -452,6 +452,21 @@ def _build_on_dask(chunks: Iterator[list[GroupJob]], ctx: GroupContext, client: 
         settle(fut)
 
 
+def clean_scratch(ws: Workspace) -> int:
+    """Remove the scratch file lists (``.scan-*.pkl``, ``.todo-*.pkl``: source paths) a killed run left.
+
+    Called under the workspace lock, so no other ingest is using them. Returns how many were removed.
+    """
+    removed = 0
+    for pattern in (".scan-*.pkl", ".todo-*.pkl"):
+        for path in ws.root.glob(pattern):
+            path.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("removed %d scratch file(s) of an interrupted ingest", removed)
+    return removed
+
+
 def _is_volume_file(path: str) -> bool:
     return bool(volume_suffix(path)) or os.path.basename(path) == DATASET_JSON
 
@@ -520,6 +535,7 @@ def _ingest_locked(
     if client is not None:
         client.register_plugin(_WarmWorkers())
     clean_stale_stores(ws.volumes_dir)
+    clean_scratch(ws)
     catalog = Catalog(ws.catalog_path)
     roots = [str(Path(s).expanduser().resolve()) for s in sources]
     catalog.start_run(run_id, roots)
