@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 
 from medseg.child_reaper import start_child_reaper
@@ -22,6 +23,8 @@ T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
+
+DEID_SECRET_ENV = "MEDSEG_DEID_SECRET"
 
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
@@ -68,7 +71,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 def build_config(config: Path | None, overrides: list[str] | None, workspace: Path | None = None,
                  sources: list[Path] | None = None) -> MedsegConfig:
-    """Load the YAML config, apply ``--set`` overrides and explicit CLI options (which win)."""
+    """Load the YAML config, apply ``--set`` overrides and explicit CLI options (which win).
+
+    ``MEDSEG_DEID_SECRET`` in the environment is the de-identification key when neither the config nor
+    ``--set`` gives ``ingest.deid_secret``.
+    """
     items = list(overrides or [])
     if workspace is not None:
         items.append(f"workspace={workspace}")
@@ -78,6 +85,11 @@ def build_config(config: Path | None, overrides: list[str] | None, workspace: Pa
         raise fail(str(exc)) from None
     if sources:
         cfg = cfg.model_copy(update={"sources": [Path(s) for s in sources]})
+    env_key = os.environ.get(DEID_SECRET_ENV)
+    if env_key and cfg.ingest.deid_secret is None:
+        if len(env_key) < 8:
+            raise fail(f"{DEID_SECRET_ENV} must have at least 8 characters")
+        cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"deid_secret": SecretStr(env_key)})})
     return cfg
 
 

@@ -52,8 +52,10 @@ def _families(cfg: MedsegConfig, models: list[ModelFamily] | None) -> list[str]:
     return [m.value for m in (models or cfg.train.models)]
 
 
-def _cfg_dict(cfg: MedsegConfig) -> dict[str, Any]:
-    return cfg.model_dump(mode="json")
+def _cfg_dict(cfg: MedsegConfig) -> MedsegConfig:
+    """The config as a flow parameter: the object itself, so the de-identification key reaches the flow while
+    Prefect stores only its JSON dump, in which the key shows as '**********' (see medseg.ops.params)."""
+    return cfg
 
 
 def _generate_demo(out: Path, cases: int, seed: int) -> Path:
@@ -241,7 +243,7 @@ def nightly(
     from flows.nightly import nightly_flow
 
     with friendly_errors():
-        result = nightly_flow(config_path=str(config), overrides=list(overrides or []))
+        result = nightly_flow(config=build_config(config, overrides))  # a --set key never becomes a parameter
     print_outcomes(result["stages"])
     console.print(result["message"])
     console.print(f"summary: {result['summary_md']}")
@@ -261,7 +263,7 @@ def bulk(
     from flows.bulk import bulk_flow
 
     with friendly_errors():
-        result = bulk_flow(config_path=str(config), overrides=list(overrides or []), files_per_task=files_per_task,
+        result = bulk_flow(config=build_config(config, overrides), files_per_task=files_per_task,
                            assemble=assemble)
     console.print(f"bulk {result['manifest']}: {result['n_files']} files, {result['n_batches']} batches "
                   f"({len(result['batches_run'])} run, {len(result['batches_skipped'])} already done) "

@@ -40,6 +40,7 @@ import distributed
 from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
+from medseg.deid_key import resolve_deid_key
 from medseg.ingest import fast_header
 from medseg.ingest.build import src_paths
 from medseg.ingest.catalog import Catalog, file_row
@@ -125,8 +126,10 @@ def _read_headers(
     progress: ProgressFn | None,
     catalog: Catalog,
     run_id: str,
+    secret: str,
 ) -> int:
-    """Read headers batch by batch; each batch is committed to the catalog as it completes.
+    """Read headers batch by batch (``secret``: the de-identification key); each batch is committed to the
+    catalog as it completes.
 
     ``items`` is consumed lazily and at most a few batches per worker are in flight, so memory
     does not grow with the archive.
@@ -134,13 +137,13 @@ def _read_headers(
     done = 0
     if client is None:
         for batch in _batched(items, cfg.files_per_batch):
-            done += catalog.upsert_files(read_header_batch(batch, cfg.deid_secret), run_id)
+            done += catalog.upsert_files(read_header_batch(batch, secret), run_id)
             if progress:
                 progress("headers", done, total)
         return done
     batches = _batched(items, TaskSizer.for_run(total, cfg.files_per_batch, worker_threads(client)))
     packed = (pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL) for b in batches)
-    for blob in _bounded_map(client, header_rows_pickled, packed, secret=cfg.deid_secret, run_id=run_id):
+    for blob in _bounded_map(client, header_rows_pickled, packed, secret=secret, run_id=run_id):
         done += catalog.insert_file_rows(pickle.loads(blob))
         if progress:
             progress("headers", done, total)
@@ -235,7 +238,8 @@ def index_files(
     todo = [(p, s, m) for p, s, m in items if known.get(p) != (s, m)]
     if not todo:
         return 0
-    return _read_headers(todo, len(todo), cfg, client, progress, catalog, run_id or "bulk")
+    return _read_headers(todo, len(todo), cfg, client, progress, catalog, run_id or "bulk",
+                         resolve_deid_key(cfg, ws))
 
 
 def ingest(
@@ -334,7 +338,7 @@ class _RunState:
 
 
 def _group_jobs(catalog: Catalog, groups: list[list[str | None]], ws: Workspace, cfg: IngestConfig,
-                roots: list[str], state: _RunState) -> tuple[GroupContext, Iterator[GroupJob]]:
+                roots: list[str], state: _RunState, secret: str) -> tuple[GroupContext, Iterator[GroupJob]]:
     """The run's shared context and one job per study group (a study's series, SEG, RTSTRUCT and masks).
 
     Studies that share a series (broken exports) form one group (:meth:`Catalog.study_groups`).
@@ -342,7 +346,7 @@ def _group_jobs(catalog: Catalog, groups: list[list[str | None]], ws: Workspace,
     label files may claim them. Only one group's rows are in memory at a time (jobs are made
     lazily), so memory does not grow with the archive.
     """
-    ctx = GroupContext(workspace_root=str(ws.root), secret=cfg.deid_secret, roots=roots, orphans=[],
+    ctx = GroupContext(workspace_root=str(ws.root), secret=secret, roots=roots, orphans=[],
                        max_volume_voxels=cfg.max_volume_voxels)
     files_job: GroupJob | None = None
     if groups and groups[-1] == [None]:
@@ -536,6 +540,7 @@ def _ingest_locked(
         client.register_plugin(_WarmWorkers())
     clean_stale_stores(ws.volumes_dir)
     clean_scratch(ws)
+    secret = resolve_deid_key(cfg, ws)
     catalog = Catalog(ws.catalog_path)
     roots = [str(Path(s).expanduser().resolve()) for s in sources]
     catalog.start_run(run_id, roots)
@@ -550,7 +555,7 @@ def _ingest_locked(
         if progress:
             progress("scan", n_files, n_files)
         n_todo = _select_unindexed(catalog, scratch, todo_file)
-        _read_headers(_read_scratch(todo_file), n_todo, cfg, client, progress, catalog, run_id)
+        _read_headers(_read_scratch(todo_file), n_todo, cfg, client, progress, catalog, run_id, secret)
         removed = catalog.files_not_in((p for p, _, _ in _read_scratch(scratch)), roots, n_seen=n_files)
     finally:
         scratch.unlink(missing_ok=True)
@@ -566,7 +571,7 @@ def _ingest_locked(
     n_groups = len(groups)
     if progress:
         progress("plan", 0, n_groups)
-    ctx, jobs = _group_jobs(catalog, groups, ws, cfg, roots, state)
+    ctx, jobs = _group_jobs(catalog, groups, ws, cfg, roots, state, secret)
     sizer = TaskSizer.for_run(catalog.count_files("ok"), cfg.files_per_batch, worker_threads(client))
     _build_groups(jobs, ctx, n_groups, state, client, progress, files_per_task=sizer)
     catalog.set_file_series(state.file_series)

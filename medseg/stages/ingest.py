@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 from medseg.config import MedsegConfig
+from medseg.deid import keyed_hash
+from medseg.deid_key import resolve_deid_key
 from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
 from medseg.ingest.source_walk import SourceProblem, walk_sources
@@ -48,7 +50,9 @@ def run_ingest_stage(cfg: MedsegConfig, progress: ProgressFn | None = None, forc
     started = time.time()
     ws = Workspace.at(cfg.workspace).ensure()
     sources = check_sources(cfg.sources)
-    key = hash_inputs(STAGE, source_listing_key(sources), cfg.ingest.model_dump(mode="json"))
+    # the config dump shows the key as '**********': a keyed fingerprint makes a new key re-ingest
+    key_id = keyed_hash(resolve_deid_key(cfg.ingest, ws), "ingest-stage-key")
+    key = hash_inputs(STAGE, source_listing_key(sources), cfg.ingest.model_dump(mode="json"), key_id)
     rec = None if force else up_to_date(ws, STAGE, key)
     if rec is not None and ws.catalog_path.exists() and Catalog(ws.catalog_path).count_retry_files():
         rec = None  # files that could not be read last time (permission, I/O) are read again
