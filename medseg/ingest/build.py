@@ -8,7 +8,7 @@ it runs unchanged in-process or on a Dask worker (the orchestrator alone writes 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from medseg.deid import keyed_hash
 from medseg.geometry import Geometry
 from medseg.ingest.masks import mask_to_label, same_grid
 from medseg.ingest.pixels import read_stack
@@ -120,11 +121,28 @@ def check_size(job: CaseJob, max_voxels: int) -> None:
         )
 
 
-def build_case(job: CaseJob, max_voxels: int = 0, roots: Sequence[str] = ()) -> dict[str, Any]:
+def label_refs(secret: str, series_uids: Iterable[str]) -> list[str]:
+    """Keyed stand-ins of label series UIDs, as a volume store records them (sorted)."""
+    return sorted({keyed_hash(secret, uid, prefix="uid_", length=32) for uid in series_uids})
+
+
+def stored_source(source: dict[str, Any], secret: str) -> dict[str, Any]:
+    """``source`` as a volume store keeps it: UIDs, stack keys (which may name a folder) and file paths
+    replaced by keyed hashes; the catalog alone keeps them in clear."""
+    out = dict(source)
+    for key in ("series_uid", "stack_key", "file"):
+        if out.get(key):
+            out[key] = keyed_hash(secret, str(out[key]), prefix="uid_" if key == "series_uid" else "", length=32)
+    return out
+
+
+def build_case(job: CaseJob, secret: str, max_voxels: int = 0, roots: Sequence[str] = ()) -> dict[str, Any]:
     """Decode, label and write one case. Never raises: failures come back as ``ok: False``.
 
     ``max_voxels``: largest volume decoded (0: no limit), checked on the header sizes first.
     ``roots``: the ingest sources; NRRD data files must lie inside them.
+    ``secret``: the de-identification key; the store records keyed stand-ins of UIDs and paths
+    (:func:`stored_source`).
 
     Returns:
         ``{"case_id", "ok", "reason", "message", "shape", "dtype", "label_names", "label_source",
@@ -174,10 +192,11 @@ def build_case(job: CaseJob, max_voxels: int = 0, roots: Sequence[str] = ()) -> 
         label_names = {v: n for n, v in names.items()}
         kinds = sorted({SOURCE_NAMES.get(s.kind, s.kind) for s in used})
         label_source = "+".join(kinds) if kinds else "none"
+        used_uids = sorted({s.series_uid for s in used})
         source = {
-            **job.source,
+            **stored_source(job.source, secret),
             "label_source": label_source,
-            "label_series_uids": sorted({s.series_uid for s in used}),
+            "label_refs": label_refs(secret, used_uids),
         }
         case = CaseVolume(
             case_id=job.case_id,
@@ -202,7 +221,7 @@ def build_case(job: CaseJob, max_voxels: int = 0, roots: Sequence[str] = ()) -> 
             label_names=label_names,
             label_source=label_source,
             has_labels=bool(used),
-            label_series_uids=source["label_series_uids"],
+            label_series_uids=used_uids,
         )
     except IngestError as exc:
         result.update(reason=exc.reason.value, message=exc.message, path=exc.path)

@@ -32,7 +32,7 @@ from medseg.ingest.stacks import Stack, assemble_series
 from medseg.workspace import Workspace
 
 #: Bump when the way volumes/labels are built changes: every case is rebuilt once.
-BUILD_VERSION = 2
+BUILD_VERSION = 3  # 3: stores keep keyed stand-ins of UIDs and paths
 #: kind -> (series key prefix, row modality, unreferenced reason, what it is called in messages)
 _REFERENCING = {
     "seg": ("seg_", "SEG", Reason.SEG_UNREFERENCED, "DICOM SEG"),

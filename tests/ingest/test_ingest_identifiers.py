@@ -49,11 +49,14 @@ def _hits(paths: list[Path], markers: list[str]) -> list[str]:
 @pytest.mark.timeout(300)
 def test_ingest_keeps_the_key_and_patient_identifiers_out_of_outputs_and_prefect(tmp_path: Path) -> None:
     src = tmp_path / "archive"
+    uids: set[str] = set()
     for k in range(2):
         dss, _ = ct_slices(n=4, seed=k, patient_id=PHI["PatientID"])
         for ds in dss:
             for keyword, value in PHI.items():
                 setattr(ds, keyword, value)
+            uids.update(str(ds[kw].value) for kw in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID",
+                                                      "FrameOfReferenceUID"))
         write(dss, src / f"series{k}")
     ws, home = tmp_path / "ws", tmp_path / "prefect-home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
@@ -70,5 +73,8 @@ def test_ingest_keeps_the_key_and_patient_identifiers_out_of_outputs_and_prefect
     markers = [KEY, *PHI.values()]
     assert _hits(prefect_files, markers) == []
     assert _hits(_files(ws), markers) == []  # the catalog included: it keeps paths and UIDs, not these
+    # UIDs (vendor UIDs embed device serials and times) stay in the catalog: not in stores, records, Prefect
+    outside_catalog = [p for p in _files(ws) if not p.name.startswith("catalog.sqlite")]
+    assert _hits(outside_catalog + prefect_files, sorted(uids)) == []
     assert [m for m in markers if m in run.stdout + run.stderr] == []
     assert not (ws / "deid.key").exists()  # the given key is used, no workspace key is made

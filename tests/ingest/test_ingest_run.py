@@ -81,7 +81,10 @@ def test_ingest_builds_volumes_labels_and_catalog(tmp_path: Path, archive: dict[
     expected[masks[..., 1]] = 2  # higher segment wins overlaps
     np.testing.assert_array_equal(case.labels["gt"], expected)
     assert case.geometry.origin == pytest.approx((-10.0, -20.0, 30.0))
-    assert case.source["label_source"] == "dicom_seg" and case.source["series_uid"] == uid
+    assert case.source["label_source"] == "dicom_seg"
+    assert case.source["series_uid"] == keyed_hash(KEY, uid, prefix="uid_", length=32)  # UIDs stay in the catalog
+    attrs = b"".join(p.read_bytes() for p in Path(rec.volume_path).rglob("zarr.json"))
+    assert uid.encode() not in attrs and dss[0].StudyInstanceUID.encode() not in attrs  # type: ignore[index]
     assert case.source["n_instances"] == 6
 
     reasons = {q["path"].rsplit("/", 1)[-1]: q["reason"] for q in cat.quarantine()}
