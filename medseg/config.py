@@ -6,7 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
 
 
 class _Strict(BaseModel):
@@ -80,6 +80,8 @@ class IngestConfig(_Strict):
 
 #: how pydantic shows a SecretStr in dumps
 REDACTED = "**********"
+#: how a JSON dump of the config shows each source folder
+REDACTED_SOURCE = "<source folder>"
 
 
 class PreprocessConfig(_Strict):
@@ -192,3 +194,16 @@ class MedsegConfig(_Strict):
     infer: InferConfig = Field(default_factory=InferConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
+
+    @field_serializer("sources", when_used="json")
+    def _hide_sources(self, sources: list[Path]) -> list[str]:
+        """JSON dumps (what Prefect stores of a flow's config) show no source folder: folder names are
+        often patient names or dates. :func:`medseg.config_loader.config_dict` shows them."""
+        return [REDACTED_SOURCE] * len(sources)
+
+    @field_validator("sources")
+    @classmethod
+    def _real_sources(cls, sources: list[Path]) -> list[Path]:
+        if any(str(s) == REDACTED_SOURCE for s in sources):
+            raise ValueError("holds the redacted placeholder of a config dump; give the source folders")
+        return sources

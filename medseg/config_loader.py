@@ -83,9 +83,11 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
 
 
 def config_dict(cfg: MedsegConfig, reveal_key: bool = False) -> dict[str, Any]:
-    """The config as a JSON dict; ``ingest.deid_secret`` shows as ``'**********'`` unless ``reveal_key``
-    (only for writing a config file its owner keeps, never for logs, reports or Prefect)."""
+    """The config as a JSON dict with its source folders; ``ingest.deid_secret`` shows as ``'**********'``
+    unless ``reveal_key`` (only for writing a config file its owner keeps, never for logs, reports or
+    Prefect). A plain ``model_dump(mode="json")``, as Prefect makes it, hides the sources as well."""
     data = cfg.model_dump(mode="json")
+    data["sources"] = [str(p) for p in cfg.sources]
     if reveal_key and cfg.ingest.deid_secret is not None:
         data["ingest"]["deid_secret"] = cfg.ingest.deid_secret.get_secret_value()
     return data

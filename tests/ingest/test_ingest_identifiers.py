@@ -1,6 +1,6 @@
 """Identifiers stay out of everything but the catalog: ``medseg ingest`` on series carrying marker values in
-PS3.15 Basic Profile attributes, with the key given by ``--set``; every file of the workspace, Prefect's
-home (its database) and the command's output are searched for the markers."""
+PS3.15 Basic Profile attributes, under a folder with a marker name, with the key given by ``--set``; every
+file of the workspace, Prefect's home (its database and logs) and the command's output are searched."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from dicom_factory import ct_slices, write
 
 KEY = "MARKERKEY-9d1f2a"
+FOLDER = "MARKERFOLDER-DOE_JOHN-20240101"  # folder names of exports are often patient names and dates
 #: Basic Profile attributes (PS3.15 E.1-1) with marker values; none may leave the archive
 PHI = {
     "PatientName": "MARKERNAME^ALICE",
@@ -57,7 +58,7 @@ def test_ingest_keeps_the_key_and_patient_identifiers_out_of_outputs_and_prefect
                 setattr(ds, keyword, value)
             uids.update(str(ds[kw].value) for kw in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID",
                                                       "FrameOfReferenceUID"))
-        write(dss, src / f"series{k}")
+        write(dss, src / FOLDER / f"series{k}")
     ws, home = tmp_path / "ws", tmp_path / "prefect-home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["PREFECT_HOME"] = str(home)
@@ -76,5 +77,7 @@ def test_ingest_keeps_the_key_and_patient_identifiers_out_of_outputs_and_prefect
     # UIDs (vendor UIDs embed device serials and times) stay in the catalog: not in stores, records, Prefect
     outside_catalog = [p for p in _files(ws) if not p.name.startswith("catalog.sqlite")]
     assert _hits(outside_catalog + prefect_files, sorted(uids)) == []
+    assert _hits(outside_catalog + prefect_files, [FOLDER]) == []  # source paths: the catalog only
+    assert FOLDER not in run.stdout + run.stderr
     assert [m for m in markers if m in run.stdout + run.stderr] == []
     assert not (ws / "deid.key").exists()  # the given key is used, no workspace key is made
