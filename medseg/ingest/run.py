@@ -16,8 +16,13 @@ run): header rows are committed per batch (one SQLite transaction each), so a re
 the files not yet indexed; volume stores are written atomically and carry their content hash, so
 a re-run keeps every store finished before the crash (``series_resumed``); series, studies and
 quarantine are replaced in one transaction at the end. Leftover temporary store directories
-(``.<case>.zarr.partial-*`` / ``.old-*``) are removed at the start of a run, under an exclusive
-lock on ``<workspace>/.ingest.lock`` (one ingest per workspace at a time).
+(``.<case>.zarr.partial-*`` / ``.old-*``) and scratch file lists (``.scan-*.pkl`` / ``.todo-*.pkl``)
+are removed at the start of a run, under an exclusive lock on ``<workspace>/.ingest.lock`` (one
+ingest per workspace at a time).
+
+The sources are listed by :func:`medseg.ingest.source_walk.walk_sources`; what it reports (dangling
+links, FIFOs, device files, unlistable folders, non-UTF-8 names) becomes quarantine rows of the run.
+Files quarantined ``io_error`` are read again by every run.
 """
 
 from __future__ import annotations
