@@ -83,7 +83,8 @@ def _signal_all(known: dict[int, int], sig: int) -> int:
 def _watch(parent: int, interval: float, grace: float) -> None:
     known: dict[int, int] = {}
     while os.getppid() == parent:
-        known.update(descendants(parent))
+        # the living recorded ones (an orphaned grandchild is no descendant any more) and the current ones
+        known = {p: s for p, s in known.items() if _start_time(p) == s} | descendants(parent)
         time.sleep(interval)
     for pid in list(known):  # children they started since the last look
         known.update(descendants(pid))
