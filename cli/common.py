@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 
+from medseg.child_reaper import start_child_reaper
 from medseg.config import MedsegConfig
 from medseg.config_loader import ConfigError, load_config
 from medseg.local_workers import start_fork_server
@@ -25,6 +27,8 @@ T = TypeVar("T")
 #: data) beside ``medseg/cli`` in an installed wheel
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
+DEID_SECRET_ENV = "MEDSEG_DEID_SECRET"
+
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -34,14 +38,31 @@ PREFECT_DEFAULTS = {
 
 
 def prefect_env() -> None:
-    """Defaults for the embedded Prefect server; a user's PREFECT_API_URL / settings win."""
+    """Defaults for the embedded Prefect server; a user's PREFECT_API_URL / settings win.
+
+    Also starts the child reaper once per process: the temporary Prefect server and the LocalCluster
+    this command starts die with it, even after ``kill -9`` (:mod:`medseg.child_reaper`).
+    """
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    guard_children()
+
+
+_REAPER: list[int | None] = []
+
+
+def guard_children() -> None:
+    """Start :func:`medseg.child_reaper.start_child_reaper` unless this process has one."""
+    if not _REAPER:
+        _REAPER.append(start_child_reaper())
 
 
 def start_local_workers(cfg: MedsegConfig) -> None:
     """Start the fork server of the LocalCluster's workers now (:mod:`medseg.local_workers`): its
-    imports run on an idle core while Prefect starts. Nothing to do on an existing Dask cluster."""
+    imports run on an idle core while Prefect starts. Nothing to do on an existing Dask cluster.
+
+    The child reaper starts first (see :func:`prefect_env`): it then owns no thread or child yet."""
+    guard_children()
     if cfg.dask.address is None:
         start_fork_server(cfg.dask.threads_per_worker)
 
@@ -53,7 +74,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 def build_config(config: Path | None, overrides: list[str] | None, workspace: Path | None = None,
                  sources: list[Path] | None = None) -> MedsegConfig:
-    """Load the YAML config, apply ``--set`` overrides and explicit CLI options (which win)."""
+    """Load the YAML config, apply ``--set`` overrides and explicit CLI options (which win).
+
+    ``MEDSEG_DEID_SECRET`` in the environment is the de-identification key when neither the config nor
+    ``--set`` gives ``ingest.deid_secret``.
+    """
     items = list(overrides or [])
     if workspace is not None:
         items.append(f"workspace={workspace}")
@@ -63,6 +88,11 @@ def build_config(config: Path | None, overrides: list[str] | None, workspace: Pa
         raise fail(str(exc)) from None
     if sources:
         cfg = cfg.model_copy(update={"sources": [Path(s) for s in sources]})
+    env_key = os.environ.get(DEID_SECRET_ENV)
+    if env_key and cfg.ingest.deid_secret is None:
+        if len(env_key) < 8:
+            raise fail(f"{DEID_SECRET_ENV} must have at least 8 characters")
+        cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"deid_secret": SecretStr(env_key)})})
     return cfg
 
 

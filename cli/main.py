@@ -71,8 +71,10 @@ def _check_sources(cfg: MedsegConfig) -> None:
         check_sources(cfg.sources)
 
 
-def _cfg_dict(cfg: MedsegConfig) -> dict[str, Any]:
-    return cfg.model_dump(mode="json")
+def _flow_config(cfg: MedsegConfig) -> MedsegConfig:
+    """The config as a flow parameter: the object itself, so the de-identification key reaches the flow while
+    Prefect stores only its JSON dump, in which the key shows as '**********' (see medseg.ops.params)."""
+    return cfg
 
 
 def _generate_demo(out: Path, cases: int, seed: int) -> Path:
@@ -107,7 +109,7 @@ def _run_pipeline(cfg: MedsegConfig, force: bool) -> dict[str, Any]:
     from medseg.flows.pipeline import pipeline_flow
 
     with friendly_errors():
-        result: dict[str, Any] = pipeline_flow(_cfg_dict(cfg), force=force)
+        result: dict[str, Any] = pipeline_flow(_flow_config(cfg), force=force)
     return result
 
 
@@ -164,7 +166,7 @@ def ingest(
     from medseg.flows.stages import ingest_flow
 
     with friendly_errors():
-        print_outcomes([ingest_flow(_cfg_dict(cfg), force=force)])
+        print_outcomes([ingest_flow(_flow_config(cfg), force=force)])
 
 
 @app.command()
@@ -178,7 +180,7 @@ def preprocess(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrid
     from medseg.flows.stages import preprocess_flow
 
     with friendly_errors():
-        print_outcomes([preprocess_flow(_cfg_dict(cfg), force=force)])
+        print_outcomes([preprocess_flow(_flow_config(cfg), force=force)])
 
 
 @app.command()
@@ -191,7 +193,7 @@ def train(workspace: WorkspaceOpt = None, model: ModelOpt = None, config: Config
     from medseg.flows.stages import train_flow
 
     with friendly_errors():
-        print_outcomes(train_flow(_cfg_dict(cfg), _families(cfg, model), force=force))
+        print_outcomes(train_flow(_flow_config(cfg), _families(cfg, model), force=force))
 
 
 def _check_infer_inputs(ws: Workspace, families: list[str], cases: list[str] | None, ws_arg: str) -> None:
@@ -229,7 +231,7 @@ def infer(
     from medseg.flows.stages import infer_flow
 
     with friendly_errors():
-        print_outcomes(infer_flow(_cfg_dict(cfg), _families(cfg, model), case_ids=cases, cases=select.value))
+        print_outcomes(infer_flow(_flow_config(cfg), _families(cfg, model), case_ids=cases, cases=select.value))
 
 
 @app.command()
@@ -247,7 +249,7 @@ def report(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrides: 
     from medseg.flows.stages import report_flow
 
     with friendly_errors():
-        outcome = report_flow(_cfg_dict(cfg), predictions, new_run_id())
+        outcome = report_flow(_flow_config(cfg), predictions, new_run_id())
     print_report_table(outcome["stats"]["table"])
     console.print(f"report: {outcome['outputs'][0]}")
 
@@ -282,7 +284,7 @@ def nightly(
     from medseg.flows.nightly import nightly_flow
 
     with friendly_errors():
-        result = nightly_flow(config_path=str(config), overrides=list(overrides or []))
+        result = nightly_flow(config=build_config(config, overrides))  # a --set key never becomes a parameter
     print_outcomes(result["stages"])
     console.print(result["message"])
     console.print(f"summary: {result['summary_md']}")
@@ -304,7 +306,7 @@ def bulk(
     from medseg.flows.bulk import bulk_flow
 
     with friendly_errors():
-        result = bulk_flow(config_path=str(config), overrides=list(overrides or []), files_per_task=files_per_task,
+        result = bulk_flow(config=build_config(config, overrides), files_per_task=files_per_task,
                            assemble=assemble)
     console.print(f"bulk {result['manifest']}: {result['n_files']} files, {result['n_batches']} batches "
                   f"({len(result['batches_run'])} run, {len(result['batches_skipped'])} already done) "

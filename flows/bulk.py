@@ -61,7 +61,7 @@ def _progress(artifact: UUID | None, done: int, total: int, key: str) -> UUID | 
 
 @flow(name="medseg-bulk-ingest", log_prints=True, on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
 def bulk_flow(
-    config: dict[str, Any] | None = None,
+    config: MedsegConfig | dict[str, Any] | None = None,
     config_path: str | None = None,
     overrides: list[str] | None = None,
     files_per_task: int | None = None,

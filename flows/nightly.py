@@ -82,7 +82,7 @@ def _publish(cfg: MedsegConfig, run_id: str, title: str, headline: str, outcomes
 
 @flow(name="medseg-nightly-retrain", log_prints=True, on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
 def nightly_flow(
-    config: dict[str, Any] | None = None,
+    config: MedsegConfig | dict[str, Any] | None = None,
     config_path: str | None = None,
     overrides: list[str] | None = None,
     run_id: str | None = None,
@@ -144,7 +144,7 @@ def nightly_flow(
 
 @flow(name="medseg-batch-infer", log_prints=True, on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
 def batch_infer_flow(
-    config: dict[str, Any] | None = None,
+    config: MedsegConfig | dict[str, Any] | None = None,
     config_path: str | None = None,
     overrides: list[str] | None = None,
     families: list[str] | None = None,

@@ -21,7 +21,8 @@ def new_run_id() -> str:
 
 
 @flow(name="medseg-pipeline", log_prints=True, on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
-def pipeline_flow(config: dict[str, Any], force: bool = False, run_id: str | None = None) -> dict[str, Any]:
+def pipeline_flow(config: MedsegConfig | dict[str, Any], force: bool = False,
+                  run_id: str | None = None) -> dict[str, Any]:
     """Run every stage; each is skipped when its inputs did not change (unless ``force``).
 
     Args:

@@ -6,7 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
 
 
 class _Strict(BaseModel):
@@ -42,16 +42,46 @@ class DaskConfig(_Strict):
 
 
 class IngestConfig(_Strict):
-    deid_secret: str = Field("medseg-demo-secret", min_length=8, description="key of the patient/study hash")
+    deid_secret: SecretStr | None = Field(
+        None, description="key of the patient/study/case hashes (at least 8 characters). Never printed, logged or "
+        "stored in Prefect (dumps show '**********'). None: `deid_key_file`, else the workspace's own key file",
+    )
+    deid_key_file: Path | None = Field(
+        None, description="file holding the de-identification key (used when `deid_secret` is not set)"
+    )
     files_per_batch: int = Field(
         1024, ge=1, description="files per Dask task when reading headers, and when planning and building "
         "(whole study groups; fewer when needed to keep every worker busy)"
+    )
+    max_volume_voxels: int = Field(
+        2**30, ge=1, description="largest volume ingest decodes, in voxels (slices x rows x columns, from the "
+        "headers, checked before any pixel is read); larger ones are quarantined pixel_error",
     )
     volume_files: bool = Field(
         True,
         description="also ingest NIfTI/NRRD files and nnU-Net/MSD dataset folders; false = DICOM only "
         "(e.g. archives where converted NIfTI copies sit next to the DICOM series)",
     )
+
+
+    @field_validator("deid_secret")
+    @classmethod
+    def _real_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        if text == REDACTED:
+            raise ValueError("is the redacted placeholder '**********', not a key: a config dump was fed back "
+                             "(pass the key by config file, MEDSEG_DEID_SECRET or ingest.deid_key_file)")
+        if len(text) < 8:
+            raise ValueError("must have at least 8 characters")
+        return value
+
+
+#: how pydantic shows a SecretStr in dumps
+REDACTED = "**********"
+#: how a JSON dump of the config shows each source folder
+REDACTED_SOURCE = "<source folder>"
 
 
 class PreprocessConfig(_Strict):
@@ -171,3 +201,16 @@ class MedsegConfig(_Strict):
     infer: InferConfig = Field(default_factory=InferConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
+
+    @field_serializer("sources", when_used="json")
+    def _hide_sources(self, sources: list[Path]) -> list[str]:
+        """JSON dumps (what Prefect stores of a flow's config) show no source folder: folder names are
+        often patient names or dates. :func:`medseg.config_loader.config_dict` shows them."""
+        return [REDACTED_SOURCE] * len(sources)
+
+    @field_validator("sources")
+    @classmethod
+    def _real_sources(cls, sources: list[Path]) -> list[Path]:
+        if any(str(s) == REDACTED_SOURCE for s in sources):
+            raise ValueError("holds the redacted placeholder of a config dump; give the source folders")
+        return sources

@@ -76,7 +76,8 @@ def _format_error(err: ValidationError, origin: str, overrides: list[str]) -> st
     first = err.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "<root>"
     got = first.get("input")
-    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    secret = "secret" in field or "key" in field.rsplit(".", 1)[-1]  # never echo a (bad) key
+    got_text = "" if isinstance(got, dict) or secret else f" (got {got!r})"
     more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
@@ -122,6 +123,18 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         raise ConfigError(_format_error(exc, origin, list(overrides or []))) from None
 
 
-def dump_config(cfg: MedsegConfig) -> str:
-    """YAML text of a config (round-trips through :func:`load_config`)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+def config_dict(cfg: MedsegConfig, reveal_key: bool = False) -> dict[str, Any]:
+    """The config as a JSON dict with its source folders; ``ingest.deid_secret`` shows as ``'**********'``
+    unless ``reveal_key`` (only for writing a config file its owner keeps, never for logs, reports or
+    Prefect). A plain ``model_dump(mode="json")``, as Prefect makes it, hides the sources as well."""
+    data = cfg.model_dump(mode="json")
+    data["sources"] = [str(p) for p in cfg.sources]
+    if reveal_key and cfg.ingest.deid_secret is not None:
+        data["ingest"]["deid_secret"] = cfg.ingest.deid_secret.get_secret_value()
+    return data
+
+
+def dump_config(cfg: MedsegConfig, reveal_key: bool = False) -> str:
+    """YAML text of a config; it round-trips through :func:`load_config` when it has no key or ``reveal_key``
+    (otherwise the key shows as ``'**********'``, which :func:`load_config` rejects)."""
+    return yaml.safe_dump(config_dict(cfg, reveal_key), sort_keys=False)

@@ -15,6 +15,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.flows import FlowStateHook
 from prefect.states import State
 
+from medseg.config import OpsConfig
 from medseg.ops.errors import describe
 from medseg.ops.params import resolve_config
 from medseg.ops.webhook import WebhookError, failure_message, post_json
@@ -25,8 +26,16 @@ ENV_URL = "MEDSEG_WEBHOOK_URL"
 
 def webhook_settings(parameters: dict[str, Any]) -> tuple[str | None, float, str]:
     """``(url, timeout_s, workspace)`` for a run with these flow parameters."""
+    config = parameters.get("config")
+    if isinstance(config, dict) and parameters.get("config_path") is None:
+        # the stored dump of a config object: key and sources redacted, so read only what is needed here
+        try:
+            ops = OpsConfig.model_validate(config.get("ops") or {})
+        except Exception:  # noqa: BLE001 - a bad config is itself a reason to notify
+            return os.environ.get(ENV_URL), 10.0, str(config.get("workspace") or "")
+        return ops.webhook_url or os.environ.get(ENV_URL), ops.webhook_timeout_s, str(config.get("workspace") or "")
     try:
-        cfg = resolve_config(parameters.get("config"), parameters.get("config_path"), parameters.get("overrides"))
+        cfg = resolve_config(config, parameters.get("config_path"), parameters.get("overrides"))
     except Exception:  # noqa: BLE001 - a bad config is itself a reason to notify
         return os.environ.get(ENV_URL), 10.0, ""
     return cfg.ops.webhook_url or os.environ.get(ENV_URL), cfg.ops.webhook_timeout_s, str(cfg.workspace)

@@ -8,6 +8,7 @@ it runs unchanged in-process or on a Dask worker (the orchestrator alone writes 
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from medseg.deid import keyed_hash
 from medseg.geometry import Geometry
 from medseg.ingest.masks import mask_to_label, same_grid
 from medseg.ingest.pixels import read_stack
@@ -60,6 +62,14 @@ class CaseJob:
     labels: list[LabelSource] = field(default_factory=list)
     image_file: str = ""  # NIfTI/NRRD image (then ``frames`` is empty)
     channel: int = 0  # channel of ``image_file`` to read
+    file_shape: tuple[int, int, int] | None = None  # (z, y, x) of ``image_file`` from its header
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(z, y, x)`` of the image as its headers declare it (nothing is read)."""
+        if self.file_shape is not None or not self.frames:
+            return self.file_shape or (0, 0, 0)
+        return (len(self.frames), self.frames[0].rows, self.frames[0].cols)
 
     @property
     def where(self) -> str:
@@ -91,12 +101,52 @@ def _merge(
     return label
 
 
-def build_case(job: CaseJob) -> dict[str, Any]:
+def src_paths(src: LabelSource) -> list[str]:
+    """Every file of a label source (a mask series has one per slice)."""
+    return sorted({f.path for f in src.frames}) if src.frames else [src.path]
+
+
+def check_size(job: CaseJob, max_voxels: int) -> None:
+    """Refuse a volume whose declared size exceeds ``max_voxels`` before any pixel is allocated.
+
+    Raises:
+        IngestError: ``pixel_error`` naming the declared shape and the setting to raise.
+    """
+    z, y, x = job.shape
+    if max_voxels and z * y * x > max_voxels:
+        raise IngestError(
+            Reason.PIXEL_ERROR,
+            f"{job.where}: headers declare a {z}x{y}x{x} volume ({z * y * x:,} voxels), more than "
+            f"ingest.max_volume_voxels={max_voxels:,}; a damaged or hostile header, or raise the setting",
+        )
+
+
+def label_refs(secret: str, series_uids: Iterable[str]) -> list[str]:
+    """Keyed stand-ins of label series UIDs, as a volume store records them (sorted)."""
+    return sorted({keyed_hash(secret, uid, prefix="uid_", length=32) for uid in series_uids})
+
+
+def stored_source(source: dict[str, Any], secret: str) -> dict[str, Any]:
+    """``source`` as a volume store keeps it: UIDs, stack keys (which may name a folder) and file paths
+    replaced by keyed hashes; the catalog alone keeps them in clear."""
+    out = dict(source)
+    for key in ("series_uid", "stack_key", "file"):
+        if out.get(key):
+            out[key] = keyed_hash(secret, str(out[key]), prefix="uid_" if key == "series_uid" else "", length=32)
+    return out
+
+
+def build_case(job: CaseJob, secret: str, max_voxels: int = 0, roots: Sequence[str] = ()) -> dict[str, Any]:
     """Decode, label and write one case. Never raises: failures come back as ``ok: False``.
+
+    ``max_voxels``: largest volume decoded (0: no limit), checked on the header sizes first.
+    ``roots``: the ingest sources; NRRD data files must lie inside them.
+    ``secret``: the de-identification key; the store records keyed stand-ins of UIDs and paths
+    (:func:`stored_source`).
 
     Returns:
         ``{"case_id", "ok", "reason", "message", "shape", "dtype", "label_names", "label_source",
-        "label_series_uids", "label_errors": [{"path", "series_uid", "reason", "message"}]}``.
+        "label_series_uids", "label_errors": [{"path", "paths", "series_uid", "reason", "message"}]}``.
     """
     result: dict[str, Any] = {
         "case_id": job.case_id,
@@ -106,7 +156,9 @@ def build_case(job: CaseJob) -> dict[str, Any]:
         "label_source": "none",
     }
     try:
-        image = image_values(read_volume(job.image_file, job.channel)[0]) if job.image_file else read_stack(job.frames)
+        check_size(job, max_voxels)
+        image = (image_values(read_volume(job.image_file, job.channel, roots)[0]) if job.image_file
+                 else read_stack(job.frames))
         if len(job.labels) > 255:
             raise IngestError(Reason.SEG_MISMATCH, f"case {job.case_id}: too many label sources")
         label: NDArray[np.uint8] | None = None
@@ -119,7 +171,7 @@ def build_case(job: CaseJob) -> dict[str, Any]:
                 elif src.kind == "rtstruct":
                     part, part_names = rtstruct_to_label(src.path, job.geometry, job.frames)
                 elif src.kind == "file":
-                    part, part_names = _file_label(src, image.shape, job.geometry)
+                    part, part_names = _file_label(src, image.shape, job.geometry, roots)
                 else:
                     vol = read_stack(list(src.frames))
                     part, part_names = mask_to_label(vol, src.description, src.frames[0].path)
@@ -128,10 +180,10 @@ def build_case(job: CaseJob) -> dict[str, Any]:
                 label = _merge(names, label, part, part_names, image.shape, src.path or src.series_uid)
                 used.append(src)
             except IngestError as exc:
-                where = src.path or (src.frames[0].path if src.frames else "")
                 result["label_errors"].append(
                     {
-                        "path": where,
+                        "path": exc.path or src.path or (src.frames[0].path if src.frames else ""),
+                        "paths": src_paths(src),
                         "series_uid": src.series_uid,
                         "reason": exc.reason.value,
                         "message": exc.message,
@@ -140,10 +192,11 @@ def build_case(job: CaseJob) -> dict[str, Any]:
         label_names = {v: n for n, v in names.items()}
         kinds = sorted({SOURCE_NAMES.get(s.kind, s.kind) for s in used})
         label_source = "+".join(kinds) if kinds else "none"
+        used_uids = sorted({s.series_uid for s in used})
         source = {
-            **job.source,
+            **stored_source(job.source, secret),
             "label_source": label_source,
-            "label_series_uids": sorted({s.series_uid for s in used}),
+            "label_refs": label_refs(secret, used_uids),
         }
         case = CaseVolume(
             case_id=job.case_id,
@@ -168,10 +221,10 @@ def build_case(job: CaseJob) -> dict[str, Any]:
             label_names=label_names,
             label_source=label_source,
             has_labels=bool(used),
-            label_series_uids=source["label_series_uids"],
+            label_series_uids=used_uids,
         )
     except IngestError as exc:
-        result.update(reason=exc.reason.value, message=exc.message)
+        result.update(reason=exc.reason.value, message=exc.message, path=exc.path)
     except Exception as exc:  # noqa: BLE001 - one bad case never stops the run
         tail = "".join(traceback.format_exception(exc)[-3:])
         result.update(
@@ -182,10 +235,10 @@ def build_case(job: CaseJob) -> dict[str, Any]:
 
 
 def _file_label(
-    src: LabelSource, shape: tuple[int, ...], geometry: Geometry
+    src: LabelSource, shape: tuple[int, ...], geometry: Geometry, roots: Sequence[str] = ()
 ) -> tuple[NDArray[np.uint8], dict[int, str]]:
     """Read a NIfTI/NRRD label map that must share the image grid exactly."""
-    arr, label_geometry = read_volume(src.path)
+    arr, label_geometry = read_volume(src.path, roots=roots)
     if tuple(arr.shape) != tuple(shape) or not same_grid(label_geometry, arr.shape, geometry, shape):
         raise IngestError(
             Reason.LABEL_MISMATCH,

@@ -34,6 +34,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from medseg.ingest.reasons import TRANSIENT_REASONS
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -381,15 +383,30 @@ class Catalog:
         return links
 
     def lookup_files(self, paths: list[str]) -> dict[str, tuple[int, int]]:
-        """``{path: (size, mtime_ns)}`` of those ``paths`` that are indexed (chunked ``IN`` queries)."""
+        """``{path: (size, mtime_ns)}`` of those ``paths`` that are indexed for good (chunked ``IN`` queries).
+
+        Files quarantined for a transient reason (:data:`~medseg.ingest.reasons.TRANSIENT_REASONS`, e.g. a
+        permission error) are left out, so every run reads them again.
+        """
         out: dict[str, tuple[int, int]] = {}
+        transient = sorted(r.value for r in TRANSIENT_REASONS)
+        retry = f"(status = 'quarantined' AND reason IN ({','.join('?' * len(transient))}))"
         with self._connect() as con:
             for i in range(0, len(paths), 500):
                 chunk = paths[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                for r in con.execute(f"SELECT path, size, mtime_ns FROM files WHERE path IN ({marks})", chunk):
+                query = f"SELECT path, size, mtime_ns FROM files WHERE path IN ({marks}) AND NOT {retry}"
+                for r in con.execute(query, [*chunk, *transient]):
                     out[r["path"]] = (r["size"], r["mtime_ns"])
         return out
+
+    def count_retry_files(self) -> int:
+        """Files quarantined for a transient reason (read again by the next ingest)."""
+        transient = sorted(r.value for r in TRANSIENT_REASONS)
+        query = (f"SELECT COUNT(*) FROM files WHERE status = 'quarantined' "
+                 f"AND reason IN ({','.join('?' * len(transient))})")
+        with self._connect() as con:
+            return int(con.execute(query, transient).fetchone()[0])
 
     def files_not_in(self, seen: Iterable[str], roots: list[str], n_seen: int = -1) -> list[str]:
         """Indexed files under ``roots`` that are not in ``seen`` (the files removed from the sources).

@@ -262,6 +262,7 @@ class _Builder:
             labels=sources,
             image_file=image["path"],
             channel=channel,
+            file_shape=_shape(image),
         )
         stack = Stack(
             series_uid="file:" + key,

@@ -22,6 +22,7 @@ channels, labels and file_ending (see :mod:`medseg.ingest.volume_files`).
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import warnings
@@ -40,11 +41,19 @@ from medseg.ingest.fast_header import (
 )
 from medseg.ingest.reasons import IngestError, Reason
 from medseg.ingest.rtstruct import RTSTRUCT_SOP_CLASS, rtstruct_references
+from medseg.ingest.uid_fallback import fallback_message, fallback_uids
 from medseg.ingest.volume_files import DATASET_JSON, read_dataset_json, read_volume_header, volume_suffix
 
 if TYPE_CHECKING:  # pydicom is imported on first use: the fast path reads most archives without it
     from pydicom.dataset import Dataset
 
+#: errno values of a read that may succeed later (permission fixed, storage back): quarantined ``io_error``
+_TRANSIENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT, errno.ESTALE, errno.EAGAIN,
+                               errno.EBUSY, errno.ETIMEDOUT, errno.ENXIO})
+#: header attributes of the fallback series key (see :mod:`medseg.ingest.uid_fallback`)
+_FALLBACK_KEYWORDS = ("StudyInstanceUID", "StudyID", "StudyDate", "PatientID", "FrameOfReferenceUID",
+                      "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "SeriesNumber",
+                      "AcquisitionNumber", "ImageType")
 _NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "PR", "KO", "ANN", "REG", "DOC"}
 
 
@@ -195,14 +204,28 @@ def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -
         return {**base, **_describe_with_pydicom(Path(spath), secret)}
     except IngestError as exc:
         return {**base, "status": "quarantined", "reason": exc.reason.value, "message": exc.message}
-    except Exception as exc:  # noqa: BLE001 - any parser failure quarantines the file
+    except OSError as exc:
+        if exc.errno not in _TRANSIENT_ERRNOS:
+            return _unparsable(base, spath, exc)
         return {
             **base,
             "status": "quarantined",
-            "reason": Reason.UNREADABLE.value,
-            "message": f"{spath}: DICOM header cannot be parsed ({type(exc).__name__}: {exc}); "
-            "re-export the file from the PACS",
+            "reason": Reason.IO_ERROR.value,
+            "message": f"{spath}: cannot be read ({exc.strerror or exc}); fix the file's permissions or storage, "
+            "the next ingest reads it again",
         }
+    except Exception as exc:  # noqa: BLE001 - any parser failure quarantines the file
+        return _unparsable(base, spath, exc)
+
+
+def _unparsable(base: dict[str, Any], spath: str, exc: Exception) -> dict[str, Any]:
+    return {
+        **base,
+        "status": "quarantined",
+        "reason": Reason.UNREADABLE.value,
+        "message": f"{spath}: DICOM header cannot be parsed ({type(exc).__name__}: {exc}); "
+        "re-export the file from the PACS",
+    }
 
 
 def _describe_with_pydicom(p: Path, secret: str) -> dict[str, Any]:
@@ -230,11 +253,18 @@ def _describe(ds: Dataset, p: Path, secret: str) -> dict[str, Any]:
             Reason.UNSUPPORTED_OBJECT,
             f"{p}: DICOMDIR (media directory index); the files it lists are ingested on their own",
         )
+    uid_note = None
     if not sop_uid or not series_uid:
-        raise IngestError(
-            Reason.MISSING_UIDS,
-            f"{p}: DICOM without SOPInstanceUID/SeriesInstanceUID; it cannot be grouped into a series",
-        )
+        labels = sop_class in SEG_SOP_CLASSES or sop_class == RTSTRUCT_SOP_CLASS or modality in ("SEG", "RTSTRUCT")
+        if labels or not _int(ds.get("Rows")) or not _int(ds.get("Columns")):  # only images are grouped without UIDs
+            raise IngestError(
+                Reason.MISSING_UIDS,
+                f"{p}: DICOM {'label object ' if labels else ''}without SOPInstanceUID/SeriesInstanceUID; "
+                "it cannot be grouped into a series or referenced",
+            )
+        uid_note = fallback_message(str(p), not sop_uid, not series_uid)
+        fields = {k: ds.get(k) for k in _FALLBACK_KEYWORDS}
+        sop_uid, series_uid = fallback_uids(secret, {**fields, "folder": str(p.parent)}, str(p), sop_uid, series_uid)
     study_uid = str(ds.get("StudyInstanceUID", "") or "")
     patient_id = str(ds.get("PatientID", "") or "")
     try:
@@ -296,6 +326,8 @@ def _describe(ds: Dataset, p: Path, secret: str) -> dict[str, Any]:
     out["kind"] = "image"
     out["frames"] = frames
     out["pixel"] = _pixel_from_dataset(ds, out)
+    if uid_note is not None:
+        out["uid_fallback"] = uid_note
     return out
 
 

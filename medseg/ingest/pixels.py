@@ -57,6 +57,7 @@ def decode_file(path: str) -> tuple[Dataset, NDArray[Any]]:
             f"{path}: pixel data cannot be decoded ({type(exc).__name__}: "
             f"{exc}); check the pylibjpeg plugins or re-export the file "
             "uncompressed",
+            path=path,
         ) from exc
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     if arr.ndim == 2:
@@ -65,6 +66,7 @@ def decode_file(path: str) -> tuple[Dataset, NDArray[Any]]:
         raise IngestError(
             Reason.PIXEL_ERROR,
             f"{path}: decoded pixel array has shape {arr.shape}, expected ({n_frames}, rows, cols)",
+            path=path,
         )
     return ds, arr
 
@@ -84,17 +86,20 @@ def _read_into(frame: Frame, dest: NDArray[Any]) -> None:
         try:
             if size >= 0 and os.fstat(fd).st_size != size:
                 raise IngestError(
-                    Reason.PIXEL_ERROR, f"{frame.path}: file changed since its header was read; run ingest again"
+                    Reason.PIXEL_ERROR, f"{frame.path}: file changed since its header was read; run ingest again",
+                    path=frame.path,
                 )
             got = os.preadv(fd, [dest.data], offset)
         finally:
             os.close(fd)
     except OSError as exc:
-        raise IngestError(Reason.PIXEL_ERROR, f"{frame.path}: pixel data cannot be read ({exc})") from exc
+        raise IngestError(Reason.PIXEL_ERROR, f"{frame.path}: pixel data cannot be read ({exc})",
+                          path=frame.path) from exc
     if got != dest.nbytes:
         raise IngestError(
             Reason.PIXEL_ERROR,
             f"{frame.path}: pixel data holds {got // dest.itemsize} of {dest.size} values (truncated file?)",
+            path=frame.path,
         )
 
 
@@ -163,6 +168,7 @@ def _decoded_stack(frames: list[Frame]) -> tuple[list[NDArray[Any]], list[tuple[
                 raise IngestError(
                     Reason.PIXEL_ERROR,
                     f"{path}: frame {f.frame} of shape {arr.shape[1:]} does not match the header ({f.rows}, {f.cols})",
+                    path=path,
                 )
             raw[z] = np.array(arr[f.frame])
             scale[z] = _rescale(ds, f.frame)

@@ -32,7 +32,7 @@ from medseg.ingest.stacks import Stack, assemble_series
 from medseg.workspace import Workspace
 
 #: Bump when the way volumes/labels are built changes: every case is rebuilt once.
-BUILD_VERSION = 2
+BUILD_VERSION = 3  # 3: stores keep keyed stand-ins of UIDs and paths
 #: kind -> (series key prefix, row modality, unreferenced reason, what it is called in messages)
 _REFERENCING = {
     "seg": ("seg_", "SEG", Reason.SEG_UNREFERENCED, "DICOM SEG"),
@@ -69,7 +69,10 @@ def _stat_key(headers_by_path: dict[str, dict[str, Any]], path: str) -> list[Any
 
 
 def stack_row(stack: Stack, case_id: str, status: str, kind: str = "image") -> dict[str, Any]:
+    """The series-table row of a stack; a series grouped without UIDs carries reason ``missing_uids``
+    as a warning (any status)."""
     g = stack.geometry
+    warning = stack.info.get("uid_fallback")
     return {
         "series_key": case_id,
         "case_id": case_id,
@@ -85,8 +88,8 @@ def stack_row(stack: Stack, case_id: str, status: str, kind: str = "image") -> d
         "spacing": list(g.spacing) if g else None,
         "geometry": g.to_dict() if g else None,
         "status": status,
-        "reason": stack.reason.value if stack.reason else None,
-        "message": stack.message or None,
+        "reason": stack.reason.value if stack.reason else (Reason.MISSING_UIDS.value if warning else None),
+        "message": stack.message or warning or None,
         "sop_uids": stack.sop_uids,
     }
 

@@ -13,6 +13,11 @@ class Reason(StrEnum):
     """Why a file or series was not ingested."""
 
     NOT_DICOM = "not_dicom"  # no DICOM header could be parsed
+    IO_ERROR = "io_error"  # the file could not be read (permission, I/O error): re-read on the next run
+    UNREADABLE_PATH = "unreadable_path"  # a folder that cannot be listed / an entry that cannot be examined
+    DANGLING_LINK = "dangling_link"  # symbolic link whose target does not exist
+    SPECIAL_FILE = "special_file"  # FIFO, socket or device file (never opened)
+    BAD_FILE_NAME = "bad_file_name"  # file or folder name that is not valid UTF-8
     UNREADABLE = "unreadable_header"  # DICOM, but the header is malformed
     MISSING_UIDS = "missing_uids"  # no SOPInstanceUID / SeriesInstanceUID
     UNSUPPORTED_OBJECT = "unsupported_object"  # SR, RTPLAN, RTDOSE, annotations ... (no image)
@@ -36,6 +41,7 @@ class Reason(StrEnum):
     LABEL_UNMATCHED = "label_unmatched"  # mask series / label file with no image (series) to label
     LABEL_MISMATCH = "label_mismatch"  # label file whose shape/affine differs from its image
     LABEL_AMBIGUOUS = "label_ambiguous"  # another label file of the same image was preferred
+    EXTERNAL_DATA = "external_data"  # detached NRRD data file outside the source tree / not a regular file
     VOLUME_UNREADABLE = "volume_unreadable"  # NIfTI/NRRD file that cannot be read / is not a 3D volume
     EXTRA_CHANNEL = "extra_channel"  # non-first channel of a multi-channel dataset case (single-channel models)
     LABEL_NOT_MASK = "label_not_mask"  # "mask" series whose values are not small label integers
@@ -43,10 +49,16 @@ class Reason(StrEnum):
     INTERNAL_ERROR = "internal_error"  # unexpected exception (bug): message has the traceback tail
 
 
-class IngestError(Exception):
-    """A file or series cannot be ingested; carries a :class:`Reason` and a readable message."""
+#: Reasons that may not hold on the next try: files quarantined for these are read again by every run.
+TRANSIENT_REASONS = frozenset({Reason.IO_ERROR})
 
-    def __init__(self, reason: Reason, message: str) -> None:
+
+class IngestError(Exception):
+    """A file or series cannot be ingested; carries a :class:`Reason`, a readable message and, when one
+    file of several is to blame, that file's ``path``."""
+
+    def __init__(self, reason: Reason, message: str, path: str | None = None) -> None:
         super().__init__(f"[{reason.value}] {message}")
         self.reason = reason
         self.message = message
+        self.path = path

@@ -16,8 +16,13 @@ run): header rows are committed per batch (one SQLite transaction each), so a re
 the files not yet indexed; volume stores are written atomically and carry their content hash, so
 a re-run keeps every store finished before the crash (``series_resumed``); series, studies and
 quarantine are replaced in one transaction at the end. Leftover temporary store directories
-(``.<case>.zarr.partial-*`` / ``.old-*``) are removed at the start of a run, under an exclusive
-lock on ``<workspace>/.ingest.lock`` (one ingest per workspace at a time).
+(``.<case>.zarr.partial-*`` / ``.old-*``) and scratch file lists (``.scan-*.pkl`` / ``.todo-*.pkl``)
+are removed at the start of a run, under an exclusive lock on ``<workspace>/.ingest.lock`` (one
+ingest per workspace at a time).
+
+The sources are listed by :func:`medseg.ingest.source_walk.walk_sources`; what it reports (dangling
+links, FIFOs, device files, unlistable folders, non-UTF-8 names) becomes quarantine rows of the run.
+Files quarantined ``io_error`` are read again by every run.
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import logging
 import os
 import pickle
 import shutil
-import stat
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -41,10 +45,14 @@ import distributed
 from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
+from medseg.deid_key import resolve_deid_key
 from medseg.ingest import fast_header
+from medseg.ingest.build import src_paths
 from medseg.ingest.catalog import Catalog, file_row
 from medseg.ingest.headers import read_header_batch
 from medseg.ingest.planning import IngestPlan, PlannedCase, stack_row
+from medseg.ingest.reasons import Reason
+from medseg.ingest.source_walk import SourceFile, SourceProblem, walk_sources
 from medseg.ingest.study_groups import (
     GroupContext,
     GroupJob,
@@ -85,37 +93,10 @@ class IngestSummary(BaseModel):
     seconds: float = 0.0
 
 
-def scan_sources(sources: list[Path]) -> Iterator[tuple[str, int, int]]:
-    """Yield ``(absolute path, size, mtime_ns)`` of every regular file under ``sources`` (sorted).
-
-    Symlinked folders are followed (each real folder once, so link loops terminate); paths are
-    reported as found under the source, not resolved.
-    """
-    for src in sources:
-        root = Path(src).expanduser().resolve()
-        if root.is_file():
-            st = root.stat()
-            yield str(root), st.st_size, st.st_mtime_ns
-            continue
-        if not root.is_dir():
-            raise FileNotFoundError(f"DICOM source {src} does not exist (check `sources` in the config)")
-        visited: set[tuple[int, int]] = set()
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            st_dir = os.stat(dirpath)
-            if (st_dir.st_dev, st_dir.st_ino) in visited:  # symlink loop / folder linked twice
-                dirnames.clear()
-                continue
-            visited.add((st_dir.st_dev, st_dir.st_ino))
-            dirnames.sort()
-            for name in sorted(filenames):
-                p = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(p)
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                yield p, st.st_size, st.st_mtime_ns
+def scan_sources(sources: list[Path], problems: list[SourceProblem] | None = None) -> Iterator[SourceFile]:
+    """Yield ``(absolute path, size, mtime_ns)`` of every regular file under ``sources``; see
+    :func:`medseg.ingest.source_walk.walk_sources` (``problems`` collects the entries not ingested)."""
+    return walk_sources(sources, problems)
 
 
 class _WarmWorkers(distributed.WorkerPlugin):
@@ -150,8 +131,10 @@ def _read_headers(
     progress: ProgressFn | None,
     catalog: Catalog,
     run_id: str,
+    secret: str,
 ) -> int:
-    """Read headers batch by batch; each batch is committed to the catalog as it completes.
+    """Read headers batch by batch (``secret``: the de-identification key); each batch is committed to the
+    catalog as it completes.
 
     ``items`` is consumed lazily and at most a few batches per worker are in flight, so memory
     does not grow with the archive.
@@ -159,13 +142,13 @@ def _read_headers(
     done = 0
     if client is None:
         for batch in _batched(items, cfg.files_per_batch):
-            done += catalog.upsert_files(read_header_batch(batch, cfg.deid_secret), run_id)
+            done += catalog.upsert_files(read_header_batch(batch, secret), run_id)
             if progress:
                 progress("headers", done, total)
         return done
     batches = _batched(items, TaskSizer.for_run(total, cfg.files_per_batch, worker_threads(client)))
     packed = (pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL) for b in batches)
-    for blob in _bounded_map(client, header_rows_pickled, packed, secret=cfg.deid_secret, run_id=run_id):
+    for blob in _bounded_map(client, header_rows_pickled, packed, secret=secret, run_id=run_id):
         done += catalog.insert_file_rows(pickle.loads(blob))
         if progress:
             progress("headers", done, total)
@@ -260,7 +243,8 @@ def index_files(
     todo = [(p, s, m) for p, s, m in items if known.get(p) != (s, m)]
     if not todo:
         return 0
-    return _read_headers(todo, len(todo), cfg, client, progress, catalog, run_id or "bulk")
+    return _read_headers(todo, len(todo), cfg, client, progress, catalog, run_id or "bulk",
+                         resolve_deid_key(cfg, ws))
 
 
 def ingest(
@@ -359,7 +343,7 @@ class _RunState:
 
 
 def _group_jobs(catalog: Catalog, groups: list[list[str | None]], ws: Workspace, cfg: IngestConfig,
-                roots: list[str], state: _RunState) -> tuple[GroupContext, Iterator[GroupJob]]:
+                roots: list[str], state: _RunState, secret: str) -> tuple[GroupContext, Iterator[GroupJob]]:
     """The run's shared context and one job per study group (a study's series, SEG, RTSTRUCT and masks).
 
     Studies that share a series (broken exports) form one group (:meth:`Catalog.study_groups`).
@@ -367,7 +351,8 @@ def _group_jobs(catalog: Catalog, groups: list[list[str | None]], ws: Workspace,
     label files may claim them. Only one group's rows are in memory at a time (jobs are made
     lazily), so memory does not grow with the archive.
     """
-    ctx = GroupContext(workspace_root=str(ws.root), secret=cfg.deid_secret, roots=roots, orphans=[])
+    ctx = GroupContext(workspace_root=str(ws.root), secret=secret, roots=roots, orphans=[],
+                       max_volume_voxels=cfg.max_volume_voxels)
     files_job: GroupJob | None = None
     if groups and groups[-1] == [None]:
         groups = groups[:-1]
@@ -476,6 +461,21 @@ def _build_on_dask(chunks: Iterator[list[GroupJob]], ctx: GroupContext, client: 
         settle(fut)
 
 
+def clean_scratch(ws: Workspace) -> int:
+    """Remove the scratch file lists (``.scan-*.pkl``, ``.todo-*.pkl``: source paths) a killed run left.
+
+    Called under the workspace lock, so no other ingest is using them. Returns how many were removed.
+    """
+    removed = 0
+    for pattern in (".scan-*.pkl", ".todo-*.pkl"):
+        for path in ws.root.glob(pattern):
+            path.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("removed %d scratch file(s) of an interrupted ingest", removed)
+    return removed
+
+
 def _is_volume_file(path: str) -> bool:
     return bool(volume_suffix(path)) or os.path.basename(path) == DATASET_JSON
 
@@ -483,8 +483,10 @@ def _is_volume_file(path: str) -> bool:
 _SCRATCH_CHUNK = 4096
 
 
-def _scan_to_disk(sources: list[Path], scratch: Path, volume_files: bool = True) -> tuple[int, int]:
-    """Write ``(path, size, mtime_ns)`` of every source file to ``scratch`` (pickled chunks).
+def _scan_to_disk(sources: list[Path], scratch: Path, volume_files: bool = True,
+                  problems: list[SourceProblem] | None = None) -> tuple[int, int]:
+    """Write ``(path, size, mtime_ns)`` of every source file to ``scratch`` (pickled chunks); entries
+    that are not ingestible files go to ``problems``.
 
     Returns:
         (files written, NIfTI/NRRD/dataset.json files left out because ``volume_files`` is false).
@@ -492,7 +494,7 @@ def _scan_to_disk(sources: list[Path], scratch: Path, volume_files: bool = True)
     n = ignored = 0
     with open(scratch, "wb") as fh:
         chunk: list[tuple[str, int, int]] = []
-        for item in scan_sources(sources):
+        for item in scan_sources(sources, problems):
             if not volume_files and _is_volume_file(item[0]):
                 ignored += 1
                 continue
@@ -542,20 +544,23 @@ def _ingest_locked(
     if client is not None:
         client.register_plugin(_WarmWorkers())
     clean_stale_stores(ws.volumes_dir)
+    clean_scratch(ws)
+    secret = resolve_deid_key(cfg, ws)
     catalog = Catalog(ws.catalog_path)
     roots = [str(Path(s).expanduser().resolve()) for s in sources]
     catalog.start_run(run_id, roots)
 
     # the file lists live in scratch files, not in memory: flat memory whatever the archive size
     scratch, todo_file = ws.root / f".scan-{run_id}.pkl", ws.root / f".todo-{run_id}.pkl"
+    problems: list[SourceProblem] = []
     try:
-        n_files, n_ignored = _scan_to_disk(sources, scratch, cfg.volume_files)
+        n_files, n_ignored = _scan_to_disk(sources, scratch, cfg.volume_files, problems)
         if n_ignored:
             log.info("ignored %d NIfTI/NRRD/dataset.json file(s) (ingest.volume_files=false)", n_ignored)
         if progress:
             progress("scan", n_files, n_files)
         n_todo = _select_unindexed(catalog, scratch, todo_file)
-        _read_headers(_read_scratch(todo_file), n_todo, cfg, client, progress, catalog, run_id)
+        _read_headers(_read_scratch(todo_file), n_todo, cfg, client, progress, catalog, run_id, secret)
         removed = catalog.files_not_in((p for p, _, _ in _read_scratch(scratch)), roots, n_seen=n_files)
     finally:
         scratch.unlink(missing_ok=True)
@@ -571,13 +576,14 @@ def _ingest_locked(
     n_groups = len(groups)
     if progress:
         progress("plan", 0, n_groups)
-    ctx, jobs = _group_jobs(catalog, groups, ws, cfg, roots, state)
+    ctx, jobs = _group_jobs(catalog, groups, ws, cfg, roots, state, secret)
     sizer = TaskSizer.for_run(catalog.count_files("ok"), cfg.files_per_batch, worker_threads(client))
     _build_groups(jobs, ctx, n_groups, state, client, progress, files_per_task=sizer)
     catalog.set_file_series(state.file_series)
 
     series_rows, quarantine = state.series_rows, state.quarantine
     quarantine.extend(_file_quarantine(catalog, run_id))
+    quarantine.extend(p.quarantine_row(run_id) for p in problems)
     studies = _studies(series_rows, run_id)
     catalog.replace_run_state(series_rows, quarantine, studies)
     pruned = _prune_stale_volumes(ws, state.previous, series_rows)
@@ -615,7 +621,7 @@ def _finalise(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows = [dict(r, run_id=run_id) for r in plan.series_rows]
     quarantine = [dict(q, run_id=run_id) for q in plan.quarantine]
-    _label_row_status(rows, built, results, previous)
+    quarantine.extend(dict(q, run_id=run_id) for q in _label_row_status(rows, built, results, previous))
     for pc in unchanged:
         prev = previous[pc.job.case_id]
         rows.append({**prev, "run_id": prev.get("run_id")})
@@ -623,16 +629,18 @@ def _finalise(
         res = results[pc.job.case_id]
         row = stack_row(pc.stack, pc.job.case_id, "ingested" if res["ok"] else "quarantined")
         row.update(run_id=run_id, content_hash=pc.content_hash if res["ok"] else None)
-        for err in res.get("label_errors", []):
-            quarantine.append(
+        for err in res.get("label_errors", []):  # one row per file of the label source (the culprit's first)
+            paths = [err["path"]] + [p for p in err.get("paths", []) if p != err["path"]]
+            quarantine.extend(
                 {
-                    "path": err["path"],
+                    "path": p,
                     "series_uid": err["series_uid"],
                     "case_id": pc.job.case_id,
                     "reason": err["reason"],
                     "message": err["message"],
                     "run_id": run_id,
                 }
+                for p in paths
             )
         if res["ok"]:
             row.update(
@@ -658,17 +666,28 @@ def _finalise(
     return rows, quarantine
 
 
+#: label kind -> reason when the image it labels was not ingested
+_ORPHANED = {"seg": Reason.SEG_UNREFERENCED, "rtstruct": Reason.RTSTRUCT_UNREFERENCED}
+
+
 def _label_row_status(
     rows: list[dict[str, Any]],
     built: list[PlannedCase],
     results: dict[str, dict[str, Any]],
     previous: dict[str, dict[str, Any]],
-) -> None:
-    """A label series/file linked in the plan but unusable by every case that tried it is quarantined.
+) -> list[dict[str, Any]]:
+    """A label series/file linked in the plan but unusable by every case that tried it is quarantined,
+    and so is one whose every image case failed to build (its quarantine rows are returned).
 
     Label series linked only to unchanged cases keep the status they got when those were built.
     """
     rebuilt = {ls.series_uid for pc in built for ls in pc.job.labels}
+    failed: dict[str, tuple[PlannedCase, list[str]]] = {}  # label uid -> a failed case it labels, its files
+    for pc in built:
+        if not results[pc.job.case_id].get("ok"):
+            for ls in pc.job.labels:
+                failed.setdefault(ls.series_uid, (pc, src_paths(ls)))
+    orphaned: list[dict[str, Any]] = []
     used: set[str] = set()
     errors: dict[str, dict[str, Any]] = {}
     for res in results.values():
@@ -683,9 +702,19 @@ def _label_row_status(
         if uid in rebuilt:
             if uid not in used and uid in errors:
                 row.update(status="quarantined", reason=errors[uid]["reason"], message=errors[uid]["message"])
+            elif uid not in used and uid in failed:
+                pc, paths = failed[uid]
+                res = results[pc.job.case_id]
+                reason = _ORPHANED.get(row["kind"], Reason.LABEL_UNMATCHED).value
+                message = (f"{paths[0]}{' ...' if len(paths) > 1 else ''}: labels case {pc.job.case_id}, whose image "
+                           f"series was quarantined ({res.get('reason')}); fix that series to use these labels")
+                row.update(status="quarantined", reason=reason, message=message)
+                orphaned.extend({"path": p, "series_uid": uid, "case_id": pc.job.case_id, "reason": reason,
+                                 "message": message} for p in paths)
         elif row["series_key"] in previous:
             prev = previous[row["series_key"]]
             row.update(status=prev.get("status"), reason=prev.get("reason"), message=prev.get("message"))
+    return orphaned
 
 
 def _prune_stale_volumes(ws: Workspace, previous: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> int:

@@ -5,7 +5,8 @@ of one SeriesInstanceUID sharing orientation, matrix size and pixel spacing. Ste
 
 1. de-duplicate files by SOPInstanceUID (the same instance exported twice, e.g. in another
    transfer syntax in another folder): the first path in sort order is kept;
-2. split the series by (orientation, rows, columns, pixel spacing);
+2. split the series by acquisition (FrameOfReferenceUID, SeriesNumber, ImageType[:2]: different
+   series an anonymiser gave one UID), then by (orientation, rows, columns, pixel spacing);
 3. if a stack has several frames at one position and spans several folders, split it by folder
    (one archive holding several copies of a series); identical copies become ``duplicate_series``;
 4. sort the frames by ImagePositionPatient projected on the slice normal (row x column cosine) and
@@ -16,6 +17,8 @@ of one SeriesInstanceUID sharing orientation, matrix size and pixel spacing. Ste
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -146,6 +149,7 @@ def _series_info(header: dict[str, Any]) -> dict[str, Any]:
         "image_type",
         "sop_class",
         "sop_name",
+        "uid_fallback",
     )
     return {k: header.get(k) for k in keys}
 
@@ -167,16 +171,14 @@ def assemble_series(headers: list[dict[str, Any]]) -> SeriesAssembly:
             duplicates.append((h["path"], kept[h["sop_uid"]]["path"]))
         else:
             kept[h["sop_uid"]] = h
-    info = _series_info(headers[0])
-    frames = [f for h in kept.values() for f in frames_of(h)]
-
-    groups = _group_by_orientation(frames)
-    multi_orientation = len({g[0] for g in groups}) > 1
     stacks: list[Stack] = []
-    for (_, key), members in groups:
-        for sub_key, sub in _split_by_folder(members):
-            full_key = "|".join(k for k in (key if len(groups) > 1 else "", sub_key) if k)
-            stacks.append(Stack(series_uid, full_key, sub, info))
+    acquisitions = _split_by_acquisition(list(kept.values()))
+    n = 0  # orientations in the series (all acquisitions)
+    for acq_key, members in acquisitions:
+        acq_stacks, n = _orientation_stacks(series_uid, acq_key, members)
+        stacks.extend(acq_stacks)
+    if len(acquisitions) > 1:
+        n = len({g[0] for g in _group_by_orientation([f for h in kept.values() for f in frames_of(h)])})
     _mark_duplicate_stacks(stacks)
     for st in stacks:
         st.paths = sorted({f.path for f in st.frames})
@@ -186,13 +188,50 @@ def assemble_series(headers: list[dict[str, Any]]) -> SeriesAssembly:
             st.frames, st.geometry = validate_stack(st.frames)
         except IngestError as exc:
             st.reason, st.message = exc.reason, exc.message
-            if exc.reason == Reason.TOO_FEW_SLICES and multi_orientation:
+            if exc.reason == Reason.TOO_FEW_SLICES and n > 1:
                 st.reason = Reason.INCONSISTENT_ORIENTATION
                 st.message = (
-                    f"series {series_uid} mixes {len({g[0] for g in groups})} orientations; this one "
+                    f"series {series_uid} mixes {n} orientations; this one "
                     f"has only {len(st.frames)} slice(s) ({st.paths[0]} ...); not a volume"
                 )
     return SeriesAssembly(stacks, duplicates)
+
+
+def _acquisition_key(header: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
+    image_type = tuple(str(v).upper() for v in (header.get("image_type") or [])[:2])
+    return (str(header.get("for_uid") or ""), str(header.get("series_number") or ""), image_type)
+
+
+def _split_by_acquisition(headers: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Headers of one SeriesInstanceUID split by (FrameOfReferenceUID, SeriesNumber, ImageType[:2]).
+
+    Different acquisitions an anonymiser gave one UID differ in these; the slices of one real
+    series do not. ``[("", headers)]`` when they all agree, else ``("acq=<hash of the key>", part)``
+    per acquisition (stable whatever else arrives).
+    """
+    parts: dict[tuple[str, str, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+    for h in headers:
+        parts[_acquisition_key(h)].append(h)
+    if len(parts) < 2:
+        return [("", headers)]
+    return [
+        ("acq=" + hashlib.sha256(json.dumps(key).encode()).hexdigest()[:8], members)
+        for key, members in sorted(parts.items())
+    ]
+
+
+def _orientation_stacks(series_uid: str, acq_key: str, headers: list[dict[str, Any]]) -> tuple[list[Stack], int]:
+    """The candidate stacks of one acquisition (split by orientation/matrix/spacing, then by folder)
+    and its number of orientations."""
+    info = _series_info(headers[0])
+    frames = [f for h in headers for f in frames_of(h)]
+    groups = _group_by_orientation(frames)
+    stacks: list[Stack] = []
+    for (_, key), members in groups:
+        for sub_key, sub in _split_by_folder(members):
+            full_key = "|".join(k for k in (acq_key, key if len(groups) > 1 else "", sub_key) if k)
+            stacks.append(Stack(series_uid, full_key, sub, info))
+    return stacks, len({g[0] for g in groups})
 
 
 def _group_by_orientation(frames: list[Frame]) -> list[tuple[tuple[int, str], list[Frame]]]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medseg.ingest.build import build_case
+from medseg.ingest.build import build_case, label_refs
 from medseg.ingest.catalog import HeaderRow, header_of_row
 from medseg.ingest.file_planning import OrphanLabel
 from medseg.ingest.planning import IngestPlan, PlannedCase, plan_ingest
@@ -66,6 +66,7 @@ class GroupContext:
     secret: str
     roots: list[str]
     orphans: list[OrphanLabel]  # NIfTI/NRRD label files without an image: DICOM stacks on their grid claim them
+    max_volume_voxels: int = 0  # ingest.max_volume_voxels (0: no limit)
 
 
 @contextmanager
@@ -88,7 +89,8 @@ def plan_group(rows: list[HeaderRow], ctx: GroupContext, files_group: bool = Fal
         return plan_ingest(headers, ws, ctx.secret, ctx.roots, orphans=None if files_group else ctx.orphans)
 
 
-def classify(plan: IngestPlan, previous: dict[str, dict[str, Any]], files_group: bool = False) -> StudyGroup:
+def classify(plan: IngestPlan, previous: dict[str, dict[str, Any]], secret: str,
+             files_group: bool = False) -> StudyGroup:
     """Sort a plan's cases: unchanged (same content hash, complete store), resumed, or to build."""
     group = StudyGroup(plan=plan, files_group=files_group)
     for pc in plan.cases:
@@ -100,7 +102,7 @@ def classify(plan: IngestPlan, previous: dict[str, dict[str, Any]], files_group:
             and is_complete(Path(pc.job.volume_path))
         ):
             group.unchanged.append(pc)
-        elif (res := resumed_result(pc)) is not None:
+        elif (res := resumed_result(pc, secret)) is not None:
             group.results[pc.job.case_id] = res
             group.resumed.append(pc)
         else:
@@ -108,7 +110,7 @@ def classify(plan: IngestPlan, previous: dict[str, dict[str, Any]], files_group:
     return group
 
 
-def resumed_result(pc: PlannedCase) -> dict[str, Any] | None:
+def resumed_result(pc: PlannedCase, secret: str) -> dict[str, Any] | None:
     """The build result of a store an interrupted run already finished for this exact content, else None.
 
     Only stores whose every planned label source was used qualify (label errors are not kept in
@@ -122,8 +124,8 @@ def resumed_result(pc: PlannedCase) -> dict[str, Any] | None:
     except Exception:  # noqa: BLE001 - unreadable store: rebuild it
         return None
     source = meta.get("source") or {}
-    used = sorted(source.get("label_series_uids") or [])
-    if source.get("content_hash") != pc.content_hash or used != sorted({ls.series_uid for ls in pc.job.labels}):
+    planned = sorted({ls.series_uid for ls in pc.job.labels})
+    if source.get("content_hash") != pc.content_hash or source.get("label_refs") != label_refs(secret, planned):
         return None
     label_source = str(source.get("label_source") or "none")
     return {
@@ -133,16 +135,16 @@ def resumed_result(pc: PlannedCase) -> dict[str, Any] | None:
         "label_names": {int(k): str(v) for k, v in (meta.get("label_names") or {}).items()},
         "label_source": label_source,
         "has_labels": label_source != "none",
-        "label_series_uids": used,
+        "label_series_uids": planned,
     }
 
 
 def plan_and_build(job: GroupJob, ctx: GroupContext) -> StudyGroup:
     """Plan (unless planned already), classify and build one group; never raises for a bad series."""
     plan = job.plan if job.plan is not None else plan_group(job.rows, ctx, job.files_group)
-    group = classify(plan, job.previous, job.files_group)
+    group = classify(plan, job.previous, ctx.secret, job.files_group)
     for pc in group.to_build:
-        group.results[pc.job.case_id] = build_case(pc.job)
+        group.results[pc.job.case_id] = build_case(pc.job, ctx.secret, ctx.max_volume_voxels, ctx.roots)
     return group
 
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,6 +144,39 @@ def _nrrd_header(path: Path) -> dict[str, Any]:
         raise _unreadable(path, f"NRRD header cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
+def check_data_file(header: dict[str, Any], path: Path, roots: Sequence[str] = ()) -> None:
+    """A detached NRRD's data file must resolve (links followed) inside ``roots`` and be a regular file.
+
+    Checked before the data is read: a header must not make ingest read ``../outside/secret.raw``, an
+    absolute path elsewhere, or ``/dev/zero``. Without ``roots`` the data file must lie under the
+    header's own folder.
+
+    Raises:
+        IngestError: ``external_data``.
+    """
+    name = header.get("data file", header.get("datafile"))
+    if name is None:
+        return
+    name = str(name).strip()
+    if name.upper().startswith("LIST") or "%" in name:
+        raise IngestError(Reason.EXTERNAL_DATA, f"{path}: multi-file detached data ({name!r}) is not supported; "
+                                                "re-export it as a single .nrrd file")
+    target = os.path.realpath(os.path.join(path.parent, name))
+    allowed = [os.path.realpath(r) for r in roots] or [os.path.realpath(path.parent)]
+    inside = any(target == r or target.startswith(r.rstrip(os.sep) + os.sep) for r in allowed)
+    if not inside:
+        raise IngestError(Reason.EXTERNAL_DATA, f"{path}: data file {name!r} lies outside the ingest sources "
+                                                f"({target}); not read. Move the data next to its header")
+    try:
+        regular = stat.S_ISREG(os.stat(target).st_mode)
+    except OSError as exc:
+        raise IngestError(Reason.EXTERNAL_DATA, f"{path}: data file {name!r} cannot be opened "
+                                                f"({exc.strerror or exc})") from exc
+    if not regular:
+        raise IngestError(Reason.EXTERNAL_DATA, f"{path}: data file {name!r} is not a regular file "
+                                                "(a device, FIFO or folder); not read")
+
+
 # --- public API -------------------------------------------------------------------------------
 def read_volume_header(path: str | Path) -> dict[str, Any]:
     """Header summary of a NIfTI/NRRD file (no voxel data is read).
@@ -182,15 +217,18 @@ def read_volume_header(path: str | Path) -> dict[str, Any]:
     }
 
 
-def read_volume(path: str | Path, channel: int = 0) -> tuple[NDArray[Any], Geometry]:
+def read_volume(path: str | Path, channel: int = 0, roots: Sequence[str] = ()) -> tuple[NDArray[Any], Geometry]:
     """Read one channel of a NIfTI/NRRD file as a ``(z, y, x)`` array (file dtype, scaling applied).
 
+    ``roots``: the ingest sources; a detached NRRD's data file must lie inside them (see :func:`check_data_file`).
+
     Raises:
-        IngestError: ``volume_unreadable``.
+        IngestError: ``volume_unreadable``, ``external_data``.
     """
     p = Path(path)
     try:
         if volume_suffix(p) in (".nrrd", ".nhdr"):
+            check_data_file(_nrrd_header(p), p, roots)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 import nrrd

@@ -31,6 +31,7 @@ import distributed
 from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
+from medseg.deid_key import resolve_deid_key
 from medseg.ingest.catalog import FILE_COLUMNS, Catalog
 from medseg.ingest.run import header_rows, scan_sources
 from medseg.parallel import task_size, worker_threads
@@ -259,6 +260,7 @@ def index_batch(
         return existing
     started = time.time()
     t0, c0 = time.perf_counter(), time.thread_time()
+    secret = resolve_deid_key(cfg, ws)
     items = read_batch(ws, manifest, batch)
     todo = unindexed(ws.catalog_path, items)
     lookup_s, lookup_cpu = time.perf_counter() - t0, time.thread_time() - c0
@@ -282,13 +284,13 @@ def index_batch(
 
     if client is None:
         for sub in subs:
-            _commit(timed_header_rows(sub, cfg.deid_secret, run_id))
+            _commit(timed_header_rows(sub, secret, run_id))
     elif subs:
         packed = [pickle.dumps(sub, protocol=pickle.HIGHEST_PROTOCOL) for sub in subs]  # see header_rows
         # Earlier batches first: with several batch tasks in flight, Dask would otherwise interleave
         # their sub-batches, every batch would end near the end of them all, and the next batch would
         # start late (100k files, 2 tasks in flight: 10.0 s -> 7.2 s).
-        futures = client.map(timed_header_rows, packed, secret=cfg.deid_secret, run_id=run_id, pure=False,
+        futures = client.map(timed_header_rows, packed, secret=secret, run_id=run_id, pure=False,
                              priority=-batch)
         for fut in distributed.as_completed(futures, loop=client.loop):
             result = fut.result()

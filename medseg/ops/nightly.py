@@ -26,12 +26,12 @@ def nightly_config(cfg: MedsegConfig) -> MedsegConfig:
     The plan is frozen so that new cases are preprocessed like the old ones and the champion stays
     comparable; ``train.max_minutes`` becomes ``ops.nightly_train_minutes`` when that is set.
     """
-    data = cfg.model_dump(mode="json")
-    data["preprocess"]["freeze_plan"] = True
-    data["train"]["warm_start"] = cfg.ops.nightly_training == NightlyTraining.WARM
+    train: dict[str, object] = {"warm_start": cfg.ops.nightly_training == NightlyTraining.WARM}
     if cfg.ops.nightly_train_minutes is not None:
-        data["train"]["max_minutes"] = cfg.ops.nightly_train_minutes
-    return MedsegConfig.model_validate(data)
+        train["max_minutes"] = cfg.ops.nightly_train_minutes
+    # copies, not a JSON round trip: the dump shows the de-identification key as '**********'
+    return cfg.model_copy(update={"preprocess": cfg.preprocess.model_copy(update={"freeze_plan": True}),
+                                  "train": cfg.train.model_copy(update=train)})
 
 
 def changes_of(ingest: StageOutcome) -> dict[str, int]:

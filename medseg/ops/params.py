@@ -1,4 +1,8 @@
-"""Flow parameters → :class:`MedsegConfig` (a deployment passes a config file path, a caller a dict)."""
+"""Flow parameters → :class:`MedsegConfig` (a deployment passes a config file path, a caller a config or dict).
+
+A caller in the same process passes the :class:`MedsegConfig` itself: Prefect stores flow parameters
+as JSON, where ``ingest.deid_secret`` shows as ``'**********'``, while the flow gets the real key.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from medseg.config import MedsegConfig
 from medseg.config_loader import ConfigError, load_config
 
 
-def resolve_config(config: dict[str, Any] | None = None, config_path: str | None = None,
+def resolve_config(config: MedsegConfig | dict[str, Any] | None = None, config_path: str | None = None,
                    overrides: list[str] | None = None) -> MedsegConfig:
     """The run's config: ``config`` (a JSON dict) or ``config_path`` (YAML) plus ``key=value`` overrides.
 
@@ -22,6 +26,8 @@ def resolve_config(config: dict[str, Any] | None = None, config_path: str | None
         raise ConfigError("pass exactly one of the flow parameters `config` (dict) or `config_path` (YAML file)")
     if config_path is not None:
         return load_config(Path(config_path), overrides)
+    if isinstance(config, MedsegConfig) and not overrides:
+        return config
     cfg_dict = dict(config or {})
     if overrides:
         from medseg.config_loader import _set_dotted, parse_override

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from medseg.config import MedsegConfig
+from medseg.deid import keyed_hash
+from medseg.deid_key import resolve_deid_key
+from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
+from medseg.ingest.source_walk import SourceProblem, walk_sources
 from medseg.parallel import dask_client
 from medseg.stage_record import hash_inputs, save_record, up_to_date
 from medseg.stages.outcome import ProgressFn, StageOutcome
@@ -21,19 +24,15 @@ class SourceNotFoundError(FileNotFoundError):
 
 
 def source_listing_key(sources: list[Path]) -> str:
-    """Hash of every file's (path, size, mtime) under the sources: changes when anything arrives."""
-    entries: list[tuple[str, int, int]] = []
-    for src in sources:
-        for dirpath, _dirs, files in os.walk(src, followlinks=True):
-            for name in files:
-                p = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(p)
-                except OSError:
-                    continue
-                entries.append((p, st.st_size, st.st_mtime_ns))
-    entries.sort()
-    return hash_inputs(entries)
+    """Hash of every file's (path, size, mtime) under the sources, and of every entry the walk
+    reports (a dangling link, an unreadable folder ...): changes when anything arrives or changes.
+
+    The same walk as ingest's scan (:func:`medseg.ingest.source_walk.walk_sources`): a single-file
+    source counts, and symlink loops terminate.
+    """
+    problems: list[SourceProblem] = []
+    entries = sorted(walk_sources(sources, problems))
+    return hash_inputs(entries, sorted((p.path, p.reason.value) for p in problems))
 
 
 def check_sources(sources: list[Path]) -> list[Path]:
@@ -51,8 +50,12 @@ def run_ingest_stage(cfg: MedsegConfig, progress: ProgressFn | None = None, forc
     started = time.time()
     ws = Workspace.at(cfg.workspace).ensure()
     sources = check_sources(cfg.sources)
-    key = hash_inputs(STAGE, source_listing_key(sources), cfg.ingest.model_dump(mode="json"))
+    # the config dump shows the key as '**********': a keyed fingerprint makes a new key re-ingest
+    key_id = keyed_hash(resolve_deid_key(cfg.ingest, ws), "ingest-stage-key")
+    key = hash_inputs(STAGE, source_listing_key(sources), cfg.ingest.model_dump(mode="json"), key_id)
     rec = None if force else up_to_date(ws, STAGE, key)
+    if rec is not None and ws.catalog_path.exists() and Catalog(ws.catalog_path).count_retry_files():
+        rec = None  # files that could not be read last time (permission, I/O) are read again
     if rec is not None:
         return StageOutcome(stage=STAGE, skipped=True, reason="sources unchanged since last ingest",
                             stats=rec.stats, outputs=rec.outputs)

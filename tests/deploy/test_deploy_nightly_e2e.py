@@ -21,7 +21,7 @@ import pytest
 import yaml
 from prefect_services import PREFECT, REPO, image_env, image_layout, prefect_server, wait_for_flow_run
 
-from medseg.config_loader import load_config
+from medseg.config_loader import config_dict, load_config
 
 DEPLOYMENT = "medseg-nightly-retrain/nightly-retrain"
 TINY = [
@@ -39,7 +39,7 @@ def test_nightly_deployment_runs_on_a_process_worker(tmp_path: Path) -> None:
     generate_demo_archive(archive, cases=3, seed=31)
     cfg = load_config(REPO / "configs" / "demo.yaml", [*TINY, f"workspace={tmp_path / 'ws'}", f"sources=[{archive}]"])
     cfg_file = tmp_path / "site.yaml"
-    cfg_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    cfg_file.write_text(yaml.safe_dump(config_dict(cfg, reveal_key=True)))
     plan = yaml.safe_load((REPO / "deploy" / "prefect.yaml").read_text())
     schedule = next(d for d in plan["deployments"] if d["name"] == "nightly-retrain")["schedules"][0]
 

@@ -21,6 +21,7 @@ from catalog_snapshot import catalog_snapshot  # noqa: E402
 from dask_processes import process_cluster  # noqa: E402
 
 from medseg.config import MedsegConfig  # noqa: E402
+from medseg.config_loader import config_dict  # noqa: E402
 from medseg.ingest.run import ingest  # noqa: E402
 from medseg.ops.bulk import BatchRecord, load_manifest  # noqa: E402
 from medseg.workspace import Workspace  # noqa: E402
@@ -87,7 +88,7 @@ def test_killed_bulk_flow_resumes_without_redoing_batches(tmp_path: Path) -> Non
         })
         ingest([archive], ref, cfg.ingest)  # reference: one uninterrupted plain ingest
         cfg_file = tmp_path / "cfg.json"
-        cfg_file.write_text(json.dumps(cfg.model_dump(mode="json")))
+        cfg_file.write_text(json.dumps(config_dict(cfg, reveal_key=True)))
         ws = Workspace.at(cfg.workspace)
 
         proc = _run_flow(cfg_file, tmp_path, delay=0.6, run_id="run-1")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from medseg.config import MedsegConfig
 from medseg.config_loader import load_config
 from medseg.stage_record import load_record
 from medseg.workspace import Workspace
@@ -28,10 +29,10 @@ TINY = [
 ]
 
 
-def tiny_config(ws: Path, sources: list[Path], *extra: str) -> dict[str, Any]:
-    cfg = load_config(CONFIGS / "demo.yaml", [*TINY, f"workspace={ws}", f"sources=[{','.join(map(str, sources))}]",
-                                              *extra])
-    return cfg.model_dump(mode="json")
+def tiny_config(ws: Path, sources: list[Path], *extra: str) -> MedsegConfig:
+    """The config object, as the CLI passes it: Prefect stores its dump, in which the key is redacted."""
+    return load_config(CONFIGS / "demo.yaml", [*TINY, f"workspace={ws}", f"sources=[{','.join(map(str, sources))}]",
+                                               *extra])
 
 
 @pytest.fixture(scope="module")

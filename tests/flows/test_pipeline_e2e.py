@@ -25,14 +25,15 @@ def test_pipeline_runs_every_stage_then_skips_unchanged_ones(tmp_path: Path, pre
     generate_demo_archive(archive, cases=8, seed=3)
     cfg = load_config(CONFIGS / "demo.yaml", [*CI_SIZED, f"workspace={tmp_path / 'ws'}", f"sources=[{archive}]"])
 
-    first = pipeline_flow(cfg.model_dump(mode="json"))
+    first = pipeline_flow(cfg)
     stages = {s["stage"]: s for s in first["stages"]}
     assert set(stages) == {"ingest", "preprocess", "train-cnn", "infer-cnn", "train-gan", "infer-gan", "report"}
     assert not any(s["skipped"] for s in first["stages"])
     for family in ("cnn", "gan"):
         train = stages[f"train-{family}"]["stats"]
         assert train["stopped"] == "iteration_budget" and train["time_capped"] is False, train
-        assert train["iterations"] == train["planned_iterations"] == 200 and not stages[f"train-{family}"]["warnings"]
+        assert train["iterations"] == train["planned_iterations"] == 200
+        assert not any("time cap" in w for w in stages[f"train-{family}"]["warnings"])
     assert stages["train-cnn"]["stats"]["val_mean_dice"] >= 0.8, stages["train-cnn"]
 
     summary = json.loads((Path(first["report"]).parent / "cnn" / "summary.json").read_text())
@@ -45,7 +46,7 @@ def test_pipeline_runs_every_stage_then_skips_unchanged_ones(tmp_path: Path, pre
     html = (Path(first["report"]).parent / "report.html").read_text()
     assert "<img" in html
 
-    second = pipeline_flow(cfg.model_dump(mode="json"))
+    second = pipeline_flow(cfg)
     again = {s["stage"]: s for s in second["stages"]}
     for name in ("ingest", "preprocess", "train-cnn", "train-gan"):
         assert again[name]["skipped"], f"{name} should be skipped on an unchanged re-run"

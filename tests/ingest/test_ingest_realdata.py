@@ -12,6 +12,7 @@ import pytest
 from pydicom import dcmread
 
 from medseg.config import IngestConfig
+from medseg.ingest.build import label_refs
 from medseg.ingest.catalog import Catalog
 from medseg.ingest.export import export_nifti
 from medseg.ingest.run import ingest
@@ -26,7 +27,8 @@ def _load(path: Path) -> nib.Nifti1Image:
 
 
 pytestmark = pytest.mark.realdata
-CFG = IngestConfig(deid_secret="realdata-secret", files_per_batch=64)
+KEY = "realdata-secret"
+CFG = IngestConfig(deid_secret=KEY, files_per_batch=64)
 
 D2N_CASES = [
     "anatomical/001",
@@ -143,13 +145,13 @@ def test_tcia_mask_series_label_their_t1post(real_data: Path, tmp_path: Path) ->
         frac = float(case.labels["gt"].mean())
         assert 0.0001 < frac < 0.05  # a tumour, not the background
         assert case.source["label_source"] == "mask_series"
-        (mask_uid,) = case.source["label_series_uids"]
+        (mask_ref,) = case.source["label_refs"]  # the store keeps a keyed stand-in of the mask's UID
         mask_files = [
             p
             for p in (real_data / "tcia-brain-tumor-progression").rglob("*")
             if p.is_file()
             and "MaskTumor" in str(p.parent)
-            and dcmread(p, stop_before_pixels=True).SeriesInstanceUID == mask_uid
+            and label_refs(KEY, [dcmread(p, stop_before_pixels=True).SeriesInstanceUID]) == [mask_ref]
         ]
         assert len(mask_files) == c.shape[0]
         assert int(case.labels["gt"].sum()) == sum(int(np.count_nonzero(dcmread(p).pixel_array)) for p in mask_files)

@@ -19,7 +19,8 @@ from medseg.ingest.run import ingest
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 
-CFG = IngestConfig(deid_secret="test-secret-123", files_per_batch=3)
+KEY = "test-secret-123"
+CFG = IngestConfig(deid_secret=KEY, files_per_batch=3)
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
@@ -67,10 +68,10 @@ def test_ingest_builds_volumes_labels_and_catalog(tmp_path: Path, archive: dict[
     dss = archive["dss"]
     uid = dss[0].SeriesInstanceUID  # type: ignore[index]
     rec = cat.case(uid)
-    assert rec.case_id == keyed_hash(CFG.deid_secret, uid, prefix="case_")
+    assert rec.case_id == keyed_hash(KEY, uid, prefix="case_")
     assert rec.shape == (6, 8, 10) and rec.spacing == pytest.approx((2.0, 0.8, 0.6))
     assert rec.has_labels and rec.label_names == {1: "liver", 2: "tumor"}
-    assert rec.patient_key == keyed_hash(CFG.deid_secret, PATIENT_ID, prefix="pat_")
+    assert rec.patient_key == keyed_hash(KEY, PATIENT_ID, prefix="pat_")
     case = read_case(rec.volume_path)
     assert case.image.dtype == np.int16
     np.testing.assert_array_equal(case.image, np.asarray(archive["stored"]) - 1024)
@@ -80,7 +81,10 @@ def test_ingest_builds_volumes_labels_and_catalog(tmp_path: Path, archive: dict[
     expected[masks[..., 1]] = 2  # higher segment wins overlaps
     np.testing.assert_array_equal(case.labels["gt"], expected)
     assert case.geometry.origin == pytest.approx((-10.0, -20.0, 30.0))
-    assert case.source["label_source"] == "dicom_seg" and case.source["series_uid"] == uid
+    assert case.source["label_source"] == "dicom_seg"
+    assert case.source["series_uid"] == keyed_hash(KEY, uid, prefix="uid_", length=32)  # UIDs stay in the catalog
+    attrs = b"".join(p.read_bytes() for p in Path(rec.volume_path).rglob("zarr.json"))
+    assert uid.encode() not in attrs and dss[0].StudyInstanceUID.encode() not in attrs  # type: ignore[index]
     assert case.source["n_instances"] == 6
 
     reasons = {q["path"].rsplit("/", 1)[-1]: q["reason"] for q in cat.quarantine()}

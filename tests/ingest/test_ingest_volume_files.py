@@ -24,7 +24,8 @@ from medseg.ingest.volume_files import read_dataset_json, read_volume, read_volu
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 
-CFG = IngestConfig(deid_secret="volume-secret", files_per_batch=8)
+KEY = "volume-secret"
+CFG = IngestConfig(deid_secret=KEY, files_per_batch=8)
 
 
 def _sitk_geometry(path: Path) -> tuple[NDArray[Any], Geometry]:
@@ -163,7 +164,7 @@ def test_msd_and_nnunet_datasets_ingest_case_by_case(tmp_path: Path) -> None:
     s = ingest([tmp_path / "src"], ws, CFG)
     assert (s.cases, s.labeled_cases) == (4, 2)
     cat = Catalog(ws.catalog_path)
-    cid = keyed_hash(CFG.deid_secret, "file:Dataset001_Test/imagesTr/case_a_0000.nii.gz", prefix="case_")
+    cid = keyed_hash(KEY, "file:Dataset001_Test/imagesTr/case_a_0000.nii.gz", prefix="case_")
     rec = cat.case(cid)
     assert rec.modality == "CT" and rec.label_names == {1: "organ", 2: "lesion"}  # dataset-wide names
     case = read_case(rec.volume_path)
@@ -210,7 +211,7 @@ def test_pyradiomics_nrrd_pairs(real_data: Path, tmp_path: Path) -> None:
         lab, _ = nrrd.read(str(folder / f"{name}_label.nrrd"))
         np.testing.assert_array_equal(case.labels["gt"], (lab.transpose(2, 1, 0) > 0).astype(np.uint8))
         assert rec.label_names == {1: "foreground"} and case.source["label_source"] == "label_file"
-        assert rec.case_id == keyed_hash(CFG.deid_secret, f"file:pyradiomics/{name}_image.nrrd", prefix="case_")
+        assert rec.case_id == keyed_hash(KEY, f"file:pyradiomics/{name}_image.nrrd", prefix="case_")
 
 
 def test_ivadomed_bids_labels(real_data: Path, tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ from medseg.ops import bulk
 from medseg.ops.bulk import completed_batches, index_batch, read_batch, totals, write_manifest
 from medseg.workspace import Workspace
 
-CFG = IngestConfig(deid_secret="bulk-secret-123", files_per_batch=8)
+KEY = "bulk-secret-123"
+CFG = IngestConfig(deid_secret=KEY, files_per_batch=8)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_interrupted_batch_reads_only_the_missing_files(archive: Path, tmp_path:
     from medseg.ingest.catalog import Catalog
     from medseg.ingest.headers import read_header_batch
 
-    Catalog(ws.catalog_path).upsert_files(read_header_batch(items[:16], CFG.deid_secret), "killed-run")
+    Catalog(ws.catalog_path).upsert_files(read_header_batch(items[:16], KEY), "killed-run")
     rec = index_batch(ws, CFG, m, 0, None)
     assert (rec.indexed, rec.already_indexed, rec.files) == (len(items) - 16, 16, len(items))
     # a changed file (new mtime) is read again by its batch
