@@ -85,7 +85,8 @@ def _format_error(err: ValidationError, origin: str, overrides: list[str]) -> st
         msg, got_text = "unknown key" + (f"; {hint}" if hint else ""), ""
     set_by = [item for item in overrides if _related(parse_override(item)[0], field)]
     if set_by:
-        origin = f"{origin} with --set {set_by[-1]}"
+        shown = f"{parse_override(set_by[-1])[0]}=**********" if secret else set_by[-1]  # never echo a key
+        origin = f"{origin} with --set {shown}"
     return f"invalid config {origin}: field '{field}': {msg}{got_text}{more}"
 
 

@@ -81,3 +81,56 @@ def test_ingest_keeps_the_key_and_patient_identifiers_out_of_outputs_and_prefect
     assert FOLDER not in run.stdout + run.stderr
     assert [m for m in markers if m in run.stdout + run.stderr] == []
     assert not (ws / "deid.key").exists()  # the given key is used, no workspace key is made
+
+
+def _archive_with_markers(tmp_path: Path) -> tuple[Path, set[str]]:
+    """The demo archive (CT series + DICOM SEG) with the marker values written into every file, under FOLDER."""
+    import pydicom
+
+    from medseg.demo.archive import generate_demo_archive
+
+    plain, src = tmp_path / "plain", tmp_path / "archive"
+    generate_demo_archive(plain, cases=4, seed=1)
+    uids: set[str] = set()
+    for path in sorted(plain.rglob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        for keyword, value in PHI.items():
+            setattr(ds, keyword, value)
+        uids.update(str(ds[kw].value) for kw in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
+                    if kw in ds)
+        out = src / FOLDER / path.relative_to(plain)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(out)
+    return src, uids
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_whole_pipeline_keeps_the_key_and_identifiers_out_of_its_outputs_and_prefect(tmp_path: Path) -> None:
+    """``medseg run`` (ingest, preprocess, train, infer, report) on marked series: only the catalog keeps paths
+    and UIDs, and only the DICOM SEG outputs, made to go back to a PACS, carry the patient's identity."""
+    src, uids = _archive_with_markers(tmp_path)
+    ws, home = tmp_path / "ws", tmp_path / "prefect-home"
+    config = tmp_path / "phi.yaml"
+    config.write_text(
+        f"name: phi\nworkspace: {ws}\nsources: [{src}]\ndask: {{n_workers: 1}}\n"
+        "preprocess: {patch_size: [16, 64, 64]}\n"
+        "train: {models: [cnn], max_epochs: 1, iterations_per_epoch: 2, val_every: 1, filters: [8, 16, 32, 64], "
+        "device: cpu, num_threads: 2}\nsplit: {test_fraction: 0.3}\ninfer: {overlap: 0.0}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(home)
+    medseg = Path(sys.executable).parent / "medseg"
+    run = subprocess.run([str(medseg), "run", str(config), "--set", f"ingest.deid_secret={KEY}"],
+                         env=env, capture_output=True, text=True, timeout=880)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    segs = list((ws / "predictions").rglob("*.dcm"))
+    assert list((ws / "reports").rglob("report.html")) and list((ws / "models").rglob("model.pt")) and segs
+    outputs = [p for p in _files(ws) if not p.name.startswith("catalog.sqlite") and p not in segs]
+    prefect_files = _files(home)
+    markers = [KEY, *PHI.values()]
+    assert _hits(prefect_files + outputs, markers) == []
+    assert _hits(prefect_files + outputs, sorted(uids)) == []
+    assert _hits(prefect_files + outputs, [FOLDER]) == []
+    assert [m for m in [*markers, FOLDER] if m in run.stdout + run.stderr] == []
+    assert _hits(segs, sorted(uids)), "a DICOM SEG must reference its source instances"
