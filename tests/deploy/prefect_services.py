@@ -138,10 +138,20 @@ def prefect_server(tmp: Path, extra_env: dict[str, str] | None = None, timeout: 
 
 
 def wait_for_flow_run(server: PrefectServer, run_id: str, timeout: float) -> dict[str, Any]:
-    """Poll the flow run until it is in a final state; return it."""
+    """Poll the flow run until it is in a final state; return it.
+
+    A poll the server does not answer in time (its SQLite server starved by the run's training on a
+    2-core machine) is retried until ``timeout``; the run's final state is what the caller checks.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        run: dict[str, Any] = server.api("GET", f"/flow_runs/{run_id}")
+        try:
+            run: dict[str, Any] = server.api("GET", f"/flow_runs/{run_id}")
+        except (TimeoutError, urllib.error.URLError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+            continue
         state = (run.get("state") or {}).get("type")
         if state in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
             return run
