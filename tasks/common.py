@@ -35,6 +35,11 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger("medseg")
 
 
+def in_prefect_run() -> bool:
+    """Whether this code runs inside a Prefect flow or task run (artifacts need one; ``task.fn()`` has none)."""
+    return TaskRunContext.get() is not None or FlowRunContext.get() is not None
+
+
 def log_outcome(outcome: StageOutcome) -> StageOutcome:
     """Log the stage's headline; its warnings (e.g. training stopped by the time cap) are logged at
     WARNING level and published as a Markdown artifact, so they stand out in the Prefect UI."""
@@ -42,7 +47,7 @@ def log_outcome(outcome: StageOutcome) -> StageOutcome:
     log.info(outcome.headline())
     for warning in outcome.warnings:
         log.warning("%s: %s", outcome.stage, warning)
-    if outcome.warnings and (TaskRunContext.get() is not None or FlowRunContext.get() is not None):
+    if outcome.warnings and in_prefect_run():
         lines = [f"# Warnings: {outcome.stage}", "", *[f"- **warning**: {w}" for w in outcome.warnings]]
         try:
             create_markdown_artifact(markdown="\n".join(lines), description=f"{outcome.stage}: warnings")

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_run_logger
 
+from medseg.tasks.common import in_prefect_run
 from medseg.tasks.terminal_bar import TerminalBars, terminal_bars
 
 
@@ -69,7 +69,7 @@ class TaskProgress:
         if rate is not None and eta is not None:
             text += f", {rate:.2f}/s, " + ("done" if finished else f"ETA {_duration(eta)}")
         self._log.info("%s: %s", self.stage, text)
-        if TaskRunContext.get() is None and FlowRunContext.get() is None:
+        if not in_prefect_run():
             return  # no run to attach an artifact to (task.fn() in unit tests, library use)
         try:
             if self._artifact is None:

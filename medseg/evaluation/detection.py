@@ -53,6 +53,11 @@ def components(mask: NDArray[np.bool_], min_voxels: int = 0) -> tuple[NDArray[np
     return labels, int(count)
 
 
+def _no_lesions() -> dict[str, float]:
+    """Neither mask has a lesion: counts 0, every ratio NaN (the case does not count in the means)."""
+    return dict.fromkeys(LESION_KEYS[:3], 0.0) | dict.fromkeys(LESION_KEYS[3:], math.nan)
+
+
 def _crop(p: NDArray[np.bool_], g: NDArray[np.bool_]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
     """Both masks cropped to the bounding box of ``p | g`` (components and overlaps are unchanged)."""
     either = p | g
@@ -82,7 +87,7 @@ def lesion_metrics(pred: NDArray[Any], gt: NDArray[Any], min_voxels: int = 0) ->
     if p.shape != g.shape:
         raise ValueError(f"pred shape {p.shape} != gt shape {g.shape}: resample the prediction to the reference grid")
     if not (p.any() or g.any()):
-        return dict.fromkeys(LESION_KEYS[:3], 0.0) | dict.fromkeys(LESION_KEYS[3:], math.nan)
+        return _no_lesions()
     p, g = _crop(p, g)
     ref, n_ref = components(g, min_voxels)
     out, n_pred = components(p, min_voxels)
@@ -97,7 +102,7 @@ def lesion_metrics(pred: NDArray[Any], gt: NDArray[Any], min_voxels: int = 0) ->
     lesion_dice = np.where(detected, 2.0 * overlap.sum(axis=1) / np.maximum(ref_sizes + matched_size, 1), 0.0)
     tp, fn, fp = int(detected.sum()), int((~detected).sum()), int((~hit).sum())
     if n_ref == 0 and n_pred == 0:  # every component smaller than min_voxels
-        return dict.fromkeys(LESION_KEYS[:3], 0.0) | dict.fromkeys(LESION_KEYS[3:], math.nan)
+        return _no_lesions()
     recall = tp / n_ref if n_ref else 0.0  # predicted lesions without any reference lesion: worst value
     precision = int(hit.sum()) / n_pred if n_pred else 0.0  # reference lesions and no prediction: worst value
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0

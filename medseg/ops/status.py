@@ -12,6 +12,7 @@ from medseg.ops.bulk import latest_manifest, totals
 from medseg.ops.nightly import champion_version, ingested_cases, pending_cases, unpreprocessed_cases
 from medseg.stage_record import StageRecord
 from medseg.training.budget import capped_warning
+from medseg.training.bundle_metadata import METADATA_FILE, BundleError, read_metadata
 from medseg.workspace import Workspace
 
 
@@ -105,8 +106,12 @@ def champions(ws: Workspace, families: list[str]) -> list[ChampionInfo]:
             continue
         data = json.loads(ws.champion_path(family).read_text())
         bundle = ws.model_family_dir(family) / version
-        error = "" if (bundle / "metadata.json").is_file() else f"bundle {bundle} missing"
-        warning = capped_warning(json.loads((bundle / "metadata.json").read_text())) if not error else None
+        warning, error = None, f"bundle {bundle} missing"
+        if (bundle / METADATA_FILE).is_file():
+            try:
+                warning, error = capped_warning(read_metadata(bundle)), ""
+            except BundleError as exc:
+                error = str(exc)
         dice = data.get("val_mean_dice")
         out.append(ChampionInfo(family=family, version=version,
                                 val_mean_dice=float(dice) if isinstance(dice, int | float) else None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from medseg.report.overlay import overlay_case_png
 from medseg.report.plots import boxplots
 from medseg.stages.outcome import StageOutcome
 from medseg.training.budget import capped_warning
+from medseg.training.bundle_metadata import BundleError, read_metadata
 from medseg.workspace import Workspace
 
 
@@ -39,10 +39,10 @@ def _model_of(pred_dir: Path) -> tuple[str, str]:
 
 def _model_warnings(ws: Workspace, name: str, family: str, version: str) -> list[str]:
     """Warnings about how the model was trained (a run stopped by the time cap), from its bundle metadata."""
-    meta_path = ws.model_family_dir(family) / version / "metadata.json"
-    if not meta_path.is_file():
+    try:
+        warning = capped_warning(read_metadata(ws.model_family_dir(family) / version))
+    except BundleError:
         return []
-    warning = capped_warning(json.loads(meta_path.read_text()))
     return [f"{name} ({version}): {warning}"] if warning else []
 
 

@@ -35,22 +35,17 @@ from torch import nn
 import medseg
 from medseg.io.volume_store import read_meta
 from medseg.plan import Plan
+from medseg.training.bundle_metadata import BUNDLE_SCHEMA, METADATA_FILE, BundleError, read_metadata
 from medseg.training.curves import plot_curves
 from medseg.training.network import IN_CHANNELS, build_segmenter
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-BUNDLE_SCHEMA = 1
 MODEL_FILE = "model.pt"
-METADATA_FILE = "metadata.json"
 HISTORY_FILE = "history.json"
 CURVES_FILE = "curves.png"
 CHECKPOINT_DIR = "checkpoints"
-
-
-class BundleError(RuntimeError):
-    """A model bundle is missing, incomplete or corrupt."""
 
 
 @dataclass
@@ -230,20 +225,6 @@ def save_bundle(
             shutil.rmtree(tmp, ignore_errors=True)
     log.info("saved %s bundle %s", family, final)
     return final
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The bundle's ``metadata.json`` (raises :class:`BundleError` naming the file when absent/corrupt)."""
-    meta_path = Path(path) / METADATA_FILE
-    if not meta_path.is_file():
-        raise BundleError(f"{meta_path} not found: {path} is not a complete model bundle (re-run `medseg train`)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{meta_path} is not valid JSON ({exc}); the bundle is corrupt") from exc
-    if not isinstance(meta, dict) or meta.get("schema") != BUNDLE_SCHEMA:
-        raise BundleError(f"{meta_path}: unsupported bundle schema {meta.get('schema')!r} (expected {BUNDLE_SCHEMA})")
-    return meta
 
 
 def load_bundle(path: Path, device: torch.device | str = "cpu") -> ModelBundle:
