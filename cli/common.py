@@ -13,7 +13,7 @@ import typer
 from pydantic import SecretStr
 from rich.console import Console
 
-from medseg.child_reaper import start_child_reaper
+from medseg.cli.child_reaper import start_child_reaper
 from medseg.config import MedsegConfig
 from medseg.config_loader import ConfigError, load_config
 from medseg.local_workers import start_fork_server
@@ -41,7 +41,7 @@ def prefect_env() -> None:
     """Defaults for the embedded Prefect server; a user's PREFECT_API_URL / settings win.
 
     Also starts the child reaper once per process: the temporary Prefect server and the LocalCluster
-    this command starts die with it, even after ``kill -9`` (:mod:`medseg.child_reaper`).
+    this command starts die with it, even after ``kill -9`` (:mod:`medseg.cli.child_reaper`).
     """
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -52,7 +52,7 @@ _REAPER: list[int | None] = []
 
 
 def guard_children() -> None:
-    """Start :func:`medseg.child_reaper.start_child_reaper` unless this process has one."""
+    """Start :func:`medseg.cli.child_reaper.start_child_reaper` unless this process has one."""
     if not _REAPER:
         _REAPER.append(start_child_reaper())
 
