@@ -24,5 +24,5 @@ setup(
     packages=[*find_packages(include=["medseg", "medseg.*"]), *MAPPED_PACKAGES],
     package_dir=MAPPED_PACKAGES,
     package_data={"medseg": ["py.typed"], "medseg.configs": ["*.yaml"]},
-    ext_modules=[Extension("medseg.ingest._walk", ["medseg/ingest/_walk.c"], optional=True)],
+    ext_modules=[Extension("medseg.io.dicom._walk", ["medseg/io/dicom/_walk.c"], optional=True)],
 )

@@ -27,12 +27,12 @@ from numpy.typing import NDArray
 
 from medseg.config import InferConfig, MedsegConfig, ModelFamily
 from medseg.geometry import Geometry
-from medseg.inference.dicom_seg import DicomSourceUnavailable, write_prediction_seg
 from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.restore import NativeRestorer
 from medseg.inference.selection import has_prediction
 from medseg.inference.spill import SpillVolume
 from medseg.inference.stream import stream_logits
+from medseg.io.dicom.seg_writer import DicomSourceUnavailable, write_prediction_seg
 from medseg.io.nifti import write_nifti
 from medseg.io.volume_store import case_writer, open_array, read_meta
 from medseg.preprocess.case import case_layout, preprocess_image_into

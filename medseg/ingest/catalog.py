@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from medseg.ingest.reasons import TRANSIENT_REASONS
+from medseg.io.reasons import TRANSIENT_REASONS
 
 SCHEMA_VERSION = 1
 
@@ -385,7 +385,7 @@ class Catalog:
     def lookup_files(self, paths: list[str]) -> dict[str, tuple[int, int]]:
         """``{path: (size, mtime_ns)}`` of those ``paths`` that are indexed for good (chunked ``IN`` queries).
 
-        Files quarantined for a transient reason (:data:`~medseg.ingest.reasons.TRANSIENT_REASONS`, e.g. a
+        Files quarantined for a transient reason (:data:`~medseg.io.reasons.TRANSIENT_REASONS`, e.g. a
         permission error) are left out, so every run reads them again.
         """
         out: dict[str, tuple[int, int]] = {}

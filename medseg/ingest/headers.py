@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medseg.deid import keyed_hash
-from medseg.ingest.fast_header import (
+from medseg.io.dicom.uid_fallback import fallback_message, fallback_uids
+from medseg.ingest.volume_files import DATASET_JSON, read_dataset_json, read_volume_header, volume_suffix
+from medseg.io.dicom.fast_walk import (
     REF_INSTANCES,
     REF_SERIES_UID,
     REF_SOP_UID,
@@ -39,10 +41,8 @@ from medseg.ingest.fast_header import (
     pixel_layout,
     scan_file,
 )
-from medseg.ingest.reasons import IngestError, Reason
-from medseg.ingest.rtstruct import RTSTRUCT_SOP_CLASS, rtstruct_references
-from medseg.ingest.uid_fallback import fallback_message, fallback_uids
-from medseg.ingest.volume_files import DATASET_JSON, read_dataset_json, read_volume_header, volume_suffix
+from medseg.io.dicom.rtstruct import RTSTRUCT_SOP_CLASS, rtstruct_references
+from medseg.io.reasons import IngestError, Reason
 
 if TYPE_CHECKING:  # pydicom is imported on first use: the fast path reads most archives without it
     from pydicom.dataset import Dataset
@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # pydicom is imported on first use: the fast path reads most 
 #: errno values of a read that may succeed later (permission fixed, storage back): quarantined ``io_error``
 _TRANSIENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT, errno.ESTALE, errno.EAGAIN,
                                errno.EBUSY, errno.ETIMEDOUT, errno.ENXIO})
-#: header attributes of the fallback series key (see :mod:`medseg.ingest.uid_fallback`)
+#: header attributes of the fallback series key (see :mod:`medseg.io.dicom.uid_fallback`)
 _FALLBACK_KEYWORDS = ("StudyInstanceUID", "StudyID", "StudyDate", "PatientID", "FrameOfReferenceUID",
                       "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "SeriesNumber",
                       "AcquisitionNumber", "ImageType")
@@ -183,7 +183,7 @@ def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -
         secret: De-identification key for patient/study pseudonyms.
         size: File size in bytes (recorded as given; -1 = stat it).
         mtime_ns: Modification time (ns) as given; -1 = stat it.
-        fast: Try :mod:`medseg.ingest.fast_header` first (same result, ~5x faster on classic images).
+        fast: Try :mod:`medseg.io.dicom.fast_walk` first (same result, ~5x faster on classic images).
     """
     spath = os.fspath(path)
     base: dict[str, Any] = {"path": spath, "size": size, "mtime_ns": mtime_ns}
@@ -332,7 +332,7 @@ def _describe(ds: Dataset, p: Path, secret: str) -> dict[str, Any]:
 
 
 def _pixel_from_dataset(ds: Dataset, out: dict[str, Any]) -> dict[str, Any] | None:
-    """Native pixel layout of a classic single-frame image read by pydicom (see ``fast_header.pixel_layout``)."""
+    """Native pixel layout of a classic single-frame image read by pydicom (see ``fast_walk.pixel_layout``)."""
     head = getattr(ds, "medseg_pixel_head", b"")
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds or not head:
         return None

@@ -17,8 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.geometry import Geometry
-from medseg.ingest.reasons import IngestError, Reason
 from medseg.ingest.stacks import Stack
+from medseg.io.reasons import IngestError, Reason
 
 MASK_DESCRIPTION = re.compile(r"mask|label|segment|(^|[^a-z])(seg|roi)([^a-z]|$)", re.IGNORECASE)
 _REGISTERED = re.compile(r"(^|[^a-z])reg(istered)?([^a-z]|$)|_reg", re.IGNORECASE)

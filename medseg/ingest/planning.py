@@ -27,8 +27,8 @@ from medseg.deid import keyed_hash
 from medseg.ingest.build import CaseJob, LabelSource
 from medseg.ingest.file_planning import OrphanLabel, plan_volume_files
 from medseg.ingest.masks import is_mask_candidate, pick_target, same_grid
-from medseg.ingest.reasons import Reason
 from medseg.ingest.stacks import Stack, assemble_series
+from medseg.io.reasons import Reason
 from medseg.workspace import Workspace
 
 #: Bump when the way volumes/labels are built changes: every case is rebuilt once.

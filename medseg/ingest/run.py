@@ -46,12 +46,10 @@ from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
 from medseg.deid_key import resolve_deid_key
-from medseg.ingest import fast_header
 from medseg.ingest.build import src_paths
 from medseg.ingest.catalog import Catalog, file_row
 from medseg.ingest.headers import read_header_batch
 from medseg.ingest.planning import IngestPlan, PlannedCase, stack_row
-from medseg.ingest.reasons import Reason
 from medseg.ingest.source_walk import SourceFile, SourceProblem, walk_sources
 from medseg.ingest.study_groups import (
     GroupContext,
@@ -62,6 +60,8 @@ from medseg.ingest.study_groups import (
     plan_group,
 )
 from medseg.ingest.volume_files import DATASET_JSON, volume_suffix
+from medseg.io.dicom import fast_walk
+from medseg.io.reasons import Reason
 from medseg.io.volume_store import clean_partial_stores
 from medseg.local_workers import INGEST_WORKER_MODULES
 from medseg.parallel import TaskSizer, expected_workers, worker_threads
@@ -263,8 +263,8 @@ def ingest(
     """
     t0 = time.time()
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    if fast_header.C_WALK is None:
-        log.warning("the compiled header walk (medseg.ingest._walk) is missing: headers are read by the "
+    if fast_walk.C_WALK is None:
+        log.warning("the compiled header walk (medseg.io.dicom._walk) is missing: headers are read by the "
                     "pure-Python walk (same results, ~3x slower); reinstall medseg where a C compiler is available")
     ws.volumes_dir.mkdir(parents=True, exist_ok=True)
     with _workspace_lock(ws):

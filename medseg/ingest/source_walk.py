@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from medseg.ingest.reasons import Reason
+from medseg.io.reasons import Reason
 
 #: ``(absolute path, size in bytes, mtime_ns)`` of one regular file
 SourceFile = tuple[str, int, int]

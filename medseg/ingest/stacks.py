@@ -29,7 +29,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.geometry import Geometry
-from medseg.ingest.reasons import IngestError, Reason
+from medseg.io.dicom.frame import Frame
+from medseg.io.reasons import IngestError, Reason
 
 MIN_SLICES = 3
 ORIENTATION_GROUP_TOL = 0.05  # cosines further apart than this are different stacks
@@ -39,33 +40,6 @@ STEP_ATOL = 0.02  # ... or 0.02 mm, whichever is larger (IPP is often rounded)
 DUPLICATE_TOL = 0.01  # mm along the normal: closer slices are "at the same position"
 TILT_TOL = 1e-3  # 1 - cos(angle between stack direction and normal); ~2.6 degrees (highdicom default)
 LINE_TOL = 0.1  # fraction of the in-plane pixel size a slice may deviate from the stacking line
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One 2D frame: a single-frame instance (frame 0) or one frame of a multi-frame file."""
-
-    path: str
-    frame: int
-    sop_uid: str
-    ipp: tuple[float, float, float]
-    iop: tuple[float, ...]
-    spacing: tuple[float, float]
-    rows: int
-    cols: int
-    #: native single-frame layout from the header (offset, bits, stored bits, signed, slope, intercept,
-    #: file size), so pixels are read without parsing the header again; None = decode with pydicom
-    pixel: tuple[int, int, int, bool, float, float, int] | None = None
-
-    @property
-    def folder(self) -> str:
-        return os.path.dirname(self.path)
-
-    def normal(self) -> NDArray[np.float64]:
-        row = np.asarray(self.iop[:3])
-        col = np.asarray(self.iop[3:])
-        n = np.cross(row, col)
-        return n / max(float(np.linalg.norm(n)), 1e-12)
 
 
 @dataclass

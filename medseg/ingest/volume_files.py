@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.geometry import Geometry
-from medseg.ingest.reasons import IngestError, Reason
+from medseg.io.reasons import IngestError, Reason
 
 if TYPE_CHECKING:  # nibabel / pynrrd are imported on first use: DICOM-only workers never pay for them
     import nibabel as nib

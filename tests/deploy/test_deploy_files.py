@@ -80,7 +80,7 @@ def test_dockerfiles_copy_existing_folders_and_use_the_constraints(name: str) ->
         assert (REPO / src).exists(), src
     assert "-c constraints.txt" in text and "torch==2.13.0" in text
     # setup.py builds the C header walk; the image build fails if it was not compiled
-    assert re.search(r"^COPY .*setup\.py", text, flags=re.M) and "import medseg.ingest._walk" in text
+    assert re.search(r"^COPY .*setup\.py", text, flags=re.M) and "import medseg.io.dicom._walk" in text
 
 
 def test_readme_links_every_deploy_file() -> None:

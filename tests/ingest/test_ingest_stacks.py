@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from medseg.ingest.reasons import Reason
 from medseg.ingest.stacks import Stack, assemble_series, frames_of, validate_stack
+from medseg.io.reasons import Reason
 
 
 def _header(

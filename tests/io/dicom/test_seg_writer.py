@@ -14,16 +14,16 @@ import torch
 from medseg.config import IngestConfig, MedsegConfig
 from medseg.demo.archive import generate_demo_archive
 from medseg.geometry import Geometry
-from medseg.inference.dicom_seg import (
+from medseg.inference.predict import predict_case
+from medseg.ingest.catalog import Catalog
+from medseg.ingest.run import ingest
+from medseg.io.dicom.seg_writer import (
     DicomSourceUnavailable,
     build_prediction_seg,
     find_dicom_source,
     seg_path,
     write_seg_atomic,
 )
-from medseg.inference.predict import predict_case
-from medseg.ingest.catalog import Catalog
-from medseg.ingest.run import ingest
 from medseg.io.volume_store import CaseVolume, read_case, read_meta, write_case
 from medseg.training.bundle import ModelBundle
 from medseg.workspace import Workspace

@@ -1,4 +1,4 @@
-/* The top-level element walk of medseg.ingest.fast_header._scan, in C.
+/* The top-level element walk of medseg.io.dicom.fast_walk._scan, in C.
  *
  * walk(buf, pos, explicit, fields, tags, us_tags, stop, only_group=-1, split=True) walks the
  * little-endian data elements of ``buf`` from ``pos`` exactly as the pure-Python loop of ``_scan``
@@ -15,7 +15,7 @@
  * corrupted copies. With it a classic file's header scan takes 18 us instead of 57 (the Python
  * loop stays the fallback when this module was not compiled).
  *
- * dataset(buf, pos, end, explicit, depth, seqs, leaves, us_leaves) is fast_header._dataset in C:
+ * dataset(buf, pos, end, explicit, depth, seqs, leaves, us_leaves) is fast_walk.walk_dataset in C:
  * the values of ``leaves`` (US leaves as int, text ones as lists of strings) and of ``seqs`` (as
  * lists of item dicts, recursively) from ``pos`` to ``end`` (-1: up to an item delimiter, or
  * PixelData at depth 0), as ``(dict, pos after)``. It returns None, leaving the whole walk to the
@@ -41,7 +41,7 @@ static inline uint32_t u32(const unsigned char *p)
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-/* VRs with a 2-byte reserved field and a 4-byte length (fast_header._LONG_VRS). */
+/* VRs with a 2-byte reserved field and a 4-byte length (fast_walk._LONG_VRS). */
 static int long_vr(unsigned char a, unsigned char b)
 {
     switch (a) {
@@ -56,7 +56,7 @@ static int long_vr(unsigned char a, unsigned char b)
     }
 }
 
-/* fast_header._text(raw), split on backslashes as _scan does; NULL (no exception) when not ASCII. */
+/* fast_walk._text(raw), split on backslashes as _scan does; NULL (no exception) when not ASCII. */
 static PyObject *text_value(const unsigned char *p, Py_ssize_t n, int split)
 {
     while (n > 0 && (p[n - 1] == 0 || p[n - 1] == ' '))
@@ -204,7 +204,7 @@ typedef struct {
     PyObject *seqs, *leaves, *us_leaves;
 } Walk;
 
-/* fast_header._element: -1 where the Python loop would read on (or decline a bad VR). */
+/* fast_walk.read_element: -1 where the Python loop would read on (or decline a bad VR). */
 static int element(const Walk *w, Py_ssize_t pos, uint32_t *tag, int *vr_sq, int *has_vr, uint32_t *length,
                    Py_ssize_t *vpos)
 {
@@ -238,7 +238,7 @@ static int element(const Walk *w, Py_ssize_t pos, uint32_t *tag, int *vr_sq, int
 
 static PyObject *items_of(const Walk *w, Py_ssize_t pos, uint32_t length, int depth, Py_ssize_t *after);
 
-/* A leaf's value as _dataset decodes it; NULL without an exception: leave it to the Python loop. */
+/* A leaf's value as walk_dataset decodes it; NULL without an exception: leave it to the Python loop. */
 static PyObject *leaf_value(const Walk *w, PyObject *key, Py_ssize_t vpos, uint32_t length)
 {
     if (vpos + (Py_ssize_t)length > w->n)
@@ -260,7 +260,7 @@ static PyObject *leaf_value(const Walk *w, PyObject *key, Py_ssize_t vpos, uint3
     return list;
 }
 
-/* fast_header._dataset; NULL without an exception: leave the whole walk to the Python loop. */
+/* fast_walk.walk_dataset; NULL without an exception: leave the whole walk to the Python loop. */
 static PyObject *dataset_of(const Walk *w, Py_ssize_t pos, Py_ssize_t end, int depth, Py_ssize_t *after)
 {
     if (depth > MAX_DEPTH)
@@ -319,7 +319,7 @@ fail:
     return NULL;
 }
 
-/* fast_header._items */
+/* fast_walk._items */
 static PyObject *items_of(const Walk *w, Py_ssize_t pos, uint32_t length, int depth, Py_ssize_t *after)
 {
     Py_ssize_t end = length == UNDEFINED_LENGTH ? -1 : pos + (Py_ssize_t)length;
@@ -377,11 +377,11 @@ static PyObject *dataset(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS, "Walk the top-level elements of a DICOM buffer (see the module source)."},
-    {"dataset", dataset, METH_VARARGS, "fast_header._dataset in C, or None (see the module source)."},
+    {"dataset", dataset, METH_VARARGS, "fast_walk.walk_dataset in C, or None (see the module source)."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_walk", "C walk of fast_header._scan", -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_walk", "C walk of fast_walk._scan", -1, methods};
 
 PyMODINIT_FUNC PyInit__walk(void)
 {

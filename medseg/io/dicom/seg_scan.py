@@ -18,25 +18,25 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from medseg.ingest.fast_header import (
-    _GROUP_LEAVES,
-    _GROUP_SEQS,
-    _UNDEFINED,
+from medseg.io.dicom.fast_walk import (
+    GROUP_LEAVES,
+    GROUP_SEQS,
     IMPLICIT_LE,
     PIXEL_DATA,
-    _dataset,
-    _Decline,
-    _element,
-    _Reader,
+    UNDEFINED_LENGTH,
+    Decline,
+    FileReader,
     dataset_start,
     frame_table,
+    read_element,
+    walk_dataset,
 )
 
 _SEGMENTS, _SEGMENT_NUMBER, _SEGMENT_LABEL = 0x00620002, 0x00620004, 0x00620005
 _SEG_TYPE, _MAX_FRACTIONAL, _N_FRAMES = 0x00620001, 0x0062000E, 0x00280008
 _ROWS, _COLS, _BITS, _SIGNED = 0x00280010, 0x00280011, 0x00280100, 0x00280103
-_SEQS = frozenset({*_GROUP_SEQS, _SEGMENTS})
-_LEAVES = frozenset({*_GROUP_LEAVES, _SEGMENT_NUMBER, _SEGMENT_LABEL, _SEG_TYPE, _MAX_FRACTIONAL})
+_SEQS = frozenset({*GROUP_SEQS, _SEGMENTS})
+_LEAVES = frozenset({*GROUP_LEAVES, _SEGMENT_NUMBER, _SEGMENT_LABEL, _SEG_TYPE, _MAX_FRACTIONAL})
 _LEAVES |= {_N_FRAMES, _ROWS, _COLS, _BITS, _SIGNED}
 
 
@@ -70,16 +70,16 @@ def _first(values: Any, default: Any) -> Any:
 def scan_seg(path: str) -> SegContent | None:
     """:class:`SegContent` of a native-encoded SEG whose frames all have a plane position, or None."""
     try:
-        with _Reader(path) as r:
+        with FileReader(path) as r:
             pos, ts = dataset_start(r)
             explicit = ts != IMPLICIT_LE
-            top, pos = _dataset(r, pos, None, explicit, 0, _SEQS, _LEAVES)
-            tag, _, length, vpos = _element(r, pos, explicit)
-            if tag != PIXEL_DATA or length == _UNDEFINED:
+            top, pos = walk_dataset(r, pos, None, explicit, 0, _SEQS, _LEAVES)
+            tag, _, length, vpos = read_element(r, pos, explicit)
+            if tag != PIXEL_DATA or length == UNDEFINED_LENGTH:
                 return None  # encapsulated (compressed) frames: pydicom's decoders
             r.need(vpos + length)
             raw = r.buf[vpos : vpos + length]
-    except (_Decline, struct.error, OSError, ValueError):
+    except (Decline, struct.error, OSError, ValueError):
         return None
     try:
         n_frames = int(_first(top.get(_N_FRAMES), "1") or 1)

@@ -4,7 +4,7 @@ Contours (``ROIContourSequence`` → ``ContourSequence``, ``CLOSED_PLANAR`` only
 contours are markers, not regions) are placed by *physical position*: their LPS points are mapped
 into the image's index space with :meth:`Geometry.lps_to_index`. A contour must be parallel to the
 slices (index ``k`` constant within :data:`PLANE_TOL`) and lie within half a slice of one; it is
-then filled on that slice with :func:`medseg.ingest.polygon.fill_polygon` (pixel centres inside or
+then filled on that slice with :func:`medseg.io.dicom.polygon.fill_polygon` (pixel centres inside or
 on the contour). Contours of one ROI on the same slice are combined with XOR, so an inner contour
 is a hole (the usual RT convention); a hole (a contour inside an odd number of the ROI's other
 contours on that slice) removes only the pixel centres strictly inside it, because a traced hole
@@ -30,9 +30,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.geometry import Geometry
-from medseg.ingest.polygon import fill_polygon, point_in_polygon
-from medseg.ingest.reasons import IngestError, Reason
-from medseg.ingest.stacks import Frame
+from medseg.io.dicom.frame import Frame
+from medseg.io.dicom.polygon import fill_polygon, point_in_polygon
+from medseg.io.reasons import IngestError, Reason
 
 if TYPE_CHECKING:  # pydicom is imported on first use
     from pydicom.dataset import Dataset

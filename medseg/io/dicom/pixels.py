@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from medseg.ingest.reasons import IngestError, Reason
-from medseg.ingest.stacks import Frame
+from medseg.io.dicom.frame import Frame
+from medseg.io.reasons import IngestError, Reason
 
 if TYPE_CHECKING:  # pydicom is imported on first use: native stacks are read without it
     from pydicom.dataset import Dataset

@@ -25,15 +25,15 @@ _Dataset = Callable[..., "tuple[dict[int, Any], int] | None"]
 _c_walk: _Walk | None
 _c_dataset: _Dataset | None
 try:  # the C walks (setup.py builds them where a C compiler is available)
-    from medseg.ingest._walk import dataset as _c_dataset
-    from medseg.ingest._walk import walk as _c_walk
+    from medseg.io.dicom._walk import dataset as _c_dataset
+    from medseg.io.dicom._walk import walk as _c_walk
 except ImportError:  # pragma: no cover - depends on the install
     _c_walk = _c_dataset = None
 
 #: the C walk used by :func:`_scan` and :func:`file_meta` (None: the pure-Python loops alone,
 #: same results, ~3x slower header reading)
 C_WALK: _Walk | None = _c_walk
-#: the C version of :func:`_dataset` (None: the pure-Python loop alone, same results)
+#: the C version of :func:`walk_dataset` (None: the pure-Python loop alone, same results)
 C_DATASET: _Dataset | None = _c_dataset
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -47,7 +47,7 @@ _HEAD = 8192  # bytes read first (a classic slice's header fits); the rest of th
 _MAX_FILE = 64 << 20
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_UNDEFINED = 0xFFFFFFFF
+UNDEFINED_LENGTH = 0xFFFFFFFF
 _US = struct.Struct("<H")
 _UL = struct.Struct("<I")
 _TAG = struct.Struct("<HH")
@@ -79,12 +79,12 @@ TAGS: dict[int, str] = {
     0x00281052: "intercept",
     0x00281053: "slope",
 }
-_US_TAGS = {0x00280002, 0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103}
+US_TAGS = {0x00280002, 0x00280010, 0x00280011, 0x00280100, 0x00280101, 0x00280103}
 _REF_SERIES = 0x00081115  # ReferencedSeriesSequence (the images a DICOM SEG was drawn on)
 _DIR_RECORDS = 0x00041220
 #: tags the top-level walk stops at: functional groups and DICOMDIR records (decline), except in a
 #: DICOM SEG, where functional groups are skipped and the referenced series are read
-_FALLBACK_TAGS = {0x52009229, 0x52009230, _DIR_RECORDS, _REF_SERIES}
+STOP_TAGS = {0x52009229, 0x52009230, _DIR_RECORDS, _REF_SERIES}
 SEG_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"})
 #: inside ReferencedSeriesSequence items: SeriesInstanceUID, ReferencedInstanceSequence > ReferencedSOPInstanceUID
 _REF_SEQS = frozenset({0x0008114A})
@@ -92,11 +92,11 @@ _REF_LEAVES = frozenset({0x0020000E, 0x00081155})
 REF_SERIES_UID, REF_INSTANCES, REF_SOP_UID = 0x0020000E, 0x0008114A, 0x00081155
 
 
-class _Decline(Exception):
+class Decline(Exception):
     """Not a file for the fast path (the caller uses pydicom)."""
 
 
-class _Reader:
+class FileReader:
     """The bytes of one file, read lazily: the first :data:`_HEAD` bytes, the rest only when needed."""
 
     def __init__(self, path: str) -> None:
@@ -108,7 +108,7 @@ class _Reader:
             raise
         self.complete = len(self.buf) < _HEAD
 
-    def __enter__(self) -> _Reader:
+    def __enter__(self) -> FileReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -118,10 +118,10 @@ class _Reader:
         if end <= len(self.buf):
             return
         if self.complete:
-            raise _Decline("truncated")
+            raise Decline("truncated")
         size = os.fstat(self.fd).st_size
         if size > _MAX_FILE:
-            raise _Decline("file too large for the fast path")
+            raise Decline("file too large for the fast path")
         parts = [self.buf]
         have = len(self.buf)
         while have < size:
@@ -133,10 +133,10 @@ class _Reader:
         self.buf = b"".join(parts)
         self.complete = True
         if end > len(self.buf):
-            raise _Decline("truncated")
+            raise Decline("truncated")
 
 
-def _element(r: _Reader, pos: int, explicit: bool) -> tuple[int, bytes | None, int, int]:
+def read_element(r: FileReader, pos: int, explicit: bool) -> tuple[int, bytes | None, int, int]:
     """(tag, VR or None, value length, value position) of the element at ``pos``."""
     r.need(pos + 8)
     group, elem = _TAG.unpack_from(r.buf, pos)
@@ -147,40 +147,40 @@ def _element(r: _Reader, pos: int, explicit: bool) -> tuple[int, bytes | None, i
         return tag, None, _UL.unpack_from(r.buf, pos + 4)[0], pos + 8
     vr = bytes(r.buf[pos + 4 : pos + 6])
     if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-        raise _Decline("bad VR")
+        raise Decline("bad VR")
     if vr in _LONG_VRS:
         r.need(pos + 12)
         return tag, vr, _UL.unpack_from(r.buf, pos + 8)[0], pos + 12
     return tag, vr, _US.unpack_from(r.buf, pos + 6)[0], pos + 8
 
 
-def _skip_undefined(r: _Reader, pos: int, explicit: bool, depth: int = 0) -> int:
+def _skip_undefined(r: FileReader, pos: int, explicit: bool, depth: int = 0) -> int:
     """Position after an undefined-length sequence whose first item starts at ``pos``."""
     if depth > 16:
-        raise _Decline("nesting")
+        raise Decline("nesting")
     while True:
-        tag, _, length, vpos = _element(r, pos, explicit)
+        tag, _, length, vpos = read_element(r, pos, explicit)
         if tag == _SEQ_END:
             return vpos
         if tag != _ITEM:
-            raise _Decline("bad item")
-        if length != _UNDEFINED:
+            raise Decline("bad item")
+        if length != UNDEFINED_LENGTH:
             pos = vpos + length
             continue
         pos = vpos
         while True:  # item of undefined length: elements until the item delimiter
-            tag, _, length, vpos = _element(r, pos, explicit)
+            tag, _, length, vpos = read_element(r, pos, explicit)
             if tag == _ITEM_END:
                 pos = vpos
                 break
-            pos = _skip_undefined(r, vpos, explicit, depth + 1) if length == _UNDEFINED else vpos + length
+            pos = _skip_undefined(r, vpos, explicit, depth + 1) if length == UNDEFINED_LENGTH else vpos + length
 
 
 def _text(raw: bytes) -> str:
     try:
         return raw.rstrip(b"\x00 ").decode("ascii")
     except UnicodeDecodeError as exc:
-        raise _Decline("non-ASCII text") from exc
+        raise Decline("non-ASCII text") from exc
 
 
 def scan_file(path: str) -> dict[str, Any] | None:
@@ -192,20 +192,20 @@ def scan_file(path: str) -> dict[str, Any] | None:
         ``pixel_offset`` / ``pixel_length`` of the PixelData value.
     """
     try:
-        with _Reader(path) as r:
+        with FileReader(path) as r:
             return _scan(r)
-    except (_Decline, struct.error, OSError, ValueError):
+    except (Decline, struct.error, OSError, ValueError):
         return None
 
 
-def _scan(r: _Reader) -> dict[str, Any]:
+def _scan(r: FileReader) -> dict[str, Any]:
     pos, meta = file_meta(r)
     fields: dict[str, Any] = dict(meta)
     ts = meta["transfer_syntax"]
     explicit = ts != IMPLICIT_LE
     # The top-level walk, inlined (it runs ~60 times per file over 100k+ files): same decoding as
-    # :func:`_element`, with the common case (value inside the first read) free of method calls.
-    tags, us_tags, fallback, long_vrs = TAGS, _US_TAGS, _FALLBACK_TAGS, _LONG_VRS
+    # :func:`read_element`, with the common case (value inside the first read) free of method calls.
+    tags, us_tags, fallback, long_vrs = TAGS, US_TAGS, STOP_TAGS, _LONG_VRS
     unpack_tag, unpack_ul, unpack_us = _TAG.unpack_from, _UL.unpack_from, _US.unpack_from
     walk = C_WALK
     while True:
@@ -215,7 +215,7 @@ def _scan(r: _Reader) -> dict[str, Any]:
                 return fields
         buf = r.buf
         if pos + 12 > len(buf):
-            tag, vr, length, vpos = _element(r, pos, explicit)
+            tag, vr, length, vpos = read_element(r, pos, explicit)
         else:
             group, elem = unpack_tag(buf, pos)
             tag = (group << 16) | elem
@@ -224,7 +224,7 @@ def _scan(r: _Reader) -> dict[str, Any]:
             else:
                 vr = buf[pos + 4 : pos + 6]
                 if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-                    raise _Decline("bad VR")
+                    raise Decline("bad VR")
                 if vr in long_vrs:
                     length, vpos = unpack_ul(buf, pos + 8)[0], pos + 12
                 else:
@@ -236,15 +236,15 @@ def _scan(r: _Reader) -> dict[str, Any]:
             seg = tag < PIXEL_DATA and tag != _DIR_RECORDS and fields.get("sop_class") in SEG_SOP_CLASSES
             if seg and tag == _REF_SERIES:
                 if explicit and vr != b"SQ":
-                    raise _Decline("referenced series VR")
+                    raise Decline("referenced series VR")
                 fields["ref_series"], pos = _items(r, vpos, length, explicit, 1, _REF_SEQS, _REF_LEAVES)
                 continue
             if not seg and tag != _REF_SERIES:
-                raise _Decline("no pixel data / functional groups")
+                raise Decline("no pixel data / functional groups")
             # a SEG's functional groups, an image's ReferencedSeriesSequence: skipped as any sequence
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             if explicit and vr not in (b"SQ", b"UN"):
-                raise _Decline("undefined length")
+                raise Decline("undefined length")
             pos = _skip_undefined(r, vpos, explicit and vr == b"SQ")  # UN (undefined) holds implicit VR
             continue
         name = tags.get(tag)
@@ -253,7 +253,7 @@ def _scan(r: _Reader) -> dict[str, Any]:
             raw = bytes(r.buf[vpos : vpos + length])
             if tag in us_tags:
                 if length != 2:
-                    raise _Decline("US length")
+                    raise Decline("US length")
                 fields[name] = unpack_us(raw)[0]
             else:
                 text = _text(raw)
@@ -286,7 +286,7 @@ def pixel_layout(
         or n_frames != 1
         or bits not in (8, 16, 32)
         or photometric not in ("MONOCHROME1", "MONOCHROME2")
-        or length == _UNDEFINED
+        or length == UNDEFINED_LENGTH
         or length < rows * cols * bits // 8
     ):
         return None
@@ -316,16 +316,16 @@ def element_header(head: bytes, transfer_syntax: str) -> tuple[int, int] | None:
 _PER_FRAME, _SHARED = 0x52009230, 0x52009229
 #: (functional group sequence, attribute): IPP, IOP, PixelSpacing, ReferencedSegmentNumber
 FRAME_ATTRS = ((0x00209113, 0x00200032), (0x00209116, 0x00200037), (0x00289110, 0x00280030), (0x0062000A, 0x0062000B))
-_GROUP_SEQS = frozenset({_PER_FRAME, _SHARED, *(s for s, _ in FRAME_ATTRS)})
-_GROUP_LEAVES = frozenset(a for _, a in FRAME_ATTRS)
+GROUP_SEQS = frozenset({_PER_FRAME, _SHARED, *(s for s, _ in FRAME_ATTRS)})
+GROUP_LEAVES = frozenset(a for _, a in FRAME_ATTRS)
 #: leaves decoded as US: ReferencedSegmentNumber, SegmentNumber, MaximumFractionalValue, Rows,
 #: Columns, BitsAllocated, PixelRepresentation (all other leaves are backslash-separated text)
 _US_LEAVES = frozenset({0x0062000B, 0x00620004, 0x0062000E, 0x00280010, 0x00280011, 0x00280100, 0x00280103})
 
 
-def _dataset(
-    r: _Reader, pos: int, end: int | None, explicit: bool, depth: int,
-    seqs: frozenset[int] = _GROUP_SEQS, leaves: frozenset[int] = _GROUP_LEAVES,
+def walk_dataset(
+    r: FileReader, pos: int, end: int | None, explicit: bool, depth: int,
+    seqs: frozenset[int] = GROUP_SEQS, leaves: frozenset[int] = GROUP_LEAVES,
 ) -> tuple[dict[int, Any], int]:
     """Values of the ``leaves`` (and ``seqs``, as item lists) from ``pos`` to ``end``.
 
@@ -337,10 +337,10 @@ def _dataset(
         if done is not None:
             return done
     if depth > 8:
-        raise _Decline("nesting")
+        raise Decline("nesting")
     out: dict[int, Any] = {}
     while end is None or pos < end:
-        tag, vr, length, vpos = _element(r, pos, explicit)
+        tag, vr, length, vpos = read_element(r, pos, explicit)
         if tag == _ITEM_END:
             return out, vpos
         if depth == 0 and tag >= PIXEL_DATA:
@@ -348,7 +348,7 @@ def _dataset(
         if tag in seqs and (vr is None or vr == b"SQ"):
             out[tag], pos = _items(r, vpos, length, explicit, depth + 1, seqs, leaves)
             continue
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             pos = _skip_undefined(r, vpos, explicit and vr == b"SQ")
             continue
         if tag in leaves:
@@ -360,19 +360,19 @@ def _dataset(
 
 
 def _items(
-    r: _Reader, pos: int, length: int, explicit: bool, depth: int,
-    seqs: frozenset[int] = _GROUP_SEQS, leaves: frozenset[int] = _GROUP_LEAVES,
+    r: FileReader, pos: int, length: int, explicit: bool, depth: int,
+    seqs: frozenset[int] = GROUP_SEQS, leaves: frozenset[int] = GROUP_LEAVES,
 ) -> tuple[list[dict[int, Any]], int]:
-    end = None if length == _UNDEFINED else pos + length
+    end = None if length == UNDEFINED_LENGTH else pos + length
     items: list[dict[int, Any]] = []
     while end is None or pos < end:
-        tag, _, item_len, ipos = _element(r, pos, explicit)
+        tag, _, item_len, ipos = read_element(r, pos, explicit)
         if tag == _SEQ_END:
             return items, ipos
         if tag != _ITEM:
-            raise _Decline("bad item")
-        item_end = None if item_len == _UNDEFINED else ipos + item_len
-        values, pos = _dataset(r, ipos, item_end, explicit, depth, seqs, leaves)
+            raise Decline("bad item")
+        item_end = None if item_len == UNDEFINED_LENGTH else ipos + item_len
+        values, pos = walk_dataset(r, ipos, item_end, explicit, depth, seqs, leaves)
         pos = item_end if item_end is not None else pos
         items.append(values)
     return items, pos
@@ -382,15 +382,15 @@ _META_TAGS = {0x00020010: "transfer_syntax", 0x00020002: "media_class"}
 _NO_TAGS: frozenset[int] = frozenset()
 
 
-def file_meta(r: _Reader) -> tuple[int, dict[str, str]]:
+def file_meta(r: FileReader) -> tuple[int, dict[str, str]]:
     """Position of the first dataset element after the file meta group, and the meta fields read
     there: ``transfer_syntax`` (always) and ``media_class`` (when present).
 
     Raises:
-        _Decline: no preamble, undefined meta lengths, or a big-endian / deflated transfer syntax.
+        Decline: no preamble, undefined meta lengths, or a big-endian / deflated transfer syntax.
     """
     if len(r.buf) < 132 or r.buf[128:132] != b"DICM":
-        raise _Decline("no preamble")
+        raise Decline("no preamble")
     fields: dict[str, str] = {}
     pos = 132
     walk = C_WALK
@@ -400,9 +400,9 @@ def file_meta(r: _Reader) -> tuple[int, dict[str, str]]:
         r.need(pos + 8)
         if _US.unpack_from(r.buf, pos)[0] != 0x0002:
             break
-        tag, _, length, vpos = _element(r, pos, True)
-        if length == _UNDEFINED:
-            raise _Decline("undefined meta length")
+        tag, _, length, vpos = read_element(r, pos, True)
+        if length == UNDEFINED_LENGTH:
+            raise Decline("undefined meta length")
         r.need(vpos + length)
         name = _META_TAGS.get(tag)
         if name is not None:
@@ -410,18 +410,18 @@ def file_meta(r: _Reader) -> tuple[int, dict[str, str]]:
         pos = vpos + length
     ts = fields.get("transfer_syntax", "")
     if not ts or ts in (BIG_ENDIAN, DEFLATED):
-        raise _Decline("transfer syntax")
+        raise Decline("transfer syntax")
     return pos, fields
 
 
-def dataset_start(r: _Reader) -> tuple[int, str]:
+def dataset_start(r: FileReader) -> tuple[int, str]:
     """Position of the first dataset element and the transfer syntax (see :func:`file_meta`)."""
     pos, fields = file_meta(r)
     return pos, fields["transfer_syntax"]
 
 
 def frame_table(top: dict[int, Any], n_frames: int) -> list[tuple[Any, Any, Any, Any]]:
-    """Per frame ``(IPP, IOP, PixelSpacing, ReferencedSegmentNumber)`` from a :func:`_dataset` walk.
+    """Per frame ``(IPP, IOP, PixelSpacing, ReferencedSegmentNumber)`` from a :func:`walk_dataset` walk.
 
     Per-frame functional groups win over the shared ones.
     """
@@ -448,9 +448,9 @@ def scan_frame_groups(path: str, n_frames: int) -> list[tuple[Any, Any, Any, Any
     Same result as walking the pydicom Dataset, ~5x faster (pydicom builds a Dataset per item).
     """
     try:
-        with _Reader(path) as r:
+        with FileReader(path) as r:
             pos, ts = dataset_start(r)
-            top, _ = _dataset(r, pos, None, ts != IMPLICIT_LE, 0)
-    except (_Decline, struct.error, OSError, ValueError):
+            top, _ = walk_dataset(r, pos, None, ts != IMPLICIT_LE, 0)
+    except (Decline, struct.error, OSError, ValueError):
         return None
     return frame_table(top, n_frames)

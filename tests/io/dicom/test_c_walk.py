@@ -1,4 +1,4 @@
-"""The compiled header walks (``medseg.ingest._walk``) give exactly what the pure-Python walks give.
+"""The compiled header walks (``medseg.io.dicom._walk``) give exactly what the pure-Python walks give.
 
 Both run on every real file and on thousands of corrupted copies (bytes flipped, lengths broken,
 files cut short): the scanned fields, the pixel offset and every decline must be the same.
@@ -14,19 +14,19 @@ from typing import Any
 import pytest
 from dicom_factory import ct_slices, write
 
-from medseg.ingest import fast_header
-from medseg.ingest.seg_scan import scan_seg
+from medseg.io.dicom import fast_walk
+from medseg.io.dicom.seg_scan import scan_seg
 
 REAL = ("dicom2nifti", "pydicom-data", "dicom-edge-cases", "tcia-brain-tumor-progression", "rt-utils", "dcmqi-seg")
 
-_walk = pytest.importorskip("medseg.ingest._walk", reason="C header walk not compiled (no C compiler at install)")
+_walk = pytest.importorskip("medseg.io.dicom._walk", reason="C header walk not compiled (no C compiler at install)")
 walk = _walk.walk
 
 
 @pytest.fixture
 def python_walk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(fast_header, "C_WALK", None)
-    monkeypatch.setattr(fast_header, "C_DATASET", None)
+    monkeypatch.setattr(fast_walk, "C_WALK", None)
+    monkeypatch.setattr(fast_walk, "C_DATASET", None)
     yield
 
 
@@ -34,24 +34,24 @@ def _scans(path: str) -> tuple[Any, ...]:
     seg = scan_seg(path)
     seg_fields = None if seg is None else (seg.segments, seg.seg_type, seg.max_fractional, seg.table,
                                            seg.frames.tobytes())
-    return fast_header.scan_file(path), fast_header.scan_frame_groups(path, 2), seg_fields
+    return fast_walk.scan_file(path), fast_walk.scan_frame_groups(path, 2), seg_fields
 
 
 def _both(path: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     with monkeypatch.context() as m:
-        m.setattr(fast_header, "C_WALK", walk)
-        m.setattr(fast_header, "C_DATASET", _walk.dataset)
+        m.setattr(fast_walk, "C_WALK", walk)
+        m.setattr(fast_walk, "C_DATASET", _walk.dataset)
         compiled = _scans(path)
     with monkeypatch.context() as m:
-        m.setattr(fast_header, "C_WALK", None)
-        m.setattr(fast_header, "C_DATASET", None)
+        m.setattr(fast_walk, "C_WALK", None)
+        m.setattr(fast_walk, "C_DATASET", None)
         python = _scans(path)
     return compiled, python
 
 
 def test_fast_header_uses_the_compiled_walk() -> None:
     """Where the extension was built (this module is skipped otherwise), the header reader uses it."""
-    assert fast_header.C_WALK is walk and fast_header.C_DATASET is _walk.dataset
+    assert fast_walk.C_WALK is walk and fast_walk.C_DATASET is _walk.dataset
 
 
 def test_same_fields_on_every_real_file(real_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,7 +115,7 @@ def test_same_result_on_corrupted_files(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_stops_at_what_the_python_loop_must_take() -> None:
     """Direct calls: each stop leaves ``pos`` at the element it did not consume."""
-    tags, us_tags, stop = fast_header.TAGS, fast_header._US_TAGS, fast_header._FALLBACK_TAGS
+    tags, us_tags, stop = fast_walk.TAGS, fast_walk.US_TAGS, fast_walk.STOP_TAGS
 
     def el(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
         return group.to_bytes(2, "little") + elem.to_bytes(2, "little") + vr + len(value).to_bytes(2, "little") + value
@@ -143,6 +143,6 @@ def test_stops_at_what_the_python_loop_must_take() -> None:
 def test_python_walk_alone_still_reads_headers(tmp_path: Path) -> None:
     dss, _ = ct_slices(n=2, rows=6, cols=7)
     paths = write(dss, tmp_path)
-    assert fast_header.C_WALK is None
-    fields = fast_header.scan_file(str(paths[0]))
+    assert fast_walk.C_WALK is None
+    fields = fast_walk.scan_file(str(paths[0]))
     assert fields is not None and fields["rows"] == 6 and fields["cols"] == 7 and fields["pixel_offset"] > 132

@@ -19,6 +19,10 @@ from typing import Any
 from medseg.deid import keyed_hash
 
 PREFIX = "nouid_"
+#: header attributes of the fallback series key
+FALLBACK_KEYWORDS = ("StudyInstanceUID", "StudyID", "StudyDate", "PatientID", "FrameOfReferenceUID",
+                     "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "SeriesNumber",
+                     "AcquisitionNumber", "ImageType")
 
 
 def _rounded(value: Any, digits: int) -> list[float] | None:

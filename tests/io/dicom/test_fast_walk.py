@@ -11,12 +11,12 @@ import pytest
 from dicom_factory import ct_slices, seg_for, write
 from pydicom.uid import ImplicitVRLittleEndian
 
-from medseg.ingest.fast_header import scan_file, scan_frame_groups
 from medseg.ingest.headers import _describe_fast, read_header
-from medseg.ingest.pixels import read_native, read_stack
-from medseg.ingest.seg import _frame_table, read_seg, seg_segments
-from medseg.ingest.seg_scan import scan_seg
 from medseg.ingest.stacks import frames_of
+from medseg.io.dicom.fast_walk import scan_file, scan_frame_groups
+from medseg.io.dicom.pixels import read_native, read_stack
+from medseg.io.dicom.seg import _frame_table, read_seg, seg_segments
+from medseg.io.dicom.seg_scan import scan_seg
 
 REAL = ("dicom2nifti", "pydicom-data", "dicom-edge-cases", "tcia-brain-tumor-progression", "rt-utils", "dcmqi-seg")
 

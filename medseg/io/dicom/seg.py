@@ -21,10 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.geometry import Geometry
-from medseg.ingest.fast_header import FRAME_ATTRS, scan_frame_groups
-from medseg.ingest.reasons import IngestError, Reason
-from medseg.ingest.seg_scan import SegContent, scan_seg
-from medseg.ingest.stacks import Frame
+from medseg.io.dicom.fast_walk import FRAME_ATTRS, scan_frame_groups
+from medseg.io.dicom.frame import Frame
+from medseg.io.dicom.seg_scan import SegContent, scan_seg
+from medseg.io.reasons import IngestError, Reason
 
 if TYPE_CHECKING:  # pydicom is imported on first use (fallback paths only)
     from pydicom.dataset import Dataset
