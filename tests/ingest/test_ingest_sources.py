@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dicom_factory import ct_slices, write
 
-import medseg.ingest.headers as headers_mod
+import medseg.io.dicom.read as headers_mod
 import medseg.stages.ingest as ingest_stage
 from medseg.config import IngestConfig, MedsegConfig
 from medseg.ingest.catalog import Catalog

@@ -21,8 +21,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.geometry import Geometry
-from medseg.io.dicom.fast_walk import FRAME_ATTRS, scan_frame_groups
 from medseg.io.dicom.frame import Frame
+from medseg.io.dicom.frame_groups import dataset_frame_table, scan_frame_groups
 from medseg.io.dicom.seg_scan import SegContent, scan_seg
 from medseg.io.reasons import IngestError, Reason
 
@@ -32,34 +32,6 @@ if TYPE_CHECKING:  # pydicom is imported on first use (fallback paths only)
 FRACTIONAL_THRESHOLD = 0.5
 INPLANE_TOL = 0.1  # pixels: SEG frame origin must fall on an image pixel centre
 SLICE_TOL = 0.5  # slices: nearest image slice within half a slice
-
-
-_PER_FRAME, _SHARED = 0x52009230, 0x52009229
-
-
-def _group_value(group: Dataset | None, seq_tag: int, attr_tag: int) -> Any:
-    """``group.<seq>[0].<attr>`` by tag (pydicom keyword lookups cost ~10x more), or None."""
-    if group is None or seq_tag not in group:
-        return None
-    seq = group[seq_tag].value
-    if not seq:
-        return None
-    item = seq[0]
-    return item[attr_tag].value if attr_tag in item else None
-
-
-def _frame_table(seg: Dataset, n_frames: int) -> list[tuple[Any, Any, Any, Any]]:
-    """Per frame ``(IPP, IOP, PixelSpacing, ReferencedSegmentNumber)``; per-frame groups win over shared."""
-    per_frame = seg[_PER_FRAME].value if _PER_FRAME in seg else []
-    shared_seq = seg[_SHARED].value if _SHARED in seg else []
-    shared = shared_seq[0] if shared_seq else None
-    shared_values = [_group_value(shared, s, a) for s, a in FRAME_ATTRS]
-    table = []
-    for f in range(n_frames):
-        group = per_frame[f] if f < len(per_frame) else None
-        values = [_group_value(group, s, a) for s, a in FRAME_ATTRS]
-        table.append(tuple(v if v is not None else sv for v, sv in zip(values, shared_values, strict=True)))
-    return table
 
 
 def _source_ref(seg: Dataset, f: int) -> tuple[str, int] | None:
@@ -132,7 +104,7 @@ def load_seg(path: str) -> SegContent:
         segments=seg_segments(ds),
         seg_type=str(ds.get("SegmentationType", "BINARY") or "BINARY").upper(),
         max_fractional=float(ds.get("MaximumFractionalValue", 255) or 255),
-        table=scan_frame_groups(path, n_frames) or _frame_table(ds, n_frames),
+        table=scan_frame_groups(path, n_frames) or dataset_frame_table(ds, n_frames),
         frames=frames,
         dataset=ds,
     )

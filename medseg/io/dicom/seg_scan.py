@@ -19,18 +19,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.io.dicom.fast_walk import (
-    GROUP_LEAVES,
-    GROUP_SEQS,
     IMPLICIT_LE,
     PIXEL_DATA,
     UNDEFINED_LENGTH,
     Decline,
     FileReader,
     dataset_start,
-    frame_table,
     read_element,
     walk_dataset,
 )
+from medseg.io.dicom.frame_groups import GROUP_LEAVES, GROUP_SEQS, frame_table
 
 _SEGMENTS, _SEGMENT_NUMBER, _SEGMENT_LABEL = 0x00620002, 0x00620004, 0x00620005
 _SEG_TYPE, _MAX_FRACTIONAL, _N_FRAMES = 0x00620001, 0x0062000E, 0x00280008

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from dicom_factory import ct_slices, write
 
-from medseg.io.dicom import fast_walk
+from medseg.io.dicom import fast_walk, frame_groups
 from medseg.io.dicom.seg_scan import scan_seg
 
 REAL = ("dicom2nifti", "pydicom-data", "dicom-edge-cases", "tcia-brain-tumor-progression", "rt-utils", "dcmqi-seg")
@@ -34,7 +34,7 @@ def _scans(path: str) -> tuple[Any, ...]:
     seg = scan_seg(path)
     seg_fields = None if seg is None else (seg.segments, seg.seg_type, seg.max_fractional, seg.table,
                                            seg.frames.tobytes())
-    return fast_walk.scan_file(path), fast_walk.scan_frame_groups(path, 2), seg_fields
+    return fast_walk.scan_file(path), frame_groups.scan_frame_groups(path, 2), seg_fields
 
 
 def _both(path: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:

@@ -11,11 +11,13 @@ import pytest
 from dicom_factory import ct_slices, seg_for, write
 from pydicom.uid import ImplicitVRLittleEndian
 
-from medseg.ingest.headers import _describe_fast, read_header
+from medseg.ingest.headers import read_header
 from medseg.ingest.stacks import frames_of
-from medseg.io.dicom.fast_walk import scan_file, scan_frame_groups
+from medseg.io.dicom.fast_walk import scan_file
+from medseg.io.dicom.frame_groups import dataset_frame_table, scan_frame_groups
 from medseg.io.dicom.pixels import read_native, read_stack
-from medseg.io.dicom.seg import _frame_table, read_seg, seg_segments
+from medseg.io.dicom.read import describe_fields
+from medseg.io.dicom.seg import read_seg, seg_segments
 from medseg.io.dicom.seg_scan import scan_seg
 
 REAL = ("dicom2nifti", "pydicom-data", "dicom-edge-cases", "tcia-brain-tumor-progression", "rt-utils", "dcmqi-seg")
@@ -33,7 +35,7 @@ def test_fast_and_pydicom_headers_are_identical_on_real_files(real_data: Path) -
         assert fast == slow, p
         scanned = scan_file(str(p))
         fast_used += scanned is not None and fast.get("kind") == "image"
-        fast_seg += scanned is not None and fast.get("kind") == "seg" and _describe_fast(scanned, "k") is not None
+        fast_seg += scanned is not None and fast.get("kind") == "seg" and describe_fields(scanned, "k") is not None
     assert fast_used > 300  # the fast path really ran on most classic images
     assert fast_seg >= 7  # and on the DICOM SEGs (all but the big-endian one)
 
@@ -103,7 +105,7 @@ def test_functional_group_scan_equals_pydicom_on_real_multiframe_files(real_data
         fast = scan_frame_groups(str(p), n_frames)
         if fast is None:
             continue
-        assert _normalised(fast) == _normalised(_frame_table(ds, n_frames)), p
+        assert _normalised(fast) == _normalised(dataset_frame_table(ds, n_frames)), p
         checked += 1
     assert checked >= 20
 
@@ -137,7 +139,7 @@ def test_seg_scan_equals_pydicom_content(real_data: Path, tmp_path: Path, fracti
         assert fast.segments == seg_segments(ds), p
         assert fast.seg_type == str(ds.get("SegmentationType", "BINARY")).upper(), p
         assert fast.max_fractional == float(ds.get("MaximumFractionalValue", 255) or 255), p
-        assert _normalised(fast.table) == _normalised(_frame_table(ds, n)), p
+        assert _normalised(fast.table) == _normalised(dataset_frame_table(ds, n)), p
         np.testing.assert_array_equal(fast.frames, frames, err_msg=str(p))
         assert fast.frames.dtype == frames.dtype, p
         fast_used += 1
