@@ -1,4 +1,4 @@
-"""Label sources: DICOM SEG placement/thresholds, mask image series, pixel rescaling."""
+"""Mask image series as labels (:mod:`medseg.ingest.masks`); SEG and pixel tests are in tests/io/dicom/."""
 
 from __future__ import annotations
 
@@ -13,19 +13,11 @@ from pydicom.uid import UID
 
 from medseg.config import IngestConfig
 from medseg.ingest.catalog import Catalog
-from medseg.ingest.headers import read_header
 from medseg.ingest.run import ingest
-from medseg.ingest.stacks import Stack, assemble_series
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 
 CFG = IngestConfig(deid_secret="labels-secret", files_per_batch=16)
-
-
-def _stack(paths: list[Path]) -> Stack:
-    (st,) = assemble_series([read_header(p, "x-secret") for p in paths]).stacks
-    assert st.ok
-    return st
 
 
 def _mask_series(like: list[Dataset], values: NDArray[Any], description: str = "Mask_Tumor") -> list[Dataset]:
