@@ -229,9 +229,9 @@ def describe(tags: TagSource, path: str | Path, secret: str) -> InstanceHeader:
         header.ref_series_uids, header.ref_sop_uids, header.ref_for_uids = tags.rtstruct_references()
         return header
     _check_image(header, tags, path)
-    header.frames = tags.frames()
-    missing = [k for k in ("ipp", "iop", "spacing") if any(f[k] is None for f in header.frames)]
-    if missing:
+    frames = header.frames = tags.frames()
+    if any(None in f.values() for f in frames):  # each frame is {"ipp", "iop", "spacing"}
+        missing = [k for k in ("ipp", "iop", "spacing") if any(f[k] is None for f in frames)]
         raise IngestError(
             Reason.NO_GEOMETRY,
             f"{path}: {name} ({modality}) lacks {', '.join(_GEOMETRY_NAMES[m] for m in missing)}; it cannot be "
