@@ -24,7 +24,7 @@ from medseg.ingest.reasons import IngestError, Reason
 from medseg.ingest.rtstruct import rtstruct_to_label
 from medseg.ingest.seg import seg_to_label
 from medseg.ingest.stacks import Frame
-from medseg.ingest.volume_files import image_values, label_values, read_volume
+from medseg.io.volume_files import image_values, label_values, read_volume
 from medseg.io.volume_store import CaseVolume, write_case
 
 LABEL_NAME = "gt"

@@ -42,7 +42,7 @@ from medseg.ingest.fast_header import (
 from medseg.ingest.reasons import IngestError, Reason
 from medseg.ingest.rtstruct import RTSTRUCT_SOP_CLASS, rtstruct_references
 from medseg.ingest.uid_fallback import fallback_message, fallback_uids
-from medseg.ingest.volume_files import DATASET_JSON, read_dataset_json, read_volume_header, volume_suffix
+from medseg.io.volume_files import DATASET_JSON, read_dataset_json, read_volume_header, volume_suffix
 
 if TYPE_CHECKING:  # pydicom is imported on first use: the fast path reads most archives without it
     from pydicom.dataset import Dataset

@@ -32,8 +32,8 @@ from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
 from medseg.deid_key import resolve_deid_key
-from medseg.ingest.catalog import FILE_COLUMNS, Catalog
 from medseg.ingest.run import header_rows, scan_sources
+from medseg.io.catalog import FILE_COLUMNS, Catalog
 from medseg.parallel import task_size, worker_threads
 from medseg.workspace import Workspace
 
@@ -231,7 +231,7 @@ _STATUS = FILE_COLUMNS.index("status")
 def timed_header_rows(items: list[FileItem] | bytes, secret: str, run_id: str) -> tuple[bytes, int, float, float]:
     """Pickled catalog rows of a sub-batch, its quarantined count, wall and CPU seconds (one Dask task).
 
-    The rows are made on the worker (:func:`~medseg.ingest.catalog.file_row`) and pickled there as
+    The rows are made on the worker (:func:`~medseg.io.catalog.file_row`) and pickled there as
     one object: the task process only stores them, so its commits keep pace with many workers.
     """
     t0, c0 = time.perf_counter(), time.thread_time()

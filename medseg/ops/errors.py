@@ -19,7 +19,7 @@ from distributed.scheduler import KilledWorker
 from pydantic import ValidationError
 
 from medseg.config_loader import ConfigError
-from medseg.ingest.catalog import CatalogSchemaError
+from medseg.io.catalog import CatalogSchemaError
 
 
 class TransientError(RuntimeError):

@@ -22,8 +22,8 @@ from medseg.inference.dicom_seg import (
     write_seg_atomic,
 )
 from medseg.inference.predict import predict_case
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
+from medseg.io.catalog import Catalog
 from medseg.io.volume_store import CaseVolume, read_case, read_meta, write_case
 from medseg.training.bundle import ModelBundle
 from medseg.workspace import Workspace

@@ -14,13 +14,13 @@ from pydicom.uid import UID
 
 from medseg.config import IngestConfig
 from medseg.geometry import Geometry
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.headers import read_header
 from medseg.ingest.pixels import read_stack
 from medseg.ingest.reasons import IngestError, Reason
 from medseg.ingest.run import ingest
 from medseg.ingest.seg import seg_to_label
 from medseg.ingest.stacks import Stack, assemble_series
+from medseg.io.catalog import Catalog
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 

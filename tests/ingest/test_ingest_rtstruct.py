@@ -13,12 +13,12 @@ from pydicom import dcmread
 
 from medseg.config import IngestConfig
 from medseg.geometry import Geometry
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.headers import read_header
 from medseg.ingest.polygon import fill_polygon, polygon_area
 from medseg.ingest.rtstruct import rasterise_rois, read_rtstruct, rtstruct_rois
 from medseg.ingest.run import ingest
 from medseg.ingest.stacks import frames_of
+from medseg.io.catalog import Catalog
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 
