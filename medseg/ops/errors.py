@@ -66,7 +66,7 @@ def _is_locked_db(exc: BaseException) -> bool:
 def _permanent_types() -> tuple[type[BaseException], ...]:
     """:data:`PERMANENT` plus ``BundleError`` when its module is loaded (importing it would pull in torch;
     when it is not loaded, no ``BundleError`` can exist)."""
-    bundle = sys.modules.get("medseg.training.bundle")
+    bundle = sys.modules.get("medseg.io.bundle")
     extra = getattr(bundle, "BundleError", None)
     return (*PERMANENT, extra) if isinstance(extra, type) else PERMANENT
 
