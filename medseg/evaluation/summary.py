@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from medseg.evaluation.metrics import METRIC_KEYS, case_metrics
 from medseg.geometry import Geometry
-from medseg.io.case_arrays import label_array_name
+from medseg.io.case_arrays import GT_LABEL, label_array_name
 from medseg.io.json_file import SCHEMA_FIELD, write_json
 from medseg.io.nifti import read_nifti
 from medseg.io.volume_store import open_array, read_meta
@@ -61,7 +61,7 @@ class CasePair:
     gt: NDArray[Any] | None = None
     spacing: tuple[float, float, float] | None = None
     pred_label: str = "pred"
-    gt_label: str = "gt"
+    gt_label: str = GT_LABEL
 
     def __post_init__(self) -> None:
         if self.pred is None and self.pred_path is None:
