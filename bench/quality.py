@@ -191,7 +191,7 @@ def medseg_config(args: argparse.Namespace, workspace: Path) -> Any:
 
 
 def labeled_cases(ws: Any) -> list[Any]:
-    from medseg.ingest.catalog import Catalog
+    from medseg.io.catalog import Catalog
 
     return [c for c in Catalog(ws.catalog_path).cases() if c.has_labels]
 

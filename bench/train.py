@@ -216,7 +216,7 @@ class MonaiLoop:
         from monai.losses import DeepSupervisionLoss, DiceCELoss
         from monai.networks.nets import DynUNet
 
-        from medseg.io.volume_store import open_array
+        from medseg.io.case_arrays import open_image, open_label
         from medseg.plan import Plan
         from medseg.splits import Splits
         from medseg.training.network import segmenter_kwargs
@@ -235,8 +235,8 @@ class MonaiLoop:
         pz, py, px = plan.patch_size
         images, labels = [], []
         for cid in Splits.load(ws.splits_path).train:  # a pool of in-memory random crops, no augmentation
-            img = np.asarray(open_array(ws.preprocessed_case_path(cid), "0")[...])
-            lab = np.asarray(open_array(ws.preprocessed_case_path(cid), "labels/gt/0")[...])
+            img = np.asarray(open_image(ws.preprocessed_case_path(cid))[...])
+            lab = np.asarray(open_label(ws.preprocessed_case_path(cid))[...])
             for _ in range(4):
                 z, y, x = (int(self.rng.integers(0, max(1, s - p) + 1))
                            for s, p in zip(img.shape, (pz, py, px), strict=True))

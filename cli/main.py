@@ -366,7 +366,7 @@ def catalog(
 ) -> None:
     """The series table (status, quarantine reasons) of the workspace catalog."""
     from medseg.cli.render import print_rows
-    from medseg.ingest.catalog import Catalog
+    from medseg.io.catalog import Catalog
 
     cfg = build_config(config, overrides, workspace)
     ws = require_workspace(cfg, lambda ws: ws.catalog_path, "medseg ingest SOURCE...")

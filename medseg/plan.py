@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medseg.io.json_file import read_versioned_json, write_json
+
 PLAN_SCHEMA_VERSION = 1
 
 
@@ -58,18 +60,11 @@ class Plan(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {**self.model_dump(mode="json"), "plan_hash": self.plan_hash()}
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        tmp.replace(path)
-        return path
+        return write_json(path, {**self.model_dump(mode="json"), "plan_hash": self.plan_hash()})
 
     @classmethod
     def load(cls, path: Path) -> Plan:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"plan not found: {path} (run `medseg preprocess` first)")
-        data = json.loads(Path(path).read_text())
+        data = read_versioned_json(path, PLAN_SCHEMA_VERSION, "plan", "run `medseg preprocess` first")
         stored = data.pop("plan_hash", None)
         plan = cls.model_validate(data)
         if stored is not None and stored != plan.plan_hash():

@@ -7,12 +7,12 @@ existing cases between sets (the test set stays held out across nightly runs).
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from medseg.config import SplitConfig
+from medseg.io.json_file import read_json, write_text_atomic
 
 
 class Splits(BaseModel):
@@ -27,13 +27,12 @@ class Splits(BaseModel):
         return (self.seed, self.test_fraction, self.val_fraction) == (seed, cfg.test_fraction, cfg.val_fraction)
 
     def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.model_dump_json(indent=2))
+        write_text_atomic(path, self.model_dump_json(indent=2), mkdir=True)
         return path
 
     @classmethod
     def load(cls, path: Path) -> Splits:
-        return cls.model_validate(json.loads(Path(path).read_text()))
+        return cls.model_validate(read_json(path))
 
 
 def _unit(case_id: str, seed: int, salt: str) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from medseg.io.json_file import write_text_atomic
 from medseg.workspace import Workspace
 
 
@@ -73,9 +74,5 @@ def save_record(
         started_at=started_at,
         finished_at=time.time(),
     )
-    path = record_path(ws, stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(rec.model_dump_json(indent=2))
-    tmp.replace(path)
+    write_text_atomic(record_path(ws, stage), rec.model_dump_json(indent=2), mkdir=True)
     return rec

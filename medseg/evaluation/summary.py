@@ -12,7 +12,7 @@
       "foreground_mean": {<metric>: mean over the classes of "mean", NaN ignored},
       "label_names": {"1": "spleen"},
       "model": {...free-form: family, version, checkpoint...},
-      "nsd_tolerance_mm": 2.0, "n_cases": 3, "schema": 1
+      "nsd_tolerance_mm": 2.0, "n_cases": 3, "schema_version": 1
     }
 
 Class keys are strings as in nnU-Net. NaN (e.g. Dice of a class absent from both masks, see
@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +36,12 @@ from numpy.typing import NDArray
 
 from medseg.evaluation.metrics import METRIC_KEYS, case_metrics
 from medseg.geometry import Geometry
+from medseg.io.case_arrays import GT_LABEL, label_array_name
+from medseg.io.json_file import SCHEMA_FIELD, write_json
 from medseg.io.nifti import read_nifti
 from medseg.io.volume_store import open_array, read_meta
 
-SUMMARY_SCHEMA = 1
+SUMMARY_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class CasePair:
     gt: NDArray[Any] | None = None
     spacing: tuple[float, float, float] | None = None
     pred_label: str = "pred"
-    gt_label: str = "gt"
+    gt_label: str = GT_LABEL
 
     def __post_init__(self) -> None:
         if self.pred is None and self.pred_path is None:
@@ -95,7 +95,7 @@ class Summary:
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-ready dict (string class keys, NaN -> None)."""
         return {
-            "schema": SUMMARY_SCHEMA,
+            SCHEMA_FIELD: SUMMARY_SCHEMA_VERSION,
             "n_cases": len(self.metric_per_case),
             "nsd_tolerance_mm": self.nsd_tolerance_mm,
             "metric_per_case": [
@@ -166,7 +166,7 @@ def _read_label(path: Path, label: str) -> tuple[NDArray[Any], Geometry]:
             f"{path}: prediction/reference store not found (run the producing stage first)"
         )
     meta = read_meta(path)
-    name = f"labels/{label}/0"
+    name = label_array_name(label)
     try:
         arr = open_array(path, name)
     except KeyError as exc:
@@ -293,15 +293,7 @@ def evaluate_cases(
 
 def write_summary(summary: Summary, path: Path) -> Path:
     """Atomically write ``summary.json`` (strict JSON, NaN as null) and return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(json.dumps(summary.to_json_dict(), indent=2, allow_nan=False, default=str) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_json(path, summary.to_json_dict(), allow_nan=False, default=str, newline=True)
 
 
 def load_summary(path: Path) -> Summary:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 from medseg.evaluation.metrics import METRIC_KEYS
 from medseg.evaluation.summary import Summary
+from medseg.io.json_file import atomic_path
 
 CSV_NAME = "metrics.csv"
 CSV_COLUMNS: tuple[str, ...] = ("case_id", "class", "label", *METRIC_KEYS, "reference_file", "prediction_file")
@@ -49,14 +48,9 @@ def write_summary_csv(summary: Summary, path: Path) -> Path:
     """Atomically write the per-case table of ``summary`` to ``path`` (see the module docstring)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
-            writer.writeheader()
-            for row in summary_rows(summary):
-                writer.writerow({k: _cell(v) for k, v in row.items()})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
+        writer.writeheader()
+        for row in summary_rows(summary):
+            writer.writerow({k: _cell(v) for k, v in row.items()})
     return path

@@ -23,7 +23,7 @@ def ingested_case_ids(ws: Workspace) -> list[str]:
     """
     if not ws.catalog_path.is_file():
         raise FileNotFoundError(f"no catalog at {ws.catalog_path}: run `medseg ingest` first")
-    from medseg.ingest.catalog import Catalog
+    from medseg.io.catalog import Catalog
 
     return [c.case_id for c in Catalog(ws.catalog_path, create=False).cases() if is_complete(Path(c.volume_path))]
 

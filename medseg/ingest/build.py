@@ -19,12 +19,12 @@ from numpy.typing import NDArray
 from medseg.deid import keyed_hash
 from medseg.geometry import Geometry
 from medseg.ingest.masks import mask_to_label, same_grid
-from medseg.ingest.volume_files import image_values, label_values, read_volume
 from medseg.io.dicom.frame import Frame
 from medseg.io.dicom.pixels import read_stack
 from medseg.io.dicom.rtstruct import rtstruct_to_label
 from medseg.io.dicom.seg import seg_to_label
 from medseg.io.reasons import IngestError, Reason
+from medseg.io.volume_files import image_values, label_values, read_volume
 from medseg.io.volume_store import CaseVolume, write_case
 
 LABEL_NAME = "gt"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medseg.ingest.catalog import Catalog
+from medseg.io.catalog import Catalog
 from medseg.io.nifti import write_nifti
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace

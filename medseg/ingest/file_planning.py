@@ -39,8 +39,8 @@ from medseg.geometry import Geometry
 from medseg.ingest.build import CaseJob, LabelSource
 from medseg.ingest.masks import same_grid
 from medseg.ingest.stacks import Stack
-from medseg.ingest.volume_files import modality_from_name, volume_stem, volume_suffix
 from medseg.io.reasons import Reason
+from medseg.io.volume_files import modality_from_name, volume_stem, volume_suffix
 from medseg.workspace import Workspace
 
 _DATASET_IMAGE_DIRS = {"imagesTr": "Tr", "imagesTs": "Ts"}

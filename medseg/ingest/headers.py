@@ -16,7 +16,7 @@ Header dict (``status == "ok"``)::
 
 NIfTI/NRRD files (by suffix) give ``kind == "volume"`` with format, shape, n_channels, dtype and
 geometry; an MSD / nnU-Net ``dataset.json`` gives ``kind == "dataset"`` with name, modality,
-channels, labels and file_ending (see :mod:`medseg.ingest.volume_files`).
+channels, labels and file_ending (see :mod:`medseg.io.volume_files`).
 
 ``status == "quarantined"`` dicts carry ``reason`` and ``message`` instead.
 """
@@ -27,8 +27,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medseg.ingest.volume_files import DATASET_JSON, read_dataset_json, read_volume_header, volume_suffix
 from medseg.io.dicom.read import quarantine_reason, read_instance
+from medseg.io.volume_files import DATASET_JSON, read_dataset_json, read_volume_header, volume_suffix
 
 
 def read_header(path: Path | str, secret: str, size: int = -1, mtime_ns: int = -1, fast: bool = True) -> dict[str, Any]:

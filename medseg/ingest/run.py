@@ -47,7 +47,6 @@ from pydantic import BaseModel, Field
 from medseg.config import IngestConfig
 from medseg.deid_key import resolve_deid_key
 from medseg.ingest.build import src_paths
-from medseg.ingest.catalog import Catalog, file_row
 from medseg.ingest.headers import read_header_batch
 from medseg.ingest.planning import IngestPlan, PlannedCase, stack_row
 from medseg.ingest.source_walk import SourceFile, SourceProblem, walk_sources
@@ -59,9 +58,10 @@ from medseg.ingest.study_groups import (
     plan_and_build_pickled,
     plan_group,
 )
-from medseg.ingest.volume_files import DATASET_JSON, volume_suffix
+from medseg.io.catalog import Catalog, file_row
 from medseg.io.dicom import fast_walk
 from medseg.io.reasons import Reason
+from medseg.io.volume_files import DATASET_JSON, volume_suffix
 from medseg.io.volume_store import clean_partial_stores
 from medseg.local_workers import INGEST_WORKER_MODULES
 from medseg.parallel import TaskSizer, expected_workers, worker_threads

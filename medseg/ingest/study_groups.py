@@ -1,7 +1,7 @@
 """Plan and build one study group: the unit of work of ingest's volume phase (a Dask task runs several).
 
 A study group is the set of studies whose series, SEG, RTSTRUCT and masks are planned together
-(:meth:`~medseg.ingest.catalog.Catalog.study_groups`). The ingest process reads a group's catalog
+(:meth:`~medseg.io.catalog.Catalog.study_groups`). The ingest process reads a group's catalog
 rows and sends them, undecoded, with the previous run's series rows of those studies; the worker
 decodes the headers, plans the cases (stack assembly, label linking), sorts them into unchanged,
 resumed (finished by an interrupted run) and to build, and builds the last. So planning runs in
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from medseg.ingest.build import build_case, label_refs
-from medseg.ingest.catalog import HeaderRow, header_of_row
 from medseg.ingest.file_planning import OrphanLabel
 from medseg.ingest.planning import IngestPlan, PlannedCase, plan_ingest
+from medseg.io.catalog import HeaderRow, header_of_row
 from medseg.io.volume_store import is_complete, read_meta
 from medseg.workspace import Workspace
 

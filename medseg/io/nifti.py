@@ -10,6 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.geometry import Geometry
+from medseg.io.reasons import IngestError
+from medseg.io.volume_files import nifti_volume
 
 
 def write_nifti(path: Path, array_zyx: NDArray[Any], geometry: Geometry) -> Path:
@@ -51,15 +53,20 @@ def read_nifti(path: Path) -> tuple[NDArray[Any], Geometry]:
     """Read a NIfTI file into a ``(z, y, x)`` array and its geometry (inverse of :func:`write_nifti`).
 
     Works for any NIfTI (from other tools too): the best affine nibabel selects (sform, else
-    qform) is converted with :meth:`Geometry.from_nifti_affine`. Scaled data (``scl_slope``) is
-    returned as float.
+    qform) is converted with :meth:`Geometry.from_nifti_affine`, as ingest reads NIfTI
+    (:func:`medseg.io.volume_files.nifti_volume`). Scaled data (``scl_slope``) is returned as float.
+
+    Raises:
+        ValueError: not a 3D NIfTI image, or its affine is not a valid geometry.
     """
     img = nib.load(str(path))
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise ValueError(f"{path} is not a NIfTI image (nibabel read it as {type(img).__name__})")
-    data = np.asanyarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3D NIfTI image, got shape {data.shape}")
-    return np.ascontiguousarray(data.transpose(2, 1, 0)), Geometry.from_nifti_affine(img.affine)
+    shape = tuple(int(s) for s in img.shape)
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)):
+        raise ValueError(f"{path}: expected a 3D NIfTI image, got shape {shape}")
+    try:
+        data, geometry = nifti_volume(img, Path(path))
+    except IngestError as exc:
+        raise ValueError(str(exc)) from exc
+    return np.ascontiguousarray(data), geometry

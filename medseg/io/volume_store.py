@@ -8,10 +8,10 @@ Layout of ``<case>.zarr`` (zarr v3)::
         <name>/                  group; attrs: "ome": multiscales + "image-label"
           0                      uint8 label array (z, y, x), same shape as the image
 
-``medseg`` attributes: ``schema`` (int), ``kind`` ("volume" | "preprocessed"), ``case_id``,
-``geometry`` (spacing/origin/direction, see :mod:`medseg.geometry`), ``label_names``
-({"1": "organ", ...}), ``source`` (free-form provenance: series UIDs, plan hash ...), and
-``complete: true``.
+``medseg`` attributes: ``schema_version`` (int; ``schema`` in stores of older medseg versions),
+``kind`` ("volume" | "preprocessed"), ``case_id``, ``geometry`` (spacing/origin/direction, see
+:mod:`medseg.geometry`), ``label_names`` ({"1": "organ", ...}), ``source`` (free-form provenance:
+series UIDs, plan hash ...), and ``complete: true``.
 
 Writes are atomic: the store is written under a temporary sibling name, ``complete`` is set
 last, then the directory is renamed into place. Readers refuse a store without ``complete``.
@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.geometry import Geometry
+from medseg.io.json_file import SCHEMA_FIELD
 from medseg.io.zarr_direct import (
     BLOSC_CLEVEL,
     BLOSC_CNAME,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:  # zarr-python is imported on first use: writing a whole case 
 
 _log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 1
 AXES = [
     {"name": "z", "type": "space", "unit": "millimeter"},
     {"name": "y", "type": "space", "unit": "millimeter"},
@@ -156,7 +157,7 @@ def write_case(
         for name, extra in (extra_arrays or {}).items():
             _write_extra(tmp, name, extra)
         meta: dict[str, Any] = {
-            "schema": SCHEMA_VERSION,
+            SCHEMA_FIELD: STORE_SCHEMA_VERSION,
             "kind": case.kind,
             "case_id": case.case_id,
             "geometry": case.geometry.to_dict(),
@@ -343,7 +344,7 @@ def case_writer(
         for name in label_arrays:
             write_group(tmp / "labels" / name, _label_attrs(name, geometry, names))
         meta: dict[str, Any] = {
-            "schema": SCHEMA_VERSION,
+            SCHEMA_FIELD: STORE_SCHEMA_VERSION,
             "kind": kind,
             "case_id": case_id,
             "geometry": geometry.to_dict(),

@@ -32,8 +32,9 @@ from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
 from medseg.deid_key import resolve_deid_key
-from medseg.ingest.catalog import FILE_COLUMNS, Catalog
 from medseg.ingest.run import header_rows, scan_sources
+from medseg.io.catalog import FILE_COLUMNS, Catalog
+from medseg.io.json_file import write_text_atomic
 from medseg.parallel import task_size, worker_threads
 from medseg.workspace import Workspace
 
@@ -92,31 +93,6 @@ def record_path(ws: Workspace, key: str, batch: int) -> Path:
     return bulk_root(ws) / key / f"batch-{batch:06d}.json"
 
 
-def _atomic_write(path: Path, text: str, exclusive: bool = False) -> bool:
-    """Write ``text`` to ``path`` via a temp file + rename; with ``exclusive`` never replace an existing file.
-
-    Returns:
-        False when ``exclusive`` and ``path`` already existed (nothing written).
-    """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        if exclusive:
-            try:
-                os.link(tmp, path)  # atomic create-if-absent
-            except FileExistsError:
-                return False
-            return True
-        os.replace(tmp, path)
-        return True
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_manifest(sources: list[Path], ws: Workspace, files_per_task: int) -> BulkManifest:
     """Scan ``sources`` into ``WS/bulk/<key>/files.jsonl`` + ``manifest.json`` (streamed: O(1) memory per file).
 
@@ -167,7 +143,7 @@ def write_manifest(sources: list[Path], ws: Workspace, files_per_task: int) -> B
         created_at=time.time(),
         scan_seconds=round(time.time() - t0, 3),
     )
-    _atomic_write(folder / MANIFEST_NAME, manifest.model_dump_json(indent=1))
+    write_text_atomic(folder / MANIFEST_NAME, manifest.model_dump_json(indent=1))
     return manifest
 
 
@@ -231,7 +207,7 @@ _STATUS = FILE_COLUMNS.index("status")
 def timed_header_rows(items: list[FileItem] | bytes, secret: str, run_id: str) -> tuple[bytes, int, float, float]:
     """Pickled catalog rows of a sub-batch, its quarantined count, wall and CPU seconds (one Dask task).
 
-    The rows are made on the worker (:func:`~medseg.ingest.catalog.file_row`) and pickled there as
+    The rows are made on the worker (:func:`~medseg.io.catalog.file_row`) and pickled there as
     one object: the task process only stores them, so its commits keep pace with many workers.
     """
     t0, c0 = time.perf_counter(), time.thread_time()
@@ -318,7 +294,7 @@ def index_batch(
         started_at=started,
         finished_at=time.time(),
     )
-    if not _atomic_write(record_path(ws, manifest.key, batch), rec.model_dump_json(indent=1), exclusive=True):
+    if not write_text_atomic(record_path(ws, manifest.key, batch), rec.model_dump_json(indent=1), exclusive=True):
         return load_record(ws, manifest.key, batch) or rec  # a concurrent run finished it first
     return rec
 

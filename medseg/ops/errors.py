@@ -19,7 +19,7 @@ from distributed.scheduler import KilledWorker
 from pydantic import ValidationError
 
 from medseg.config_loader import ConfigError
-from medseg.ingest.catalog import CatalogSchemaError
+from medseg.io.catalog import CatalogSchemaError
 
 
 class TransientError(RuntimeError):
@@ -66,7 +66,7 @@ def _is_locked_db(exc: BaseException) -> bool:
 def _permanent_types() -> tuple[type[BaseException], ...]:
     """:data:`PERMANENT` plus ``BundleError`` when its module is loaded (importing it would pull in torch;
     when it is not loaded, no ``BundleError`` can exist)."""
-    bundle = sys.modules.get("medseg.training.bundle")
+    bundle = sys.modules.get("medseg.io.bundle")
     extra = getattr(bundle, "BundleError", None)
     return (*PERMANENT, extra) if isinstance(extra, type) else PERMANENT
 

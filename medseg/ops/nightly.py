@@ -54,7 +54,7 @@ def champion_version(ws: Workspace, family: str) -> str | None:
     try:
         return str(json.loads(pointer.read_text())["version"])
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        from medseg.training.bundle import BundleError  # torch + MONAI (~1-8 s): only on this error path
+        from medseg.io.bundle import BundleError
 
         raise BundleError(
             f"champion pointer {pointer} is unreadable ({exc}); fix it or delete it to train from scratch"
@@ -71,7 +71,8 @@ def verify_champions(ws: Workspace, families: list[ModelFamily]) -> dict[str, st
         BundleError: a champion bundle is missing or corrupt. The message names the bundle and the
             fix; nothing was changed (the champion pointer stays as it is).
     """
-    from medseg.training.bundle import BundleError, load_bundle
+    from medseg.io.bundle import BundleError
+    from medseg.training.bundle import load_bundle
 
     found: dict[str, str | None] = {}
     for family in families:

@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from medseg.io.bundle import METADATA_FILE, BundleError, read_metadata
 from medseg.ops.bulk import latest_manifest, totals
 from medseg.ops.nightly import champion_version, ingested_cases, pending_cases, unpreprocessed_cases
 from medseg.stage_record import StageRecord
 from medseg.training.budget import capped_warning
-from medseg.training.bundle_metadata import METADATA_FILE, BundleError, read_metadata
 from medseg.workspace import Workspace
 
 

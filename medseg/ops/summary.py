@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from medseg.io.json_file import write_text_atomic
 from medseg.stages.outcome import StageOutcome
 
 #: (column, stats keys tried in order): the counts the issue asks to monitor
@@ -79,7 +78,5 @@ def write_run_summary(run_dir: Path, title: str, headline: str, rows: Sequence[d
     data = {"title": title, "headline": headline, "stages": list(rows), **(extra or {})}
     paths = (run_dir / "operations.md", run_dir / "operations.json")
     for path, text in zip(paths, (md, json.dumps(data, indent=2, default=str)), strict=True):
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     return paths

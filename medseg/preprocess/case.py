@@ -16,16 +16,19 @@ from numpy.typing import NDArray
 from pydantic import BaseModel
 
 from medseg.geometry import Geometry
-from medseg.io.volume_store import case_writer, open_array, read_case, read_meta
+from medseg.io.case_arrays import (
+    GT_LABEL,
+    label_volume_names,
+    open_image,
+    open_label,
+    write_foreground_locations,
+)
+from medseg.io.volume_store import case_writer, read_case, read_meta
 from medseg.plan import Normalization, Plan
 from medseg.preprocess.crop import BBox, bbox_shape, bbox_slices, full_bbox
-from medseg.preprocess.foreground import (
-    MAX_PER_CLASS,
-    foreground_array_name,
-    sample_foreground_locations,
-)
+from medseg.preprocess.foreground import MAX_PER_CLASS, sample_foreground_locations
 from medseg.preprocess.resample import compute_new_shape, resample_to_shape, separate_z_axis
-from medseg.preprocess.source import case_seed, label_volume_names, source_hash
+from medseg.preprocess.source import case_seed, source_hash
 from medseg.preprocess.stream import (
     ArraySink,
     ArraySource,
@@ -272,10 +275,10 @@ def preprocess_case(volume_path: Path, out_path: Path, plan: Plan, src_hash: str
     volume_path, out_path = Path(volume_path), Path(out_path)
     meta = read_meta(volume_path)
     case_id = str(meta["case_id"])
-    if "gt" not in label_volume_names(volume_path):
-        raise ValueError(f"{volume_path}: no 'gt' label volume; only labeled cases are preprocessed")
-    image = open_array(volume_path, "0")
-    gt = open_array(volume_path, "labels/gt/0")
+    if GT_LABEL not in label_volume_names(volume_path):
+        raise ValueError(f"{volume_path}: no '{GT_LABEL}' label volume; only labeled cases are preprocessed")
+    image = open_image(volume_path)
+    gt = open_label(volume_path)
     if tuple(gt.shape) != tuple(image.shape):
         raise ValueError(f"{volume_path}: gt shape {gt.shape} != image shape {image.shape}; re-ingest the case")
     full = SlabReader(gt, full_bbox(_shape3(tuple(gt.shape))))
@@ -305,7 +308,7 @@ def preprocess_case(volume_path: Path, out_path: Path, plan: Plan, src_hash: str
         shape,
         np.float32,
         layout.geometry,
-        labels=["gt"],
+        labels=[GT_LABEL],
         label_names=dict(plan.label_names),
         source=source,
         kind="preprocessed",
@@ -313,10 +316,9 @@ def preprocess_case(volume_path: Path, out_path: Path, plan: Plan, src_hash: str
     ) as writer:
         preprocess_image_into(image, layout, plan, writer.image)
         lab = _labels_on_grid(gt, layout.crop_bbox, shape, layout.anisotropic_axis, list(range(1, plan.num_classes)))
-        writer.labels["gt"][...] = lab
+        writer.labels[GT_LABEL][...] = lab
         fg = sample_foreground_locations(lab, classes, MAX_PER_CLASS, case_seed(case_id, "fg"))
-        for c in classes:
-            writer.add_array(foreground_array_name(c), fg[c])
+        write_foreground_locations(writer, fg)
     return CaseResult(
         case_id=case_id,
         out_path=str(out_path),

@@ -6,21 +6,21 @@ needs: median spacing, median cropped shape, pooled foreground intensity statist
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import zarr
 from distributed import Client
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
 from medseg.geometry import Geometry
-from medseg.io.volume_store import open_array, read_meta
+from medseg.io.case_arrays import GT_LABEL, label_volume_names, open_image, open_label, slabs
+from medseg.io.json_file import read_versioned_json, write_text_atomic
+from medseg.io.volume_store import read_meta
 from medseg.preprocess.crop import bbox_shape
 from medseg.preprocess.fanout import fan_out
-from medseg.preprocess.source import case_seed, label_volume_names, source_hash
+from medseg.preprocess.source import case_seed, source_hash
 from medseg.preprocess.stream import label_counts, nonzero_bbox
 
 FINGERPRINT_SCHEMA_VERSION = 1
@@ -81,17 +81,14 @@ class Fingerprint(BaseModel):
 
     def save(self, path: Path) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.model_dump_json(indent=2))
-        tmp.replace(path)
+        write_text_atomic(path, self.model_dump_json(indent=2), mkdir=True)
         return path
 
     @classmethod
     def load(cls, path: Path) -> Fingerprint:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"fingerprint not found: {path} (run `medseg preprocess` first)")
-        return cls.model_validate(json.loads(Path(path).read_text()))
+        return cls.model_validate(
+            read_versioned_json(path, FINGERPRINT_SCHEMA_VERSION, "fingerprint", "run `medseg preprocess` first")
+        )
 
 
 def intensity_stats(values: NDArray[np.floating] | NDArray[np.integer]) -> IntensityStats | None:
@@ -126,16 +123,16 @@ def fingerprint_case(
     case_id = str(meta["case_id"])
     if case_id != path.stem:
         raise ValueError(f"{path}: store name does not match its case_id {case_id!r}; re-ingest the case")
-    if "gt" not in label_volume_names(path):
-        raise ValueError(f"{path}: no 'gt' label volume (only labeled cases are training data)")
-    image, gt = open_array(path, "0"), open_array(path, "labels/gt/0")
+    if GT_LABEL not in label_volume_names(path):
+        raise ValueError(f"{path}: no '{GT_LABEL}' label volume (only labeled cases are training data)")
+    image, gt = open_image(path), open_label(path)
     if tuple(gt.shape) != tuple(image.shape):
         raise ValueError(f"{path}: gt shape {gt.shape} != image shape {image.shape}; re-ingest the case")
     # slab by slab (a large CT is never loaded whole); foreground values are kept in C order, so
     # the result equals image[gt > 0] on the whole volume
     counts = np.zeros(256, dtype=np.int64)
     fg_parts = []
-    for z0, z1 in _slabs(image):
+    for z0, z1 in slabs(image):
         img_slab, gt_slab = np.asarray(image[z0:z1]), np.asarray(gt[z0:z1], dtype=np.uint8)
         c = label_counts(gt_slab)
         counts[: len(c)] += c
@@ -161,11 +158,6 @@ def fingerprint_case(
         label_names={int(k): str(v) for k, v in meta.get("label_names", {}).items()},
     )
     return fp, samples
-
-
-def _slabs(arr: zarr.Array) -> list[tuple[int, int]]:
-    step = max(1, int(arr.chunks[0]))
-    return [(z0, min(int(arr.shape[0]), z0 + step)) for z0 in range(0, int(arr.shape[0]), step)]
 
 
 def _cache_file(cache_dir: Path, case_id: str) -> Path:

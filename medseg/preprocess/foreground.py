@@ -3,23 +3,19 @@
 Training oversamples patches centred on foreground (nnU-Net's ``foreground_oversample``); reading a
 few thousand coordinates is much cheaper than scanning the label volume for every patch.
 
-Storage: one int32 array ``fg/<class>`` of shape ``(N, 3)`` (``(z, y, x)`` voxel indices in the
-preprocessed grid, ``N <= max_per_class``, sorted) per class of the plan, empty ``(0, 3)`` when the
-class is absent; the list of classes is in the store's ``source["fg_classes"]``.
+Storage (:mod:`medseg.io.case_arrays`): one int32 array ``fg/<class>`` of shape ``(N, 3)`` (``(z, y, x)``
+voxel indices in the preprocessed grid, ``N <= max_per_class``, sorted) per class of the plan, empty
+``(0, 3)`` when the class is absent; the list of classes is in the store's ``source["fg_classes"]``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from medseg.io.volume_store import open_array, read_meta
-
-FG_PREFIX = "fg"
 MAX_PER_CLASS = 1000
 
 
@@ -64,17 +60,3 @@ def sample_foreground_locations(
         coords = np.stack(np.unravel_index(idx, labels.shape), axis=1) if len(idx) else np.zeros((0, 3))
         out[cls] = coords.astype(np.int32)
     return out
-
-
-def foreground_array_name(cls: int) -> str:
-    """Array path of class ``cls`` inside a preprocessed store."""
-    return f"{FG_PREFIX}/{int(cls)}"
-
-
-def read_foreground_locations(path: Path) -> dict[int, NDArray[np.int32]]:
-    """Read back every ``fg/<class>`` array of a preprocessed store as ``{class: (N, 3) int32}``."""
-    classes = read_meta(path).get("source", {}).get("fg_classes", [])
-    return {
-        int(c): np.asarray(open_array(path, foreground_array_name(int(c)))[...], dtype=np.int32)
-        for c in classes
-    }

@@ -17,13 +17,13 @@ from distributed import Client
 from pydantic import BaseModel, Field
 
 from medseg.config import MedsegConfig
+from medseg.io.case_arrays import label_volume_names
 from medseg.io.volume_store import clean_partial_stores, is_complete, read_meta
 from medseg.plan import Plan
 from medseg.preprocess.case import CaseResult, preprocess_case
 from medseg.preprocess.fanout import Outcome, fan_out
 from medseg.preprocess.fingerprint import CaseError, compute_fingerprint
 from medseg.preprocess.planner import make_plan
-from medseg.preprocess.source import label_volume_names
 from medseg.splits import Splits, make_splits
 from medseg.workspace import Workspace
 

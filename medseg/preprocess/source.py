@@ -1,13 +1,10 @@
-"""Identity of an ingested volume store: a cheap content hash and which labels it has."""
+"""Identity of an ingested volume store (a cheap content hash) and per-case seeds."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from pathlib import Path
-
-import zarr
 
 from medseg.io.volume_store import read_meta
 
@@ -24,16 +21,6 @@ def source_hash(volume_path: Path) -> str:
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         h.update(f"{f.relative_to(path).as_posix()}:{f.stat().st_size}\n".encode())
     return h.hexdigest()[:16]
-
-
-def label_volume_names(volume_path: Path) -> list[str]:
-    """Names of the label volumes of a store (e.g. ``["gt"]``), without reading them."""
-    root = zarr.open_group(str(volume_path), mode="r")
-    if "labels" not in root:
-        return []
-    ome = root["labels"].attrs.get("ome")
-    names = ome.get("labels") if isinstance(ome, Mapping) else None
-    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 def case_seed(case_id: str, salt: str = "") -> int:

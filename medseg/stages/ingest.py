@@ -8,9 +8,9 @@ from pathlib import Path
 from medseg.config import MedsegConfig
 from medseg.deid import keyed_hash
 from medseg.deid_key import resolve_deid_key
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
 from medseg.ingest.source_walk import SourceProblem, walk_sources
+from medseg.io.catalog import Catalog
 from medseg.parallel import dask_client
 from medseg.stage_record import hash_inputs, save_record, up_to_date
 from medseg.stages.outcome import ProgressFn, StageOutcome

@@ -9,6 +9,7 @@ from pathlib import Path
 from medseg.config import MedsegConfig
 from medseg.evaluation.summary import CasePair, Summary, evaluate_cases, write_summary
 from medseg.evaluation.table import CSV_NAME, write_summary_csv
+from medseg.io.bundle import BundleError, read_metadata
 from medseg.io.volume_store import is_complete, read_meta
 from medseg.report.build import build_report
 from medseg.report.deltas import best_and_worst, delta_table, previous_summary
@@ -16,7 +17,6 @@ from medseg.report.overlay import overlay_case_png
 from medseg.report.plots import boxplots
 from medseg.stages.outcome import StageOutcome
 from medseg.training.budget import capped_warning
-from medseg.training.bundle_metadata import BundleError, read_metadata
 from medseg.workspace import Workspace
 
 

@@ -3,7 +3,7 @@
 A bundle is an immutable directory ``<workspace>/models/<family>/<version>/`` with::
 
     model.pt          segmenter state_dict (best validation epoch)
-    metadata.json     see :data:`BUNDLE_SCHEMA` / :func:`save_bundle`
+    metadata.json     see :func:`save_bundle` (on-disk format: :mod:`medseg.io.bundle`)
     history.json      per-epoch training log
     curves.png        train loss and validation Dice per epoch
     checkpoints/      best.pt, last.pt (full training state, for inspection / fine-tuning)
@@ -18,7 +18,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -33,9 +32,9 @@ import torch
 from torch import nn
 
 import medseg
+from medseg.io.bundle import METADATA_FILE, BundleError, read_metadata, write_bundle_json, write_metadata
 from medseg.io.volume_store import read_meta
 from medseg.plan import Plan
-from medseg.training.bundle_metadata import BUNDLE_SCHEMA, METADATA_FILE, BundleError, read_metadata
 from medseg.training.curves import plot_curves
 from medseg.training.network import IN_CHANNELS, build_segmenter
 from medseg.workspace import Workspace
@@ -74,32 +73,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _clean_nan(obj: Any) -> Any:
-    """Replace NaN/inf floats by None so the JSON is strict."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean_nan(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean_nan(v) for v in obj]
-    return obj
-
-
-def write_json(path: Path, data: Any) -> Path:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(_clean_nan(data), indent=2, default=_json_default, allow_nan=False))
-    os.replace(tmp, path)
-    return path
 
 
 def library_versions() -> dict[str, str]:
@@ -192,10 +165,9 @@ def save_bundle(
         for name, src in (checkpoint_files or {}).items():
             if Path(src).is_file():
                 shutil.copy2(src, tmp / CHECKPOINT_DIR / name)
-        write_json(tmp / HISTORY_FILE, history)
+        write_bundle_json(tmp / HISTORY_FILE, history)
         plot_curves(history, tmp / CURVES_FILE, title=f"{family} {version}")
         metadata = {
-            "schema": BUNDLE_SCHEMA,
             "family": family,
             "version": version,
             "created_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -218,7 +190,7 @@ def save_bundle(
             "training": training,
             "files": {MODEL_FILE: weights_sha},
         }
-        write_json(tmp / METADATA_FILE, metadata)
+        write_metadata(tmp, metadata)
         os.rename(tmp, final)
     finally:
         if tmp.exists():

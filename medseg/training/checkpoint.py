@@ -6,14 +6,14 @@ A checkpoint is one ``torch.save`` file written atomically (temp file + rename),
 
 from __future__ import annotations
 
-import os
 import random
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from medseg.io.json_file import atomic_path
 
 CHECKPOINT_FORMAT = 1
 LAST = "last.pt"
@@ -55,9 +55,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     """Atomically write ``payload`` (plus format version and RNG states) to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    torch.save({**payload, "format": CHECKPOINT_FORMAT, "rng": capture_rng()}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, fsync=False) as tmp:
+        torch.save({**payload, "format": CHECKPOINT_FORMAT, "rng": capture_rng()}, tmp)
     return path
 
 

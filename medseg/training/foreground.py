@@ -1,66 +1,23 @@
 """Foreground voxel locations of a preprocessed case (for foreground oversampling of training patches).
 
-The preprocess stage may store them in one of two forms; this accessor reads either and falls back
-to computing them from the ground-truth label:
-
-* arrays ``fg/<class>`` (int, shape ``(N, 3)``, ``(z, y, x)`` voxel indices) inside the store;
-* a JSON attribute in the store's ``source`` metadata, ``{"<class>": [[z, y, x], ...]}``, under one of
-  :data:`SOURCE_KEYS`.
+Stored locations are read by :func:`medseg.io.case_arrays.read_foreground_locations` (arrays
+``fg/<class>`` written by the preprocess stage); without them they are computed from the
+ground-truth label.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import zarr
 from numpy.typing import NDArray
 
-from medseg.io.volume_store import open_array, read_meta
+from medseg.io.case_arrays import open_label, read_foreground_locations
+from medseg.io.volume_store import read_meta
 
-SOURCE_KEYS = ("foreground_locations", "fg_locations", "class_locations", "fg")
 #: Locations kept per class when computing them from the label (nnU-Net keeps ~10k).
 MAX_PER_CLASS = 10_000
-
-
-def _as_locations(value: Any, where: str) -> NDArray[np.int64]:
-    arr = np.asarray(value, dtype=np.int64)
-    if arr.size == 0:
-        return np.zeros((0, 3), dtype=np.int64)
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise ValueError(f"{where}: foreground locations must have shape (N, 3), got {arr.shape}")
-    return arr
-
-
-def _from_arrays(root: zarr.Group, path: Path) -> dict[int, NDArray[np.int64]] | None:
-    if "fg" not in root:
-        return None
-    node = root["fg"]
-    if not isinstance(node, zarr.Group):
-        return None
-    out: dict[int, NDArray[np.int64]] = {}
-    for name, child in node.members():
-        if not name.isdigit():
-            continue
-        if isinstance(child, zarr.Group):  # fg/<class>/0 (OME-style single-scale group)
-            if "0" not in child:
-                continue
-            child = child["0"]
-        if isinstance(child, zarr.Array):
-            out[int(name)] = _as_locations(np.asarray(child[...]), f"{path}/fg/{name}")
-    return out
-
-
-def _from_source(meta: Mapping[str, Any], path: Path) -> dict[int, NDArray[np.int64]] | None:
-    source = meta.get("source") or {}
-    for key in SOURCE_KEYS:
-        value = source.get(key)
-        if isinstance(value, Mapping):
-            return {int(k): _as_locations(v, f"{path} source.{key}[{k}]") for k, v in value.items()}
-    return None
 
 
 def compute_locations(
@@ -87,19 +44,16 @@ def compute_locations(
 def foreground_locations(store_path: Path) -> dict[int, NDArray[np.int64]]:
     """Foreground voxel locations ``{class: (N, 3) int64 (z, y, x)}`` of a preprocessed store.
 
-    Stored locations (arrays ``fg/<class>`` or a ``source`` attribute) win; otherwise they are computed
+    Stored locations (see :func:`~medseg.io.case_arrays.read_foreground_locations`) win; otherwise they are computed
     from ``labels/gt`` with a subsample seeded by the case id. Classes come from the store's
     ``label_names`` (plus any class present in the label).
     """
     path = Path(store_path)
-    meta = read_meta(path)
-    root = zarr.open_group(str(path), mode="r")
-    stored = _from_arrays(root, path)
-    if stored is None:
-        stored = _from_source(meta, path)
+    stored = read_foreground_locations(path)
     if stored is not None:
-        return stored
-    label = np.asarray(open_array(path, "labels/gt/0")[...])
+        return {c: loc.astype(np.int64, copy=False) for c, loc in stored.items()}
+    meta = read_meta(path)
+    label = np.asarray(open_label(path)[...])
     classes = sorted({int(k) for k in meta.get("label_names", {})} | {int(v) for v in np.unique(label) if v > 0})
     seed = int.from_bytes(hashlib.sha256(str(meta.get("case_id", path.name)).encode()).digest()[:4], "big")
     return compute_locations(label, classes, seed)

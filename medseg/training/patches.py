@@ -15,7 +15,7 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
-from medseg.io.volume_store import open_array
+from medseg.io.case_arrays import open_image, open_label
 from medseg.training.augment import AugmentParams, augment_patch, draw_augmentation
 from medseg.training.foreground import foreground_locations
 
@@ -41,7 +41,7 @@ def load_cases(paths: dict[str, Path], in_memory: bool | None = None) -> list[Tr
     """Open the preprocessed stores ``{case_id: path}`` (``in_memory=None`` decides by total size)."""
     if not paths:
         raise ValueError("no training cases: the split has an empty train set (need at least one case)")
-    arrays = {cid: (open_array(p, "0"), open_array(p, "labels/gt/0")) for cid, p in paths.items()}
+    arrays = {cid: (open_image(p), open_label(p)) for cid, p in paths.items()}
     if in_memory is None:
         total = sum(int(np.prod(img.shape)) * 5 for img, _ in arrays.values())  # float32 + uint8
         in_memory = total <= IN_MEMORY_LIMIT_BYTES

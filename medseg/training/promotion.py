@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from medseg.io.bundle import BundleError, read_metadata, write_bundle_json
 from medseg.training.budget import capped_warning, time_capped
-from medseg.training.bundle import BundleError, load_bundle, read_metadata, write_json
+from medseg.training.bundle import load_bundle
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def promote(ws: Workspace, family: str, bundle_path: Path, margin: float = 0.0, 
         except (json.JSONDecodeError, AttributeError):
             previous = []
     pointer.parent.mkdir(parents=True, exist_ok=True)
-    write_json(
+    write_bundle_json(
         pointer,
         {
             "family": family,

@@ -24,7 +24,7 @@ from torch import nn
 from medseg.config import InferConfig
 from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.sliding import predict_preprocessed
-from medseg.io.volume_store import open_array
+from medseg.io.case_arrays import open_image, open_label
 from medseg.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,8 @@ def validate(
         if time.monotonic() - last_log >= LOG_EVERY_S:
             last_log = time.monotonic()
             log.info("validation: %d/%d cases in %.0f s", done, len(case_paths), last_log - started)
-        image = np.asarray(open_array(path, "0")[...], dtype=np.float32)
-        gt = np.asarray(open_array(path, "labels/gt/0")[...])
+        image = np.asarray(open_image(path)[...], dtype=np.float32)
+        gt = np.asarray(open_label(path)[...])
         probs = predict_preprocessed(network, image, plan, cfg, device)
         pred = probs.argmax(axis=0).astype(np.uint8)
         dice = dice_per_class(pred, gt, classes)

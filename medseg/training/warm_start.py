@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from medseg.config import TrainConfig
+from medseg.io.bundle import BundleError, read_metadata
 from medseg.plan import Plan
-from medseg.training.bundle import MODEL_FILE, BundleError, read_metadata
+from medseg.training.bundle import MODEL_FILE
 from medseg.training.promotion import champion
 from medseg.workspace import Workspace
 

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from medseg.config import IngestConfig, MedsegConfig
 from medseg.config_loader import ConfigError, dump_config, load_config
 from medseg.deid_key import KeyFileError, resolve_deid_key, workspace_key_file
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
+from medseg.io.catalog import Catalog
 from medseg.workspace import Workspace
 
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from medseg.config import IngestConfig
 from medseg.demo.archive import generate_demo_archive, phantom_for_case
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
+from medseg.io.catalog import Catalog
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 

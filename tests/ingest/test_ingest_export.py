@@ -12,9 +12,9 @@ from dicom_factory import ct_slices, seg_for, write
 
 from medseg.config import IngestConfig
 from medseg.deid import keyed_hash
-from medseg.ingest.catalog import Catalog, CatalogSchemaError
 from medseg.ingest.export import export_nifti
 from medseg.ingest.run import ingest
+from medseg.io.catalog import Catalog, CatalogSchemaError
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 

@@ -10,8 +10,8 @@ import numpy as np
 from dicom_factory import ct_slices, write
 
 from medseg.config import IngestConfig
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
+from medseg.io.catalog import Catalog
 from medseg.workspace import Workspace
 
 CFG = IngestConfig(deid_secret="test-secret-123", files_per_batch=4)

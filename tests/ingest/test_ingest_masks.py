@@ -12,8 +12,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from medseg.config import IngestConfig
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
+from medseg.io.catalog import Catalog
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 

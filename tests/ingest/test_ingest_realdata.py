@@ -13,9 +13,9 @@ from pydicom import dcmread
 
 from medseg.config import IngestConfig
 from medseg.ingest.build import label_refs
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.export import export_nifti
 from medseg.ingest.run import ingest
+from medseg.io.catalog import Catalog
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 

@@ -14,8 +14,8 @@ from dicom_factory import ACCESSION, BIRTH_DATE, PATIENT_ID, PATIENT_NAME, ct_sl
 
 from medseg.config import IngestConfig
 from medseg.deid import keyed_hash
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
+from medseg.io.catalog import Catalog
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 

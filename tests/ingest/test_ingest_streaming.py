@@ -15,8 +15,8 @@ from dicom_factory import ct_slices, seg_for, write
 import medseg.ingest.run as run_module
 import medseg.ingest.study_groups as study_groups
 from medseg.config import IngestConfig
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
+from medseg.io.catalog import Catalog
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 

@@ -71,8 +71,8 @@ def test_interrupted_batch_reads_only_the_missing_files(archive: Path, tmp_path:
     ws = Workspace.at(tmp_path / "ws").ensure()
     m = write_manifest([archive], ws, files_per_task=40)
     items = read_batch(ws, m, 0)
-    from medseg.ingest.catalog import Catalog
     from medseg.ingest.headers import read_header_batch
+    from medseg.io.catalog import Catalog
 
     Catalog(ws.catalog_path).upsert_files(read_header_batch(items[:16], KEY), "killed-run")
     rec = index_batch(ws, CFG, m, 0, None)

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from medseg.config import MedsegConfig
 from medseg.config_loader import ConfigError
+from medseg.io.bundle import BundleError
 from medseg.ops.errors import TransientError, describe, is_transient
-from medseg.training.bundle import BundleError
 
 
 def _validation_error() -> ValidationError:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from medseg.config import MedsegConfig, ModelFamily
+from medseg.io.bundle import BundleError
 from medseg.ops.nightly import champion_version, changes_of, is_nothing_new, nightly_config, verify_champions
 from medseg.ops.summary import stage_rows, totals_row, write_run_summary
 from medseg.stages.outcome import StageOutcome
-from medseg.training.bundle import BundleError
 from medseg.workspace import Workspace
 
 

@@ -9,6 +9,7 @@ import pytest
 from preprocess_synthetic import MakeCase, synthetic_case
 
 from medseg.config import PreprocessConfig, TrainConfig
+from medseg.io.case_arrays import read_foreground_locations
 from medseg.io.volume_store import open_array, read_case, read_meta
 from medseg.plan import Plan
 from medseg.preprocess.case import (
@@ -21,7 +22,6 @@ from medseg.preprocess.case import (
 )
 from medseg.preprocess.crop import bbox_slices
 from medseg.preprocess.fingerprint import compute_fingerprint
-from medseg.preprocess.foreground import read_foreground_locations
 from medseg.preprocess.normalize import normalize
 from medseg.preprocess.planner import make_plan
 

@@ -13,9 +13,9 @@ from distributed import Client, LocalCluster
 from preprocess_synthetic import synthetic_case
 
 from medseg.config import MedsegConfig
+from medseg.io.case_arrays import read_foreground_locations
 from medseg.io.volume_store import read_case, write_case
 from medseg.preprocess.fingerprint import Fingerprint
-from medseg.preprocess.foreground import read_foreground_locations
 from medseg.preprocess.run import run_preprocess
 from medseg.workspace import Workspace
 

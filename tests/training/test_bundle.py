@@ -10,8 +10,9 @@ import torch
 from phantom_data import make_plan
 
 from medseg.inference.sliding import predict_preprocessed
+from medseg.io.bundle import BundleError
 from medseg.io.volume_store import open_array
-from medseg.training.bundle import BundleError, champion, list_bundles, load_bundle, promote, save_bundle
+from medseg.training.bundle import champion, list_bundles, load_bundle, promote, save_bundle
 from medseg.training.network import build_segmenter
 from medseg.workspace import Workspace
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from pydicom.uid import generate_uid
 
 import medseg
 from medseg.geometry import Geometry
+from medseg.io.catalog import Catalog
 
 SEG_FILE = "seg.dcm"
 SEG_DIR = "dicom-seg"
@@ -95,22 +95,10 @@ def _catalog_rows(catalog_path: Path, case_id: str) -> tuple[dict[str, Any], lis
     """The image series row of ``case_id`` and ``(path, sop_uid)`` of its series' files (read-only)."""
     if not Path(catalog_path).is_file():
         raise DicomSourceUnavailable(f"catalog {catalog_path} not found (run `medseg ingest` first)")
-    con = sqlite3.connect(f"file:{Path(catalog_path).resolve()}?mode=ro", uri=True, timeout=60)
     try:
-        con.row_factory = sqlite3.Row
-        row = con.execute(
-            "SELECT * FROM series WHERE case_id = ? AND kind = 'image' ORDER BY status = 'ingested' DESC LIMIT 1",
-            (case_id,),
-        ).fetchone()
-        if row is None:
-            raise DicomSourceUnavailable(f"case {case_id} is not in the catalog {catalog_path}")
-        files = con.execute(
-            "SELECT path, sop_uid FROM files WHERE series_uid = ? AND status = 'ok' AND sop_uid IS NOT NULL",
-            (row["series_uid"],),
-        ).fetchall()
-    finally:
-        con.close()
-    return dict(row), [(str(f["path"]), str(f["sop_uid"])) for f in files]
+        return Catalog(Path(catalog_path), create=False).image_series_files(case_id)
+    except KeyError:
+        raise DicomSourceUnavailable(f"case {case_id} is not in the catalog {catalog_path}") from None
 
 
 def _frame_positions(ds: Dataset) -> list[NDArray[np.float64]]:

@@ -13,10 +13,10 @@ from pydicom import dcmread
 
 from medseg.config import IngestConfig
 from medseg.geometry import Geometry
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.headers import read_header
 from medseg.ingest.run import ingest
 from medseg.ingest.stacks import frames_of
+from medseg.io.catalog import Catalog
 from medseg.io.dicom.polygon import fill_polygon, polygon_area
 from medseg.io.dicom.rtstruct import rasterise_rois, read_rtstruct, rtstruct_rois
 from medseg.io.volume_store import read_case

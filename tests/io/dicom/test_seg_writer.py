@@ -15,8 +15,8 @@ from medseg.config import IngestConfig, MedsegConfig
 from medseg.demo.archive import generate_demo_archive
 from medseg.geometry import Geometry
 from medseg.inference.predict import predict_case
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
+from medseg.io.catalog import Catalog
 from medseg.io.dicom.seg_writer import (
     DicomSourceUnavailable,
     build_prediction_seg,

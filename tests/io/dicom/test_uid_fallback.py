@@ -13,8 +13,8 @@ from pydicom.uid import JPEG2000Lossless, generate_uid
 
 from medseg.config import IngestConfig
 from medseg.geometry import Geometry
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.run import ingest
+from medseg.io.catalog import Catalog
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 

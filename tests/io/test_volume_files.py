@@ -16,11 +16,11 @@ from numpy.typing import NDArray
 from medseg.config import IngestConfig
 from medseg.deid import keyed_hash
 from medseg.geometry import Geometry
-from medseg.ingest.catalog import Catalog
 from medseg.ingest.export import export_nifti
 from medseg.ingest.file_planning import _label_kind
 from medseg.ingest.run import ingest
-from medseg.ingest.volume_files import read_dataset_json, read_volume, read_volume_header
+from medseg.io.catalog import Catalog
+from medseg.io.volume_files import read_dataset_json, read_volume, read_volume_header
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
 

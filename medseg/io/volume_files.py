@@ -98,6 +98,23 @@ def _nifti_geometry(img: nib.Nifti1Image | nib.Nifti2Image, path: Path) -> Geome
         raise _unreadable(path, f"affine {np.round(img.affine, 4).tolist()} is not a valid geometry ({exc})") from exc
 
 
+
+def nifti_volume(
+    img: nib.Nifti1Image | nib.Nifti2Image, path: Path, channel: int = 0
+) -> tuple[NDArray[Any], Geometry]:
+    """One channel of a loaded NIfTI image as a ``(z, y, x)`` view (not yet contiguous) and its geometry.
+
+    Raises:
+        IngestError: ``volume_unreadable`` (not a 3D volume, invalid affine).
+    """
+    geometry = _nifti_geometry(img, path)
+    _, n_channels = _spatial_and_channels(tuple(int(s) for s in img.shape), path)
+    arr = np.asanyarray(img.dataobj)
+    arr = arr.reshape(arr.shape[:3] + ((n_channels,) if n_channels > 1 else ()))
+    if n_channels > 1:
+        arr = arr[..., channel]
+    return arr.transpose(2, 1, 0), geometry
+
 # --- NRRD -------------------------------------------------------------------------------------
 def _nrrd_geometry(header: dict[str, Any], path: Path) -> tuple[Geometry, list[int], int | None]:
     """Geometry, file indices of the 3 spatial axes, and the file index of a channel axis (or None)."""
@@ -245,14 +262,7 @@ def read_volume(path: str | Path, channel: int = 0, roots: Sequence[str] = ()) -
             pos = {d: n for n, d in enumerate(d for d in axes if d in spatial)}
             arr = np.transpose(arr, (pos[spatial[2]], pos[spatial[1]], pos[spatial[0]]))
         else:
-            img = _nifti(p)
-            geometry = _nifti_geometry(img, p)
-            _, n_channels = _spatial_and_channels(tuple(int(s) for s in img.shape), p)
-            arr = np.asanyarray(img.dataobj)
-            arr = arr.reshape(arr.shape[:3] + ((n_channels,) if n_channels > 1 else ()))
-            if n_channels > 1:
-                arr = arr[..., channel]
-            arr = arr.transpose(2, 1, 0)
+            arr, geometry = nifti_volume(_nifti(p), p, channel)
     except IngestError:
         raise
     except Exception as exc:  # noqa: BLE001

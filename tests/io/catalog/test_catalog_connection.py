@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from medseg.ingest import catalog as catalog_module
-from medseg.ingest.catalog import FILE_COLUMNS, Catalog
+from medseg.io.catalog import FILE_COLUMNS, Catalog
+from medseg.io.catalog import connection as catalog_module
 
 
 def _row(path: str) -> tuple[object, ...]:
