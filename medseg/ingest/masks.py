@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from medseg.geometry import Geometry
 from medseg.ingest.stacks import Stack
 from medseg.io.reasons import IngestError, Reason
+from medseg.io.volume_files import is_label_map
 
 MASK_DESCRIPTION = re.compile(r"mask|label|segment|(^|[^a-z])(seg|roi)([^a-z]|$)", re.IGNORECASE)
 _REGISTERED = re.compile(r"(^|[^a-z])reg(istered)?([^a-z]|$)|_reg", re.IGNORECASE)
@@ -87,12 +88,7 @@ def mask_to_label(volume: NDArray[Any], description: str, where: str) -> tuple[N
         IngestError: ``label_not_mask`` when values are not small non-negative integers.
     """
     values = np.unique(volume)
-    if (
-        not np.all(np.equal(np.mod(values, 1), 0))
-        or values.min() < 0
-        or values.max() > 255
-        or len(values) > MAX_LABEL_VALUES
-    ):
+    if not is_label_map(values, MAX_LABEL_VALUES):
         raise IngestError(
             Reason.LABEL_NOT_MASK,
             f"{where}: described as a mask ({description!r}) but holds "

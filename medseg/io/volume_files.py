@@ -281,6 +281,18 @@ def image_values(arr: NDArray[Any]) -> NDArray[Any]:
     return arr.astype(np.float32)
 
 
+def is_label_map(values: NDArray[Any], max_values: int) -> bool:
+    """Whether the distinct ``values`` of an array (``np.unique``) can be a label map: at most
+    ``max_values`` integers in 0..255 (an empty array is one)."""
+    return not values.size or bool(
+        np.all(np.isfinite(values))
+        and np.all(np.equal(np.mod(values, 1), 0))
+        and values.min() >= 0
+        and values.max() <= 255
+        and len(values) <= max_values
+    )
+
+
 def label_values(
     arr: NDArray[Any], names: dict[int, str], where: str, keep_absent: bool = True
 ) -> tuple[NDArray[np.uint8], dict[int, str]]:
@@ -294,13 +306,7 @@ def label_values(
         IngestError: ``label_not_mask`` when the values are not a label map.
     """
     values = np.unique(arr)
-    if values.size and (
-        not np.all(np.isfinite(values))
-        or not np.all(np.equal(np.mod(values, 1), 0))
-        or values.min() < 0
-        or values.max() > 255
-        or len(values) > MAX_LABEL_VALUES
-    ):
+    if not is_label_map(values, MAX_LABEL_VALUES):
         raise IngestError(
             Reason.LABEL_NOT_MASK,
             f"{where}: label file holds {len(values)} distinct values in [{values.min()}, {values.max()}]; "
