@@ -19,9 +19,11 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture
 
 from medseg.config import MedsegConfig
+from medseg.ingest.workers import INGEST_WORKER_MODULES
 from medseg.ops.bulk import BatchRecord, completed_batches, totals
 from medseg.ops.params import resolve_config
-from medseg.parallel import dask_client
+from medseg.runtime.cluster import dask_client
+from medseg.runtime.run_id import new_run_id
 from medseg.tasks.bulk import bulk_assemble_task, bulk_batch_task, bulk_scan_task, close_shared_client
 from medseg.tasks.common import _logger, with_transient_retries
 from medseg.tasks.notify import FAILURE_HOOKS
@@ -38,7 +40,7 @@ def _cluster_address(cfg: MedsegConfig) -> Iterator[MedsegConfig]:
         finally:
             close_shared_client(cfg.dask.address)
         return
-    with dask_client(cfg.dask) as client:
+    with dask_client(cfg.dask, preload=INGEST_WORKER_MODULES) as client:
         address = client.scheduler.address if client.scheduler is not None else None
         try:
             yield cfg.model_copy(update={"dask": cfg.dask.model_copy(update={"address": address})})
@@ -80,7 +82,7 @@ def bulk_flow(
     t0 = time.perf_counter()
     cfg = resolve_config(config, config_path, overrides)
     ws = Workspace.at(cfg.workspace).ensure()
-    run_id = run_id or time.strftime("bulk-%Y%m%d-%H%M%S", time.gmtime())
+    run_id = run_id or new_run_id("bulk")
     log = _logger()
     timings: dict[str, float] = {}
     manifest = bulk_scan_task(cfg, files_per_task or cfg.ops.bulk_files_per_task)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from prefect import flow
 
 from medseg.config import MedsegConfig
+from medseg.runtime.run_id import new_run_id
 from medseg.tasks.infer import infer_task
 from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
 from medseg.tasks.preprocess import preprocess_task
 from medseg.tasks.report import report_task
 from medseg.tasks.train import train_task
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
 
 
 @flow(name="medseg-pipeline", log_prints=True, on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)

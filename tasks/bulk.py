@@ -15,8 +15,9 @@ from prefect.cache_policies import NO_CACHE
 
 from medseg.config import MedsegConfig
 from medseg.ingest.run import IngestSummary, ingest
+from medseg.ingest.workers import INGEST_WORKER_MODULES
 from medseg.ops.bulk import BatchRecord, BulkManifest, index_batch, write_manifest
-from medseg.parallel import dask_client
+from medseg.runtime.cluster import dask_client
 from medseg.stages.ingest import check_sources
 from medseg.tasks.common import RETRY_JITTER, _logger, retry_delays, retry_on_transient
 from medseg.tasks.progress import TaskProgress
@@ -75,7 +76,8 @@ def bulk_assemble_task(cfg: MedsegConfig) -> IngestSummary:
     """Plan series and write volume stores for the indexed files (a normal incremental ingest)."""
     ws = Workspace.at(cfg.workspace).ensure()
     sources = [Path(s) for s in check_sources(cfg.sources)]
-    with dask_client(cfg.dask, workers_in_background=True) as client:  # started while ingest scans
+    # the workers start while ingest scans
+    with dask_client(cfg.dask, preload=INGEST_WORKER_MODULES, workers_in_background=True) as client:
         summary = ingest(sources, ws, cfg.ingest, client=client, progress=TaskProgress("bulk-assemble"))
     _logger().info("bulk assemble: %s", summary.model_dump())
     return summary

@@ -33,8 +33,8 @@ from pydantic import BaseModel, Field
 from medseg.config import IngestConfig
 from medseg.deid_key import resolve_deid_key
 from medseg.ingest.catalog import FILE_COLUMNS, Catalog
-from medseg.ingest.run import header_rows, scan_sources
-from medseg.parallel import task_size, worker_threads
+from medseg.ingest.file_index import header_rows, scan_sources
+from medseg.runtime.cluster import task_size, worker_threads
 from medseg.workspace import Workspace
 
 FILES_NAME = "files.jsonl"

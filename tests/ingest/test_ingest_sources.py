@@ -16,7 +16,8 @@ import medseg.ingest.headers as headers_mod
 import medseg.stages.ingest as ingest_stage
 from medseg.config import IngestConfig, MedsegConfig
 from medseg.ingest.catalog import Catalog
-from medseg.ingest.run import ingest, scan_sources
+from medseg.ingest.file_index import scan_sources
+from medseg.ingest.run import ingest
 from medseg.ingest.source_walk import SourceProblem, walk_sources
 from medseg.stages.ingest import run_ingest_stage, source_listing_key
 from medseg.workspace import Workspace

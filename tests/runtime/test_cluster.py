@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-import medseg.parallel as parallel
+import medseg.runtime.cluster as parallel
+from medseg.cli.fork_server import start_fork_server
 from medseg.config import DaskConfig
-from medseg.local_workers import INGEST_WORKER_MODULES, fork_server_available, start_fork_server
-from medseg.parallel import TaskSizer, dask_client, task_size, worker_threads
+from medseg.ingest.workers import INGEST_WORKER_MODULES
+from medseg.runtime.cluster import TaskSizer, dask_client, task_size, worker_threads
+from medseg.runtime.fork_server import fork_server_available
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -110,10 +112,10 @@ def test_single_threaded_local_workers_are_forked_from_the_preloaded_server() ->
 
 
 _SCRIPT = """
-from medseg.local_workers import start_fork_server
+from medseg.cli.fork_server import start_fork_server
 start_fork_server()  # module level: forked workers run this script again as __mp_main__
 from medseg.config import DaskConfig
-from medseg.parallel import dask_client
+from medseg.runtime.cluster import dask_client
 
 if __name__ == "__main__":
     with dask_client(DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="1GiB")) as client:
