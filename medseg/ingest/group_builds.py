@@ -15,9 +15,9 @@ from typing import Any
 import distributed
 
 from medseg.config import IngestConfig
+from medseg.ingest.case_plan import IngestPlan
 from medseg.ingest.catalog import Catalog
 from medseg.ingest.file_index import ProgressFn
-from medseg.ingest.planning import IngestPlan
 from medseg.ingest.run_rows import finalise
 from medseg.ingest.study_groups import (
     GroupContext,

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from medseg.ingest.build import src_paths
+from medseg.ingest.case_plan import IngestPlan, PlannedCase, stack_row
 from medseg.ingest.catalog import Catalog
-from medseg.ingest.planning import IngestPlan, PlannedCase, stack_row
 from medseg.ingest.reasons import Reason
 from medseg.workspace import Workspace
 
