@@ -24,7 +24,7 @@ from medseg.ops.summary import markdown_table, stage_rows, totals_row, write_run
 from medseg.runtime.run_id import new_run_id
 from medseg.splits import Splits
 from medseg.stages.outcome import StageOutcome
-from medseg.tasks.common import _logger, with_transient_retries
+from medseg.tasks.common import run_logger, with_transient_retries
 from medseg.tasks.infer import infer_task
 from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
@@ -62,7 +62,7 @@ def _report(cfg: MedsegConfig, predictions: dict[str, str], run_id: str) -> Stag
     try:
         return report_task(cfg, predictions, run_id, cases=held_out)
     except FileNotFoundError as exc:  # predictions of unlabeled studies only: nothing to evaluate
-        _logger().info("no metrics report: %s", exc)
+        run_logger().info("no metrics report: %s", exc)
         return None
 
 
@@ -98,7 +98,7 @@ def nightly_flow(
     t0 = time.perf_counter()
     cfg = nightly_config(resolve_config(config, config_path, overrides))
     run_id = run_id or new_run_id("nightly")
-    log = _logger()
+    log = run_logger()
     retry = cfg.ops.transient_retries, cfg.ops.retry_backoff_s
     champions_before = check_champions_task(cfg)
     ingest = with_transient_retries(ingest_task, *retry)(cfg)

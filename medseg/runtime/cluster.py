@@ -7,6 +7,7 @@ import importlib
 import logging
 import math
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -253,3 +254,28 @@ class TaskSizer:
         """Items for the next task, once ``done`` items went into earlier tasks."""
         floor = max(1, self.per_task // 8)
         return max(floor, min(self.per_task, math.ceil((self.total - done) / (2 * self.threads))))
+
+
+_CLIENTS: dict[str, Client] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def shared_client(address: str) -> Client:
+    """One client per scheduler address for every batch task of this process (connecting costs ~0.2 s).
+
+    A client whose connection was lost is replaced; clients are closed when the process exits.
+    """
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(address)
+        if client is None or client.status not in ("running", "connecting"):
+            client = Client(address, timeout="30s", set_as_default=False)
+            _CLIENTS[address] = client
+        return client
+
+
+def close_shared_client(address: str | None) -> None:
+    """Close this process's shared client of ``address`` (e.g. at the end of a bulk run)."""
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.pop(address, None) if address else None
+    if client is not None:
+        client.close()
