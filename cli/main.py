@@ -194,7 +194,7 @@ def train(workspace: WorkspaceOpt = None, model: ModelOpt = None, config: Config
     from medseg.flows.stages import train_flow
 
     with friendly_errors():
-        print_outcomes(train_flow(_flow_config(cfg), _families(cfg, model), force=force))
+        print_outcomes(train_flow(_flow_config(cfg), families=_families(cfg, model), force=force))
 
 
 def _check_infer_inputs(ws: Workspace, families: list[str], cases: list[str] | None, ws_arg: str) -> None:
@@ -232,7 +232,8 @@ def infer(
     from medseg.flows.stages import infer_flow
 
     with friendly_errors():
-        print_outcomes(infer_flow(_flow_config(cfg), _families(cfg, model), case_ids=cases, cases=select.value))
+        print_outcomes(infer_flow(_flow_config(cfg), families=_families(cfg, model), case_ids=cases,
+                                  cases=select.value))
 
 
 @app.command()
@@ -250,7 +251,7 @@ def report(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrides: 
     from medseg.runtime.run_id import new_run_id
 
     with friendly_errors():
-        outcome = report_flow(_flow_config(cfg), predictions, new_run_id())
+        outcome = report_flow(_flow_config(cfg), predictions=predictions, run_id=new_run_id())
     print_report_table(outcome["stats"]["table"])
     console.print(f"report: {outcome['outputs'][0]}")
 
