@@ -1,7 +1,7 @@
 """Ingest's first two phases: list the sources into scratch files, read the new or changed files' headers.
 
 The file lists live in scratch files in the workspace (``.scan-<run>.pkl`` / ``.todo-<run>.pkl``:
-pickled chunks of :data:`SCRATCH_CHUNK` entries), not in memory: flat memory whatever the archive
+:mod:`medseg.runtime.scratch` lists), not in memory: flat memory whatever the archive
 size. Header batches go to Dask with a bounded number in flight and are committed to the catalog
 batch by batch. :func:`index_files` is the building block of the bulk flow.
 """
@@ -25,6 +25,7 @@ from medseg.ingest.source_walk import SourceFile, SourceProblem, walk_sources
 from medseg.ingest.volume_files import DATASET_JSON, volume_suffix
 from medseg.runtime.batching import batched, bounded_map
 from medseg.runtime.cluster import TaskSizer, worker_threads
+from medseg.runtime.scratch import SCRATCH_CHUNK, read_scratch, write_scratch
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -57,55 +58,36 @@ def is_volume_file(path: str) -> bool:
     return bool(volume_suffix(path)) or os.path.basename(path) == DATASET_JSON
 
 
-SCRATCH_CHUNK = 4096
-
-
 def scan_to_disk(sources: list[Path], scratch: Path, volume_files: bool = True,
-                  problems: list[SourceProblem] | None = None) -> tuple[int, int]:
-    """Write ``(path, size, mtime_ns)`` of every source file to ``scratch`` (pickled chunks); entries
+                 problems: list[SourceProblem] | None = None) -> tuple[int, int]:
+    """Write ``(path, size, mtime_ns)`` of every source file to ``scratch`` (a scratch list); entries
     that are not ingestible files go to ``problems``.
 
     Returns:
         (files written, NIfTI/NRRD/dataset.json files left out because ``volume_files`` is false).
     """
-    n = ignored = 0
-    with open(scratch, "wb") as fh:
-        chunk: list[tuple[str, int, int]] = []
+    ignored = 0
+
+    def kept() -> Iterator[SourceFile]:
+        nonlocal ignored
         for item in scan_sources(sources, problems):
             if not volume_files and is_volume_file(item[0]):
                 ignored += 1
                 continue
-            chunk.append(item)
-            n += 1
-            if len(chunk) >= SCRATCH_CHUNK:
-                pickle.dump(chunk, fh, protocol=pickle.HIGHEST_PROTOCOL)
-                chunk = []
-        if chunk:
-            pickle.dump(chunk, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    return n, ignored
+            yield item
 
-
-def read_scratch(scratch: Path) -> Iterator[tuple[str, int, int]]:
-    with open(scratch, "rb") as fh:
-        while True:
-            try:
-                chunk = pickle.load(fh)
-            except EOFError:
-                return
-            yield from chunk
+    return write_scratch(scratch, kept()), ignored
 
 
 def select_unindexed(catalog: Catalog, scratch: Path, todo: Path) -> int:
     """Copy the scanned files not indexed with the same size and mtime to ``todo``; return their count."""
-    n = 0
-    with open(todo, "wb") as out:
+
+    def unindexed() -> Iterator[tuple[str, int, int]]:
         for chunk in batched(read_scratch(scratch), SCRATCH_CHUNK):
             known = catalog.lookup_files([c[0] for c in chunk])
-            new = [(p, size, mtime) for p, size, mtime in chunk if known.get(p) != (size, mtime)]
-            if new:
-                pickle.dump(new, out, protocol=pickle.HIGHEST_PROTOCOL)
-                n += len(new)
-    return n
+            yield from ((p, size, mtime) for p, size, mtime in chunk if known.get(p) != (size, mtime))
+
+    return write_scratch(todo, unindexed())
 
 
 def read_headers(

@@ -43,7 +43,6 @@ from medseg.ingest.file_index import (
     ProgressFn,
     clean_scratch,
     read_headers,
-    read_scratch,
     scan_to_disk,
     select_unindexed,
 )
@@ -54,6 +53,7 @@ from medseg.io.volume_store import clean_partial_stores
 from medseg.runtime.cluster import TaskSizer, worker_threads
 from medseg.runtime.locks import exclusive_lock
 from medseg.runtime.run_id import new_run_id
+from medseg.runtime.scratch import read_scratch
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
