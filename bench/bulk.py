@@ -14,7 +14,7 @@ Per size, two child processes (measured with :func:`bench._measure.run_measured`
 * ``bulk-flow``: ``flows.bulk.bulk_flow`` (index only, ``assemble=False``) into a fresh workspace:
   scan → manifest → Prefect tasks of ``--files-per-task`` files, each fanning out on the cluster.
 * ``plain`` (anchor): the same header reading without Prefect and without batching:
-  ``medseg.ingest.run.index_files(all files, client)`` on the same cluster, in one call.
+  ``medseg.ingest.file_index.index_files(all files, client)`` on the same cluster, in one call.
 
 Overhead of the flow = (flow wall − medseg work) / flow wall, where the flow wall is measured
 inside the flow process from the first line of the flow to its return, and medseg work is the
@@ -150,7 +150,7 @@ def child_plain(cfg: dict[str, Any]) -> None:
     from distributed import Client
 
     from medseg.config import MedsegConfig
-    from medseg.ingest.run import index_files, scan_sources
+    from medseg.ingest.file_index import index_files, scan_sources
     from medseg.workspace import Workspace
 
     c = MedsegConfig.model_validate(cfg)

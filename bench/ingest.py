@@ -13,7 +13,7 @@ Tool settings (each the fastest sensible configuration of that tool):
 * medseg: ``medseg.ingest.run.ingest`` on a LocalCluster of ``--workers`` processes, 1 thread each
   (header index, stack validation, SEG labels, catalog, Blosc-LZ4 Zarr stores), started by the run
   as ``medseg ingest`` does by default (the workers' fork server first thing, see
-  ``medseg.local_workers``): the ``ratio`` of the RESULT line;
+  ``medseg.cli.fork_server``): the ``ratio`` of the RESULT line;
 * medseg-cluster: the same ingest on a standing Dask cluster (``dask.address``: a ``dask scheduler``
   + ``--workers`` single-threaded ``dask worker`` processes started once by the bench and warmed by
   one ingest of the small archive, as a deployment's workers are): no worker start-up in the run;
@@ -58,7 +58,8 @@ sys.path.insert(0, str(REPO))
 from bench._measure import run_measured, settle  # noqa: E402
 from bench._services import Services  # noqa: E402
 from medseg.config import IngestConfig  # noqa: E402
-from medseg.local_workers import DASK_WORKER_MODULES, INGEST_WORKER_MODULES  # noqa: E402
+from medseg.ingest.workers import INGEST_WORKER_MODULES  # noqa: E402
+from medseg.runtime.fork_server import DASK_WORKER_MODULES  # noqa: E402
 
 REAL_D2N = REPO.parent / "shared" / "data" / "real" / "dicom2nifti"
 FILES_PER_CASE = 36.0  # demo archive: 24-48 slices + 1 SEG per case
@@ -67,25 +68,28 @@ TOOLS = ("medseg", "medseg-cluster", "dcm2niix", "dicom2nifti", "sitk")
 _MEDSEG = """
 import sys, json
 if sys.argv[3].isdigit() and int(sys.argv[3]) > 0:  # a LocalCluster: its workers' fork server starts
-    from medseg.local_workers import start_fork_server  # first thing, as in `medseg ingest`
-    start_fork_server()
-from medseg.fast_exit import skip_final_gc
+    from medseg.cli.fork_server import start_fork_server  # first thing, as in `medseg ingest`
+    from medseg.ingest.workers import INGEST_WORKER_MODULES
+    start_fork_server(1, INGEST_WORKER_MODULES)
+from medseg.cli.fast_exit import skip_final_gc
 skip_final_gc()  # as every `medseg` command does
 from pathlib import Path
 from medseg.config import DaskConfig, IngestConfig
 from medseg.ingest.run import ingest
-from medseg.parallel import dask_client
+from medseg.ingest.workers import INGEST_WORKER_MODULES
+from medseg.runtime.cluster import dask_client
 from medseg.workspace import Workspace
 
 def main():
     src, ws, workers = Path(sys.argv[1]), Workspace.at(sys.argv[2]), sys.argv[3]
     cfg = IngestConfig(files_per_batch=int(sys.argv[4]))
     if workers.startswith("tcp://"):  # a standing cluster
-        with dask_client(DaskConfig(address=workers)) as client:
+        with dask_client(DaskConfig(address=workers), preload=INGEST_WORKER_MODULES) as client:
             s = ingest([src], ws, cfg, client=client)
     elif int(workers) > 0:
         dask_cfg = DaskConfig(n_workers=int(workers), threads_per_worker=1, memory_limit="3GiB")
-        with dask_client(dask_cfg, workers_in_background=True) as client:  # as medseg.stages.ingest does
+        # as medseg.stages.ingest does
+        with dask_client(dask_cfg, preload=INGEST_WORKER_MODULES, workers_in_background=True) as client:
             s = ingest([src], ws, cfg, client=client)
     else:
         s = ingest([src], ws, cfg)
@@ -203,8 +207,9 @@ def _trash(work: Path) -> Path:
 
 #: What each Python tool imports (its program files), read by :func:`warm_program` before a run.
 _PROGRAM_IMPORTS = {
-    # the run's own imports, its workers' preload (medseg.local_workers), and what a worker imports after its fork
-    "medseg": ("medseg.parallel", "medseg.workspace", "medseg.fast_exit", *DASK_WORKER_MODULES,
+    # the run's own imports, its workers' preload (medseg.cli.fork_server), and what a worker imports after its fork
+    "medseg": ("medseg.runtime.cluster", "medseg.workspace", "medseg.cli.fast_exit", "medseg.cli.fork_server",
+               *DASK_WORKER_MODULES,
                *INGEST_WORKER_MODULES, "prometheus_client", "numpy.random"),
     "dicom2nifti": ("dicom2nifti",),
     "sitk": ("SimpleITK",),
@@ -309,7 +314,7 @@ def main() -> None:
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
     ap.add_argument("--workers", type=int, default=2, help="medseg Dask workers (LocalCluster)")
     ap.add_argument("--batch", type=int, default=IngestConfig().files_per_batch,
-                    help="medseg files per header task (at most; see medseg.parallel.task_size)")
+                    help="medseg files per header task (at most; see medseg.runtime.cluster.task_size)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per tool, interleaved; the table and RESULT report each tool's median run")
     ap.add_argument("--seed", type=int, default=7)

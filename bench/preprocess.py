@@ -135,7 +135,7 @@ import zarr
 from medseg.config import MedsegConfig
 from medseg.ingest.run import ingest
 from medseg.io.volume_store import read_meta
-from medseg.parallel import dask_client
+from medseg.runtime.cluster import dask_client
 from medseg.plan import Plan
 from medseg.preprocess.run import run_preprocess
 from medseg.workspace import Workspace

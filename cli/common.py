@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,9 +14,9 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from medseg.cli.child_reaper import start_child_reaper
+from medseg.cli.fork_server import start_fork_server
 from medseg.config import MedsegConfig
 from medseg.config_loader import ConfigError, load_config
-from medseg.local_workers import start_fork_server
 from medseg.workspace import Workspace
 
 console = Console()
@@ -57,14 +57,15 @@ def guard_children() -> None:
         _REAPER.append(start_child_reaper())
 
 
-def start_local_workers(cfg: MedsegConfig) -> None:
-    """Start the fork server of the LocalCluster's workers now (:mod:`medseg.local_workers`): its
+def start_local_workers(cfg: MedsegConfig, preload: Sequence[str] = ()) -> None:
+    """Start the fork server of the LocalCluster's workers now, importing ``preload`` (the modules
+    of the command's tasks; :mod:`medseg.cli.fork_server`): its
     imports run on an idle core while Prefect starts. Nothing to do on an existing Dask cluster.
 
     The child reaper starts first (see :func:`prefect_env`): it then owns no thread or child yet."""
     guard_children()
     if cfg.dask.address is None:
-        start_fork_server(cfg.dask.threads_per_worker)
+        start_fork_server(cfg.dask.threads_per_worker, preload)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -8,42 +8,23 @@ files already committed to the catalog are skipped. A progress artifact is updat
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
 from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import PrefectFuture
 
 from medseg.config import MedsegConfig
-from medseg.ops.bulk import BatchRecord, completed_batches, totals
+from medseg.ingest.workers import INGEST_WORKER_MODULES
+from medseg.ops.bulk import completed_batches, totals
+from medseg.ops.bulk_run import cluster_address, pending_batches, run_batches
 from medseg.ops.params import resolve_config
-from medseg.parallel import dask_client
-from medseg.tasks.bulk import bulk_assemble_task, bulk_batch_task, bulk_scan_task, close_shared_client
-from medseg.tasks.common import _logger, with_transient_retries
+from medseg.runtime.run_id import new_run_id
+from medseg.tasks.bulk import bulk_assemble_task, bulk_batch_task, bulk_scan_task
+from medseg.tasks.common import run_logger, with_transient_retries
 from medseg.tasks.notify import FAILURE_HOOKS
 from medseg.tasks.ops import artifact_key, publish_table
 from medseg.workspace import Workspace
-
-
-@contextmanager
-def _cluster_address(cfg: MedsegConfig) -> Iterator[MedsegConfig]:
-    """``cfg`` with ``dask.address`` set: the configured cluster, or a LocalCluster for the whole flow."""
-    if cfg.dask.address:
-        try:
-            yield cfg
-        finally:
-            close_shared_client(cfg.dask.address)
-        return
-    with dask_client(cfg.dask) as client:
-        address = client.scheduler.address if client.scheduler is not None else None
-        try:
-            yield cfg.model_copy(update={"dask": cfg.dask.model_copy(update={"address": address})})
-        finally:
-            close_shared_client(address)
 
 
 def _progress(artifact: UUID | None, done: int, total: int, key: str) -> UUID | None:
@@ -80,33 +61,30 @@ def bulk_flow(
     t0 = time.perf_counter()
     cfg = resolve_config(config, config_path, overrides)
     ws = Workspace.at(cfg.workspace).ensure()
-    run_id = run_id or time.strftime("bulk-%Y%m%d-%H%M%S", time.gmtime())
-    log = _logger()
+    run_id = run_id or new_run_id("bulk")
+    log = run_logger()
     timings: dict[str, float] = {}
     manifest = bulk_scan_task(cfg, files_per_task or cfg.ops.bulk_files_per_task)
     timings["scan_task"] = time.perf_counter() - t0
     done_before = completed_batches(ws, manifest)
-    todo = [b for b in range(manifest.n_batches) if b not in done_before]
+    todo = pending_batches(manifest.n_batches, done_before)
     log.info("bulk %s: %d batches, %d already done, %d to run", manifest.key, manifest.n_batches,
              len(done_before), len(todo))
     batch_task = with_transient_retries(bulk_batch_task, cfg.ops.transient_retries, cfg.ops.retry_backoff_s)
     artifact = _progress(None, len(done_before), manifest.n_batches, manifest.key)
-    records: list[BatchRecord] = []
+
+    def progress(done: int) -> None:
+        nonlocal artifact
+        artifact = _progress(artifact, done, manifest.n_batches, manifest.key)
+
     t1 = time.perf_counter()
-    with _cluster_address(cfg) as run_cfg:
-        in_flight: deque[PrefectFuture[BatchRecord]] = deque()
-        pending = deque(todo)
-        done = len(done_before)
-        while pending or in_flight:
-            while pending and len(in_flight) < cfg.ops.bulk_tasks_in_flight:
-                in_flight.append(batch_task.submit(run_cfg, manifest, pending.popleft(), run_id))
-            rec = in_flight.popleft().result()
-            records.append(rec)
-            done += 1
-            artifact = _progress(artifact, done, manifest.n_batches, manifest.key)
+    with cluster_address(cfg.dask, preload=INGEST_WORKER_MODULES) as address:
+        run_cfg = cfg.model_copy(update={"dask": cfg.dask.model_copy(update={"address": address})})
+        records = run_batches(todo, lambda batch: batch_task.submit(run_cfg, manifest, batch, run_id),
+                              cfg.ops.bulk_tasks_in_flight, progress, done_before=len(done_before))
         timings["batches"] = time.perf_counter() - t1
     timings["batches_and_close"] = time.perf_counter() - t1
-    assembled = bulk_assemble_task(cfg).model_dump(mode="json") if assemble else None
+    assembled = bulk_assemble_task(cfg).stats if assemble else None
     tot = totals(ws, manifest)
     wall = time.perf_counter() - t0
     row: dict[str, Any] = {

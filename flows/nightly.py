@@ -21,9 +21,10 @@ from medseg.config import MedsegConfig, ModelFamily
 from medseg.ops.nightly import NOTHING_NEW, changes_of, nightly_config, nothing_new_result, pending_cases
 from medseg.ops.params import resolve_config
 from medseg.ops.summary import markdown_table, stage_rows, totals_row, write_run_summary
+from medseg.runtime.run_id import new_run_id
 from medseg.splits import Splits
 from medseg.stages.outcome import StageOutcome
-from medseg.tasks.common import _logger, with_transient_retries
+from medseg.tasks.common import run_logger, with_transient_retries
 from medseg.tasks.infer import infer_task
 from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
@@ -32,10 +33,6 @@ from medseg.tasks.preprocess import preprocess_task
 from medseg.tasks.report import report_task
 from medseg.tasks.train import train_task
 from medseg.workspace import Workspace
-
-
-def new_run_id(prefix: str = "nightly") -> str:
-    return time.strftime(f"{prefix}-%Y%m%d-%H%M%S", time.gmtime())
 
 
 def _infer_pending(cfg: MedsegConfig, families: list[ModelFamily]) -> tuple[list[StageOutcome], dict[str, str]]:
@@ -65,7 +62,7 @@ def _report(cfg: MedsegConfig, predictions: dict[str, str], run_id: str) -> Stag
     try:
         return report_task(cfg, predictions, run_id, cases=held_out)
     except FileNotFoundError as exc:  # predictions of unlabeled studies only: nothing to evaluate
-        _logger().info("no metrics report: %s", exc)
+        run_logger().info("no metrics report: %s", exc)
         return None
 
 
@@ -100,8 +97,8 @@ def nightly_flow(
     """
     t0 = time.perf_counter()
     cfg = nightly_config(resolve_config(config, config_path, overrides))
-    run_id = run_id or new_run_id()
-    log = _logger()
+    run_id = run_id or new_run_id("nightly")
+    log = run_logger()
     retry = cfg.ops.transient_retries, cfg.ops.retry_backoff_s
     champions_before = check_champions_task(cfg)
     ingest = with_transient_retries(ingest_task, *retry)(cfg)

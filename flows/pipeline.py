@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from prefect import flow
 
 from medseg.config import MedsegConfig
+from medseg.ops.params import resolve_config
+from medseg.runtime.run_id import new_run_id
 from medseg.tasks.infer import infer_task
 from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
@@ -16,21 +17,19 @@ from medseg.tasks.report import report_task
 from medseg.tasks.train import train_task
 
 
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-
-
 @flow(name="medseg-pipeline", log_prints=True, on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
-def pipeline_flow(config: MedsegConfig | dict[str, Any], force: bool = False,
+def pipeline_flow(config: MedsegConfig | dict[str, Any] | None = None, config_path: str | None = None,
+                  overrides: list[str] | None = None, force: bool = False,
                   run_id: str | None = None) -> dict[str, Any]:
     """Run every stage; each is skipped when its inputs did not change (unless ``force``).
 
     Args:
-        config: a :class:`~medseg.config.MedsegConfig` as a JSON-able dict (flow parameters must be JSON).
+        config: the :class:`~medseg.config.MedsegConfig` (or its JSON dict), or
+        config_path: a YAML config file, with ``overrides`` (``key=value`` items).
         force: re-run every stage even when its inputs are unchanged.
         run_id: report folder name (default: UTC timestamp).
     """
-    cfg = MedsegConfig.model_validate(config)
+    cfg = resolve_config(config, config_path, overrides)
     run_id = run_id or new_run_id()
     outcomes = [ingest_task(cfg, force=force), preprocess_task(cfg, force=force)]
     predictions: dict[str, str] = {}

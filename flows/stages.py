@@ -1,4 +1,8 @@
-"""Single-stage flows behind the CLI's stage commands (each a flow run visible in the Prefect UI)."""
+"""Single-stage flows behind the CLI's stage commands (each a flow run visible in the Prefect UI).
+
+Every flow takes its config as ``config`` (a :class:`MedsegConfig`, or its JSON dict) or
+``config_path`` (a YAML file) with ``overrides``; see :func:`medseg.ops.params.resolve_config`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any
 from prefect import flow
 
 from medseg.config import MedsegConfig, ModelFamily
+from medseg.ops.params import resolve_config
+from medseg.runtime.run_id import new_run_id
 from medseg.tasks.infer import infer_task
 from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
@@ -14,31 +20,48 @@ from medseg.tasks.preprocess import preprocess_task
 from medseg.tasks.report import report_task
 from medseg.tasks.train import train_task
 
+ConfigParam = MedsegConfig | dict[str, Any] | None
+
+
+def _families(cfg: MedsegConfig, families: list[str] | None) -> list[ModelFamily]:
+    return [ModelFamily(f) for f in families] if families is not None else list(cfg.train.models)
+
 
 @flow(name="medseg-ingest", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
-def ingest_flow(config: MedsegConfig | dict[str, Any], force: bool = False) -> dict[str, Any]:
-    return ingest_task(MedsegConfig.model_validate(config), force=force).brief()
+def ingest_flow(config: ConfigParam = None, config_path: str | None = None, overrides: list[str] | None = None,
+                force: bool = False) -> dict[str, Any]:
+    return ingest_task(resolve_config(config, config_path, overrides), force=force).brief()
 
 
 @flow(name="medseg-preprocess", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
-def preprocess_flow(config: MedsegConfig | dict[str, Any], force: bool = False) -> dict[str, Any]:
-    return preprocess_task(MedsegConfig.model_validate(config), force=force).brief()
+def preprocess_flow(config: ConfigParam = None, config_path: str | None = None, overrides: list[str] | None = None,
+                    force: bool = False) -> dict[str, Any]:
+    return preprocess_task(resolve_config(config, config_path, overrides), force=force).brief()
 
 
 @flow(name="medseg-train", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
-def train_flow(config: MedsegConfig | dict[str, Any], families: list[str], force: bool = False) -> list[dict[str, Any]]:
-    cfg = MedsegConfig.model_validate(config)
-    return [train_task(cfg, ModelFamily(f), force=force).brief() for f in families]
+def train_flow(config: ConfigParam = None, config_path: str | None = None, overrides: list[str] | None = None,
+               families: list[str] | None = None, force: bool = False) -> list[dict[str, Any]]:
+    """Train ``families`` (default: ``train.models``)."""
+    cfg = resolve_config(config, config_path, overrides)
+    return [train_task(cfg, f, force=force).brief() for f in _families(cfg, families)]
 
 
 @flow(name="medseg-infer", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
-def infer_flow(config: MedsegConfig | dict[str, Any], families: list[str], case_ids: list[str] | None = None,
+def infer_flow(config: ConfigParam = None, config_path: str | None = None, overrides: list[str] | None = None,
+               families: list[str] | None = None, case_ids: list[str] | None = None,
                cases: str = "test") -> list[dict[str, Any]]:
     """Predict ``case_ids`` or the ``cases`` selection ("test" split or "pending": no prediction from the champion)."""
-    cfg = MedsegConfig.model_validate(config)
-    return [infer_task(cfg, ModelFamily(f), case_ids=case_ids, cases=cases).brief() for f in families]
+    cfg = resolve_config(config, config_path, overrides)
+    return [infer_task(cfg, f, case_ids=case_ids, cases=cases).brief() for f in _families(cfg, families)]
 
 
 @flow(name="medseg-report", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
-def report_flow(config: MedsegConfig | dict[str, Any], predictions: dict[str, str], run_id: str) -> dict[str, Any]:
-    return report_task(MedsegConfig.model_validate(config), predictions, run_id).model_dump(mode="json")
+def report_flow(config: ConfigParam = None, config_path: str | None = None, overrides: list[str] | None = None,
+                predictions: dict[str, str] | None = None, run_id: str | None = None) -> dict[str, Any]:
+    """Report on ``predictions`` (model family -> predictions folder) into ``reports/<run_id>``
+    (default: a new run id)."""
+    if predictions is None:
+        raise ValueError("report_flow needs `predictions` (model family -> predictions folder)")
+    cfg = resolve_config(config, config_path, overrides)
+    return report_task(cfg, predictions, run_id or new_run_id()).model_dump(mode="json")

@@ -16,7 +16,7 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the field and the fix."""
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = data
     for key in keys[:-1]:
@@ -117,7 +117,7 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         data = loaded
     for item in overrides or []:
         key, value = parse_override(item)
-        _set_dotted(data, key, value)
+        set_dotted(data, key, value)
     try:
         return MedsegConfig.model_validate(data)
     except ValidationError as exc:

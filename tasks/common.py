@@ -28,7 +28,7 @@ RETRY_JITTER = 0.5
 T = TypeVar("T", bound=Task[Any, Any])
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     try:
         return get_run_logger()
     except Exception:
@@ -43,7 +43,7 @@ def in_prefect_run() -> bool:
 def log_outcome(outcome: StageOutcome) -> StageOutcome:
     """Log the stage's headline; its warnings (e.g. training stopped by the time cap) are logged at
     WARNING level and published as a Markdown artifact, so they stand out in the Prefect UI."""
-    log = _logger()
+    log = run_logger()
     log.info(outcome.headline())
     for warning in outcome.warnings:
         log.warning("%s: %s", outcome.stage, warning)

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from medseg.config import MedsegConfig
-from medseg.tasks.common import _logger
+from medseg.tasks.common import run_logger
 from medseg.workspace import Workspace
 
 
@@ -26,7 +26,7 @@ def check_champions_task(cfg: MedsegConfig) -> dict[str, str | None]:
     from medseg.ops.nightly import verify_champions  # imports torch: only where champions are checked
 
     found = verify_champions(Workspace.at(cfg.workspace), list(cfg.train.models))
-    _logger().info("champions verified: %s", found)
+    run_logger().info("champions verified: %s", found)
     return found
 
 
@@ -37,4 +37,4 @@ def publish_table(key: str, rows: Sequence[dict[str, Any]], description: str, ma
         if markdown is not None:
             create_markdown_artifact(markdown=markdown, key=f"{key}-summary", description=description)
     except Exception as exc:  # noqa: BLE001 - artifacts are best effort; files are the source of truth
-        _logger().debug("artifact %s not published: %s", key, exc)
+        run_logger().debug("artifact %s not published: %s", key, exc)

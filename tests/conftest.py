@@ -37,10 +37,11 @@ _register_phantom()
 @pytest.fixture(scope="session", autouse=True)
 def local_worker_fork_server() -> None:
     """As ``medseg ingest`` does: single-threaded LocalCluster workers are forked from a preloaded
-    server started first (:mod:`medseg.local_workers`), whatever test starts the first cluster."""
-    from medseg.local_workers import start_fork_server
+    server started first (:mod:`medseg.cli.fork_server`), whatever test starts the first cluster."""
+    from medseg.cli.fork_server import start_fork_server
+    from medseg.ingest.workers import INGEST_WORKER_MODULES
 
-    start_fork_server(1)
+    start_fork_server(1, INGEST_WORKER_MODULES)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The one walk over ingest sources: every regular file once, and every entry that cannot be one.
 
-Both the ingest scan (:func:`medseg.ingest.run.scan_sources`) and the ingest stage's input key
+Both the ingest scan (:func:`medseg.ingest.file_index.scan_sources`) and the ingest stage's input key
 (:func:`medseg.stages.ingest.source_listing_key`) list the sources with :func:`walk_sources`, so
 they agree on what a source holds, whether it is a folder or a single file.
 

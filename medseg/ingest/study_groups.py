@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from medseg.ingest.build import build_case, label_refs
-from medseg.ingest.file_planning import OrphanLabel
-from medseg.ingest.planning import IngestPlan, PlannedCase, plan_ingest
+from medseg.ingest.case_plan import IngestPlan, PlannedCase, plan_ingest
+from medseg.ingest.volume_file_cases import OrphanLabel
 from medseg.io.catalog import HeaderRow, header_of_row
 from medseg.io.volume_store import is_complete, read_meta
 from medseg.workspace import Workspace

@@ -32,10 +32,10 @@ from pydantic import BaseModel, Field
 
 from medseg.config import IngestConfig
 from medseg.deid_key import resolve_deid_key
-from medseg.ingest.run import header_rows, scan_sources
+from medseg.ingest.file_index import header_rows, scan_sources
 from medseg.io.catalog import FILE_COLUMNS, Catalog
 from medseg.io.json_file import write_text_atomic
-from medseg.parallel import task_size, worker_threads
+from medseg.runtime.cluster import task_size, worker_threads
 from medseg.workspace import Workspace
 
 FILES_NAME = "files.jsonl"

@@ -1,4 +1,6 @@
-"""Flow parameters → :class:`MedsegConfig` (a deployment passes a config file path, a caller a config or dict).
+"""Flow parameters → :class:`MedsegConfig`: every flow takes ``config`` (a :class:`MedsegConfig` or its
+JSON dict), or ``config_path`` (a YAML file: deployments), with ``overrides`` (``key=value`` items),
+and calls :func:`resolve_config` first.
 
 A caller in the same process passes the :class:`MedsegConfig` itself: Prefect stores flow parameters
 as JSON, where ``ingest.deid_secret`` shows as ``'**********'``, while the flow gets the real key.
@@ -30,11 +32,11 @@ def resolve_config(config: MedsegConfig | dict[str, Any] | None = None, config_p
         return config
     cfg_dict = dict(config or {})
     if overrides:
-        from medseg.config_loader import _set_dotted, parse_override
+        from medseg.config_loader import parse_override, set_dotted
 
         for item in overrides:
             key, value = parse_override(item)
-            _set_dotted(cfg_dict, key, value)
+            set_dotted(cfg_dict, key, value)
     try:
         return MedsegConfig.model_validate(cfg_dict)
     except ValidationError as exc:

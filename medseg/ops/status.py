@@ -62,7 +62,7 @@ def last_stage_runs(ws: Workspace) -> list[StageRun]:
 
 def count_unindexed(ws: Workspace, sources: list[Path]) -> int:
     """Files under ``sources`` whose (path, size, mtime) the catalog lacks (scans the sources: slow on big archives)."""
-    from medseg.ingest.run import scan_sources
+    from medseg.ingest.file_index import scan_sources
     from medseg.ops.bulk import unindexed
 
     n = 0

@@ -10,8 +10,9 @@ from medseg.deid import keyed_hash
 from medseg.deid_key import resolve_deid_key
 from medseg.ingest.run import ingest
 from medseg.ingest.source_walk import SourceProblem, walk_sources
+from medseg.ingest.workers import INGEST_WORKER_MODULES
 from medseg.io.catalog import Catalog
-from medseg.parallel import dask_client
+from medseg.runtime.cluster import dask_client
 from medseg.stage_record import hash_inputs, save_record, up_to_date
 from medseg.stages.outcome import ProgressFn, StageOutcome
 from medseg.workspace import Workspace
@@ -59,7 +60,8 @@ def run_ingest_stage(cfg: MedsegConfig, progress: ProgressFn | None = None, forc
     if rec is not None:
         return StageOutcome(stage=STAGE, skipped=True, reason="sources unchanged since last ingest",
                             stats=rec.stats, outputs=rec.outputs)
-    with dask_client(cfg.dask, workers_in_background=True) as client:  # started while ingest scans
+    # the workers start while ingest scans
+    with dask_client(cfg.dask, preload=INGEST_WORKER_MODULES, workers_in_background=True) as client:
         summary = ingest(sources, ws, cfg.ingest, client=client, progress=progress)
     stats = summary.model_dump(mode="json")
     rec = save_record(ws, STAGE, key, [ws.catalog_path], stats, started)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from medseg.config import MedsegConfig
 from medseg.io.volume_store import is_complete
-from medseg.parallel import dask_client
 from medseg.preprocess.run import run_preprocess
+from medseg.runtime.cluster import dask_client
 from medseg.stage_record import hash_inputs, save_record, up_to_date
 from medseg.stages.outcome import ProgressFn, StageOutcome
 from medseg.workspace import Workspace

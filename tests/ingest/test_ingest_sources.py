@@ -15,7 +15,8 @@ from dicom_factory import ct_slices, write
 import medseg.io.dicom.read as headers_mod
 import medseg.stages.ingest as ingest_stage
 from medseg.config import IngestConfig, MedsegConfig
-from medseg.ingest.run import ingest, scan_sources
+from medseg.ingest.file_index import scan_sources
+from medseg.ingest.run import ingest
 from medseg.ingest.source_walk import SourceProblem, walk_sources
 from medseg.io.catalog import Catalog
 from medseg.stages.ingest import run_ingest_stage, source_listing_key

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from dicom_factory import ct_slices, seg_for, write
 
-import medseg.ingest.run as run_module
+import medseg.ingest.group_builds as run_module
 import medseg.ingest.study_groups as study_groups
 from medseg.config import IngestConfig
 from medseg.ingest.run import ingest
@@ -195,16 +195,16 @@ def test_build_tasks_are_sized_by_files_and_never_split_a_group() -> None:
         return study_groups.GroupJob(previous={}, rows=[("p", 0, 0, "ok", None, None, "{}")] * n)
 
     sizes = [3, 5, 1, 1, 6, 2]
-    chunks = list(run_module._chunks_by_files((job(n) for n in sizes), files_per_task=lambda done: 4))
+    chunks = list(run_module.chunks_by_files((job(n) for n in sizes), files_per_task=lambda done: 4))
     assert [[j.n_files for j in chunk] for chunk in chunks] == [[3, 5], [1, 1, 6], [2]]
-    assert [len(c) for c in run_module._chunks_by_files((job(n) for n in sizes), lambda done: 1)] == [1] * 6
-    # the size asked for depends on the files already chunked (medseg.parallel.TaskSizer)
+    assert [len(c) for c in run_module.chunks_by_files((job(n) for n in sizes), lambda done: 1)] == [1] * 6
+    # the size asked for depends on the files already chunked (medseg.runtime.cluster.TaskSizer)
     asked: list[int] = []
 
     def size(done: int) -> int:
         asked.append(done)
         return 8 if done < 8 else 2
 
-    shrinking = list(run_module._chunks_by_files((job(n) for n in sizes), size))
+    shrinking = list(run_module.chunks_by_files((job(n) for n in sizes), size))
     assert [[j.n_files for j in chunk] for chunk in shrinking] == [[3, 5], [1, 1], [6], [2]]
     assert asked == [0, 8, 10, 16, 18]  # asked again after each chunk it closed

@@ -10,7 +10,8 @@ import pytest
 from catalog_snapshot import catalog_snapshot
 
 from medseg.config import IngestConfig
-from medseg.ingest.run import ingest, scan_sources
+from medseg.ingest.file_index import scan_sources
+from medseg.ingest.run import ingest
 from medseg.ops import bulk
 from medseg.ops.bulk import completed_batches, index_batch, read_batch, totals, write_manifest
 from medseg.workspace import Workspace
@@ -92,7 +93,7 @@ def test_an_earlier_batch_goes_first_when_batch_tasks_overlap(
 
     import distributed
 
-    from medseg.ingest.run import header_rows
+    from medseg.ingest.file_index import header_rows
 
     def slow_header_rows(items: list[tuple[str, int, int]] | bytes, secret: str, run_id: str) -> list[tuple[Any, ...]]:
         time.sleep(0.05)

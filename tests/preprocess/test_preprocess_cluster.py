@@ -23,8 +23,8 @@ from store_compare import assert_same_cases, assert_same_store
 
 from medseg.config import MedsegConfig
 from medseg.io.volume_store import is_complete, write_case
-from medseg.parallel import dask_client
 from medseg.preprocess.run import run_preprocess
+from medseg.runtime.cluster import dask_client
 from medseg.workspace import Workspace
 
 

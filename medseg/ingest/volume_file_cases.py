@@ -355,7 +355,7 @@ def _plan_dataset(b: _Builder, ds_dir: Path, info: dict[str, Any], headers: list
         )
 
 
-def _label_kind(stem: str) -> tuple[str, str, int] | None:
+def label_kind(stem: str) -> tuple[str, str, int] | None:
     """``(base, desc, priority)`` when ``stem`` names a label file, else None."""
     if stem.lower() in _LABEL_WORDS:  # a bare "label.nrrd" / "seg.nii.gz": no image file name to pair with
         head = stem.lower()
@@ -393,7 +393,7 @@ def _plan_standalone(b: _Builder, headers: list[dict[str, Any]]) -> None:
     label_list: list[tuple[dict[str, Any], str, str, int]] = []
     for h in sorted(headers, key=lambda h: h["path"]):
         stem = volume_stem(h["path"])
-        kind = _label_kind(stem)
+        kind = label_kind(stem)
         if kind is not None:
             label_list.append((h, *kind))
             continue

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-import medseg.parallel as parallel
+import medseg.runtime.cluster as parallel
+from medseg.cli.fork_server import start_fork_server
 from medseg.config import DaskConfig
-from medseg.local_workers import INGEST_WORKER_MODULES, fork_server_available, start_fork_server
-from medseg.parallel import TaskSizer, dask_client, task_size, worker_threads
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from medseg.ingest.workers import INGEST_WORKER_MODULES
+from medseg.runtime.cluster import TaskSizer, dask_client, task_size, worker_threads
+from medseg.runtime.fork_server import fork_server_available
 
 
 @pytest.mark.parametrize(
@@ -107,28 +105,6 @@ def test_single_threaded_local_workers_are_forked_from_the_preloaded_server() ->
     assert len(origins) == 2 and len(parents) == 1
     assert parents != {os.getpid()}  # not spawned by this process: forked by the server
     assert all(mods == list(INGEST_WORKER_MODULES) for _, mods in origins)  # imported once, in the server
-
-
-_SCRIPT = """
-from medseg.local_workers import start_fork_server
-start_fork_server()  # module level: forked workers run this script again as __mp_main__
-from medseg.config import DaskConfig
-from medseg.parallel import dask_client
-
-if __name__ == "__main__":
-    with dask_client(DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="1GiB")) as client:
-        print("sum", client.submit(sum, [1, 2, 3]).result())
-"""
-
-
-@pytest.mark.skipif(not fork_server_available(), reason="no forkserver start method on this platform")
-def test_a_script_may_start_the_fork_server_before_its_main_guard(tmp_path: Path) -> None:
-    script = tmp_path / "ingest_script.py"
-    script.write_text(_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=90,
-                          cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["sum", "6"]
 
 
 def test_a_local_cluster_whose_workers_do_not_start_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

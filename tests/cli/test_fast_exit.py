@@ -1,4 +1,4 @@
-"""medseg.fast_exit: a command-line process freezes its objects just before the interpreter finalizes."""
+"""medseg.cli.fast_exit: a command-line process freezes its objects just before the interpreter finalizes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 SCRIPT = """
 import atexit, gc
-from medseg.fast_exit import skip_final_gc
+from medseg.cli.fast_exit import skip_final_gc
 atexit.register(lambda: print("at the end:", gc.get_freeze_count() > 0, flush=True))  # runs after the freeze
 skip_final_gc()
 atexit.register(lambda: print("before:", gc.get_freeze_count() > 0, flush=True))  # registered later: runs first

@@ -9,7 +9,7 @@ Pure bookkeeping on header dicts (no pixel I/O), run in the orchestrator after h
   stacks; else by SOPInstanceUIDs; an RTSTRUCT finally by its FrameOfReferenceUID when exactly one
   stack has it);
 * NIfTI/NRRD files and MSD / nnU-Net dataset folders are paired into cases by
-  :mod:`.file_planning`;
+  :mod:`.volume_file_cases`;
 * every valid, non-mask stack becomes a :class:`~medseg.ingest.build.CaseJob` whose
   ``content_hash`` covers its instances, its label sources and :data:`BUILD_VERSION`.
 """
@@ -25,9 +25,9 @@ from typing import Any
 
 from medseg.deid import keyed_hash
 from medseg.ingest.build import CaseJob, LabelSource
-from medseg.ingest.file_planning import OrphanLabel, plan_volume_files
 from medseg.ingest.masks import is_mask_candidate, pick_target, same_grid
 from medseg.ingest.stacks import Stack, assemble_series
+from medseg.ingest.volume_file_cases import OrphanLabel, plan_volume_files
 from medseg.io.reasons import Reason
 from medseg.workspace import Workspace
 
