@@ -187,24 +187,3 @@ def test_label_file_matching_two_series_is_reported_not_guessed(tmp_path: Path) 
     q = Catalog(ws.catalog_path).quarantine()
     assert [x["reason"] for x in q] == ["label_unmatched"]
     assert "2 DICOM series share its grid" in q[0]["message"]
-
-
-def test_build_tasks_are_sized_by_files_and_never_split_a_group() -> None:
-    """Consecutive study groups share a Dask task until it holds ``files_per_task`` files."""
-    def job(n: int) -> study_groups.GroupJob:
-        return study_groups.GroupJob(previous={}, rows=[("p", 0, 0, "ok", None, None, "{}")] * n)
-
-    sizes = [3, 5, 1, 1, 6, 2]
-    chunks = list(run_module.chunks_by_files((job(n) for n in sizes), files_per_task=lambda done: 4))
-    assert [[j.n_files for j in chunk] for chunk in chunks] == [[3, 5], [1, 1, 6], [2]]
-    assert [len(c) for c in run_module.chunks_by_files((job(n) for n in sizes), lambda done: 1)] == [1] * 6
-    # the size asked for depends on the files already chunked (medseg.runtime.cluster.TaskSizer)
-    asked: list[int] = []
-
-    def size(done: int) -> int:
-        asked.append(done)
-        return 8 if done < 8 else 2
-
-    shrinking = list(run_module.chunks_by_files((job(n) for n in sizes), size))
-    assert [[j.n_files for j in chunk] for chunk in shrinking] == [[3, 5], [1, 1], [6], [2]]
-    assert asked == [0, 8, 10, 16, 18]  # asked again after each chunk it closed

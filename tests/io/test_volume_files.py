@@ -18,7 +18,6 @@ from medseg.deid import keyed_hash
 from medseg.geometry import Geometry
 from medseg.ingest.export import export_nifti
 from medseg.ingest.run import ingest
-from medseg.ingest.volume_file_cases import label_kind
 from medseg.io.catalog import Catalog
 from medseg.io.volume_files import read_dataset_json, read_volume, read_volume_header
 from medseg.io.volume_store import read_case
@@ -59,15 +58,6 @@ def _nii(path: Path, data_xyz: NDArray[Any], affine: NDArray[np.float64]) -> Pat
     img.set_qform(affine, code=1)
     nib.save(img, str(path))
     return path
-
-
-def test_label_file_names_are_recognised() -> None:
-    assert label_kind("brain1_label") == ("brain1", "label", 1)
-    assert label_kind("MRIcrop-seg") == ("MRIcrop", "seg", 0)
-    assert label_kind("sub-unf01_T2w_seg-manual") == ("sub-unf01_T2w", "seg", 0)
-    assert label_kind("sub-unf01_T2w_labels-disc-manual") == ("sub-unf01_T2w", "labels-disc", 1)
-    assert label_kind("sub-unf01_T2w_lesion-manual") == ("sub-unf01_T2w", "lesion", 4)
-    assert label_kind("brain1_image") is None and label_kind("sub-unf01_T2w") is None
 
 
 def test_dataset_json_msd_and_nnunet_v2(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from medseg.ingest.headers import read_header
 from medseg.ingest.run import ingest
 from medseg.ingest.stacks import frames_of
 from medseg.io.catalog import Catalog
-from medseg.io.dicom.polygon import fill_polygon, polygon_area
+from medseg.io.dicom.polygon import polygon_area
 from medseg.io.dicom.rtstruct import rasterise_rois, read_rtstruct, rtstruct_rois
 from medseg.io.volume_store import read_case
 from medseg.workspace import Workspace
@@ -26,35 +26,6 @@ CFG = IngestConfig(deid_secret="rtstruct-secret", files_per_batch=8)
 ORIGIN = (-10.0, -20.0, 30.0)
 SPACING = (0.8, 0.6)  # PixelSpacing: row spacing (y), column spacing (x)
 STEP = 2.5
-
-
-def test_square_with_corners_on_pixel_centres_fills_inclusively() -> None:
-    mask = fill_polygon(np.array([[2, 3], [2, 7], [6, 7], [6, 3]], float), (10, 12))
-    expected = np.zeros((10, 12), bool)
-    expected[2:7, 3:8] = True
-    np.testing.assert_array_equal(mask, expected)
-    # corners on pixel edges: only the centres strictly inside
-    half = fill_polygon(np.array([[1.5, 2.5], [1.5, 6.5], [5.5, 6.5], [5.5, 2.5]], float), (10, 12))
-    expected = np.zeros((10, 12), bool)
-    expected[2:6, 3:7] = True
-    np.testing.assert_array_equal(half, expected)
-
-
-def test_fill_matches_point_in_polygon_away_from_the_boundary() -> None:
-    rng = np.random.default_rng(3)
-    jj, ii = np.mgrid[0:40, 0:50]
-    centres = np.stack([jj.ravel(), ii.ravel()], 1).astype(float)
-    for _ in range(20):
-        n = int(rng.integers(3, 25))
-        ang = np.sort(rng.uniform(0, 2 * np.pi, n))
-        rad = rng.uniform(4, 18, n)
-        pts = np.stack([20 + rad * np.sin(ang), 25 + rad * np.cos(ang)], 1) + rng.uniform(-0.3, 0.3, (n, 2))
-        ours = fill_polygon(pts, (40, 50)).ravel()
-        ref = MplPath(pts).contains_points(centres)
-        far = MplPath(pts).contains_points(centres, radius=0.01) == MplPath(pts).contains_points(centres, radius=-0.01)
-        np.testing.assert_array_equal(ours[far], ref[far])
-    # clipping: a polygon larger than the grid fills it all
-    assert fill_polygon(np.array([[-5, -5], [-5, 60], [50, 60], [50, -5]], float), (40, 50)).all()
 
 
 def _lps(geometry: Geometry, k: float, ji: NDArray[np.floating]) -> NDArray[np.float64]:
