@@ -10,34 +10,18 @@ This module imports only the standard library (and the stdlib-only record of the
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from medseg.runtime.fork_server import (
     DASK_WORKER_MODULES,
+    environ_for_children,
     fork_server_available,
     record_fork_server,
     server_environ,
 )
 
 _lock = threading.Lock()
-
-
-@contextmanager
-def temporary_environ(env: Mapping[str, str]) -> Iterator[None]:
-    """Set ``env`` in ``os.environ`` (inherited by processes started meanwhile); restore it after."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _in_child_process() -> bool:
@@ -69,7 +53,7 @@ def start_fork_server(threads_per_worker: int = 1, preload: Sequence[str] = ()) 
             modules = list(dict.fromkeys((*DASK_WORKER_MODULES, *preload)))
             multiprocessing.get_context("forkserver").set_forkserver_preload(modules)
             # the server inherits this process's environment when it starts; this process keeps its own
-            with temporary_environ(server_environ(threads_per_worker)):
+            with environ_for_children(server_environ(threads_per_worker)):
                 forkserver.ensure_running()
             record_fork_server(threads_per_worker, modules)
     server = record.running_fork_server()

@@ -6,11 +6,10 @@ import asyncio
 import importlib
 import logging
 import math
-import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -20,7 +19,13 @@ from distributed import Client, LocalCluster, Scheduler, Worker, WorkerPlugin
 from distributed.core import Status
 
 from medseg.config import DaskConfig
-from medseg.runtime.fork_server import WORKER_MALLOC_ENV, blas_environ, running_fork_server, start_method
+from medseg.runtime.fork_server import (
+    WORKER_MALLOC_ENV,
+    blas_environ,
+    environ_for_children,
+    running_fork_server,
+    start_method,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +125,10 @@ def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
     # Forked workers have it from the fork server's environment.
     local = {**_LOCAL_MONITORING, "distributed.worker.multiprocessing-method": start_method(cfg.threads_per_worker)}
     # both read while workers start (in the background too)
-    with _spawn_environ(blas_environ(cfg.threads_per_worker)), dask.config.set(local):
+    # A spawned worker imports numpy while it unpickles its bootstrap data, before the Nanny's
+    # ``environ`` reaches it, and the Nanny's ``pre-spawn-environ`` gives way to this process's own
+    # variables: a spawned worker's BLAS threads can only be set in the environment it is spawned from.
+    with environ_for_children(blas_environ(cfg.threads_per_worker)), dask.config.set(local):
         cluster = LocalCluster(
             n_workers=0 if workers_in_background else cfg.n_workers,
             threads_per_worker=cfg.threads_per_worker,
@@ -141,26 +149,6 @@ def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
         finally:
             client.close()
             cluster.close()
-
-
-@contextmanager
-def _spawn_environ(env: Mapping[str, str]) -> Iterator[None]:
-    """``env`` in ``os.environ`` while a LocalCluster's workers start, restored after.
-
-    A spawned worker imports numpy while it unpickles its bootstrap data, before the Nanny's
-    ``environ`` reaches it, and the Nanny's ``pre-spawn-environ`` gives way to this process's own
-    variables: a spawned worker's BLAS threads can only be set in the environment it is spawned from.
-    """
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 #: How long :func:`worker_threads` waits for the workers of a LocalCluster that is still starting.

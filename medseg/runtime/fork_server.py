@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -46,6 +48,26 @@ DASK_WORKER_MODULES: Final = ("distributed.nanny", "distributed.worker", "numpy"
 def blas_environ(threads_per_worker: int) -> dict[str, str]:
     """One BLAS thread per Dask thread of a worker."""
     return {k: str(threads_per_worker) for k in BLAS_THREAD_VARS}
+
+
+@contextmanager
+def environ_for_children(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` in ``os.environ`` while child processes start (they inherit it), restored after.
+
+    The one place medseg touches its host's environment, and only for the moment a child starts: a
+    child process (the fork server, a spawned worker) takes its BLAS threads and malloc settings from
+    the environment it is started from.
+    """
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def server_environ(threads_per_worker: int) -> dict[str, str]:
