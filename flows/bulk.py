@@ -17,7 +17,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from medseg.config import MedsegConfig
 from medseg.ingest.workers import INGEST_WORKER_MODULES
 from medseg.ops.bulk import completed_batches, totals
-from medseg.ops.bulk_run import cluster_address, pending_batches, run_batches
+from medseg.ops.bulk_run import bulk_result, bulk_table_row, cluster_address, pending_batches, run_batches
 from medseg.ops.params import resolve_config
 from medseg.runtime.run_id import new_run_id
 from medseg.tasks.bulk import bulk_assemble_task, bulk_batch_task, bulk_scan_task
@@ -85,42 +85,11 @@ def bulk_flow(
         timings["batches"] = time.perf_counter() - t1
     timings["batches_and_close"] = time.perf_counter() - t1
     assembled = bulk_assemble_task(cfg).stats if assemble else None
-    tot = totals(ws, manifest)
     wall = time.perf_counter() - t0
-    row: dict[str, Any] = {
-        "manifest": manifest.key,
-        "files": manifest.n_files,
-        "batches": manifest.n_batches,
-        "batches_run": len(records),
-        "batches_skipped": len(done_before),
-        "files indexed": sum(r.indexed for r in records),
-        "quarantined": tot.quarantined,
-        "scan_s": manifest.scan_seconds,
-        "wall_s": round(wall, 2),
-    }
-    if assembled is not None:
-        row.update({"series ingested": assembled["series_ingested"], "cases": assembled["cases"]})
+    result = bulk_result(run_id, manifest, records, done_before, assembled, wall, timings)
+    row = bulk_table_row(result, totals(ws, manifest))
     publish_table(artifact_key(cfg.name, "bulk"), [row], f"bulk ingest {run_id}")
     log.info("bulk %s finished: %s", manifest.key, row)
-    return {
-        "run_id": run_id,
-        "manifest": manifest.key,
-        "n_files": manifest.n_files,
-        "n_batches": manifest.n_batches,
-        "batches_run": [r.batch for r in records],
-        "batches_skipped": sorted(done_before),
-        "scan_seconds": manifest.scan_seconds,
-        "work_seconds": round(sum(r.work_seconds for r in records), 4),
-        "read_seconds": round(sum(r.read_seconds for r in records), 4),
-        "commit_seconds": round(sum(r.commit_seconds for r in records), 4),
-        "lookup_seconds": round(sum(r.lookup_seconds for r in records), 4),
-        "cpu_seconds": {k: round(sum(getattr(r, f"{k}_cpu_seconds") for r in records), 4)
-                        for k in ("read", "commit", "lookup")},
-        "workers": max((r.workers for r in records), default=1),
-        "assemble": assembled,
-        "wall_seconds": round(wall, 3),
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-    }
-
+    return result
 
 __all__ = ["bulk_flow"]

@@ -10,7 +10,8 @@ import pytest
 import medseg.ops.bulk_run as bulk_run
 import medseg.runtime.cluster as cluster
 from medseg.config import DaskConfig
-from medseg.ops.bulk_run import cluster_address, pending_batches, run_batches
+from medseg.ops.bulk import BatchRecord, BulkManifest, BulkTotals
+from medseg.ops.bulk_run import bulk_result, bulk_table_row, cluster_address, pending_batches, run_batches
 
 
 def test_completed_batches_are_skipped() -> None:
@@ -80,3 +81,26 @@ def test_a_local_cluster_lives_for_the_block_and_shared_clients_of_it_are_closed
         assert client.submit(sum, [1, 2, 3]).result() == 6
     assert client.status == "closed"
     assert address not in cluster._CLIENTS
+
+
+def _record(batch: int, indexed: int, read_s: float) -> BatchRecord:
+    return BatchRecord(manifest="m", batch=batch, first_file=batch * 10, files=10, indexed=indexed, already_indexed=0,
+                       quarantined=1, read_seconds=read_s, commit_seconds=0.5, lookup_seconds=0.25, work_seconds=2.0,
+                       read_cpu_seconds=read_s, workers=batch + 1, run_id="r", host="h", pid=1, started_at=0.0,
+                       finished_at=1.0)
+
+
+def test_the_run_result_and_table_sum_the_batches_run_and_name_the_skipped() -> None:
+    manifest = BulkManifest(key="m", sources=["/a"], n_files=40, files_per_task=10, n_batches=4,
+                            offsets=[0, 1, 2, 3], created_at=0.0, scan_seconds=1.5)
+    records = [_record(1, 9, 1.0), _record(3, 7, 2.0)]
+    result = bulk_result("r", manifest, records, {0, 2}, {"series_ingested": 5, "cases": 4}, 12.3456, {"scan": 1.23456})
+    assert result["batches_run"] == [1, 3] and result["batches_skipped"] == [0, 2]
+    assert result["read_seconds"] == 3.0 and result["commit_seconds"] == 1.0 and result["work_seconds"] == 4.0
+    assert result["cpu_seconds"] == {"read": 3.0, "commit": 0.0, "lookup": 0.0}
+    assert result["workers"] == 4 and result["files_indexed"] == 16
+    assert result["wall_seconds"] == 12.346 and result["timings"] == {"scan": 1.235}
+    row = bulk_table_row(result, BulkTotals(batches_total=4, quarantined=6))
+    assert row["batches_run"] == 2 and row["batches_skipped"] == 2 and row["files indexed"] == 16
+    assert row["quarantined"] == 6 and row["wall_s"] == 12.35 and row["cases"] == 4 and row["series ingested"] == 5
+    assert "cases" not in bulk_table_row(bulk_result("r", manifest, [], set(), None, 1.0, {}), BulkTotals())
