@@ -244,6 +244,9 @@ def run_tool(tool: str, archive: Path, out: Path, files: int, workers: int | str
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     py = sys.executable
     exe = shutil.which("dcm2niix", path=str(Path(py).parent)) or shutil.which("dcm2niix")
+    if tool == "dcm2niix" and exe is None:
+        raise SystemExit("dcm2niix not found on PATH: apt-get install dcm2niix (or pip install dcm2niix), "
+                         "or leave it out with --tools")
     if WARM_PROGRAMS and tool in TOOLS:
         warm_program(tool, py, exe)  # ... and its own program cached
     if tool in ("medseg", "medseg-cluster"):  # workers: a number (LocalCluster) or a scheduler address
