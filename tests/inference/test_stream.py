@@ -6,13 +6,11 @@ import numpy as np
 import phantom_data as phantom
 import pytest
 import torch
-from monai.data.utils import dense_patch_slices
-from monai.inferers.utils import _get_scan_interval
 
 from medseg.config import InferConfig
 from medseg.inference.sliding import predict_logits
 from medseg.inference.stream import YIELD_PLANES, flip_dims, logits_volume, stream_logits
-from medseg.inference.windows import axis_starts, window_grid
+from medseg.inference.windows import window_grid
 
 
 class TinyNet(torch.nn.Module):
@@ -27,15 +25,6 @@ class TinyNet(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.b(torch.tanh(self.a(x)))
-
-
-@pytest.mark.parametrize("size,roi", [(10, 16), (16, 16), (17, 16), (40, 16), (63, 32), (5, 1)])
-@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5, 0.75])
-def test_axis_starts_equal_monai(size: int, roi: int, overlap: float) -> None:
-    padded = max(size, roi)
-    interval = _get_scan_interval((padded,), (roi,), 1, (overlap,))
-    expected = [s[0].start for s in dense_patch_slices((padded,), (roi,), interval)]
-    assert axis_starts(size, roi, overlap) == expected
 
 
 @pytest.mark.parametrize(
