@@ -120,6 +120,11 @@ class TrainConfig(_Strict):
         "iterations_per_epoch; a run the cap stops is flagged (warning) and not promoted over a champion that "
         "completed its budget, unless promote_capped"
     )
+    fit_minutes: float | None = Field(
+        None, gt=0, description="plan max_epochs to this many minutes of training on this machine: the step and "
+        "validation times are measured first (the measurement leaves no trace in the weights), the planned epochs "
+        "are recorded in the bundle (set max_epochs to them to train the same model elsewhere); None = max_epochs"
+    )
     promote_capped: bool = Field(
         False, description="allow a run stopped by max_minutes to replace a champion that completed its budget"
     )

@@ -30,6 +30,7 @@ from medseg.training.budget import StopReason
 from medseg.training.bundle import save_bundle
 from medseg.training.checkpoint import BEST, LAST, load_checkpoint
 from medseg.training.device import configure_threads, resolve_device, uses_amp
+from medseg.training.fit_budget import fit_epochs, fitted_config
 from medseg.training.loop import Progress, run_loop
 from medseg.training.patches import PatchDataset, load_cases
 from medseg.training.steppers import build_stepper
@@ -168,6 +169,9 @@ def train_model(
         defer_augmentation=tcfg.gpu_augmentation,
         batch_size=tcfg.batch_size,
     )
+    tcfg, fitted = fitted_config(
+        tcfg, run_dir, lambda: fit_epochs(stepper, dataset, val_paths, plan, tcfg, dev)
+    )
     state = run_loop(stepper, dataset, val_paths, plan, tcfg, run_dir, dev, run_info, progress)
 
     best = load_checkpoint(run_dir / BEST)
@@ -190,6 +194,7 @@ def train_model(
         "warm_started_from": warm.source,
         "warm_start_reason": warm.reason,
         "warnings": state.warnings,
+        "fitted_budget": fitted,
         "wall_seconds_this_session": time.time() - started,
     }
     bundle_path = save_bundle(
