@@ -3,7 +3,9 @@
 Reads the plan, splits and preprocessed stores of the workspace, trains the family's networks
 (:mod:`medseg.training.steppers`) with the shared loop (:mod:`medseg.training.loop`) inside a run
 directory ``models/<family>/.runs/<run_key>`` (resumable), then writes an immutable bundle
-(:mod:`medseg.training.bundle`) and removes the run directory.
+(:mod:`medseg.training.bundle`) and removes the run directory. With ``train.folds`` > 1 it hands over
+to :func:`medseg.training.cross_validation.train_folds` (k fold models, one ensemble bundle), which
+trains each fold with :func:`train_on_split` like a single run.
 """
 
 from __future__ import annotations
@@ -131,7 +133,8 @@ def train_model(
             seconds, val_mean_dice ...).
 
     Returns:
-        TrainResult with the bundle path and validation Dice of the shipped (best) weights.
+        TrainResult with the bundle path and validation Dice of the shipped (best) weights; with
+        ``train.folds`` > 1, of the ensemble bundle and its pooled cross-validation Dice.
 
     Raises:
         FileNotFoundError: plan, splits or preprocessed cases missing.
