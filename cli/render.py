@@ -16,7 +16,7 @@ from medseg.workspace import Workspace
 #: the stage stats worth a glance in the terminal (the full stats are in WS/stages/*.json)
 _SHOWN = (
     "files_indexed", "files_skipped", "series_ingested", "series_unchanged", "quarantined",
-    "cases_processed", "cases_skipped", "val_mean_dice", "epochs", "stopped", "promoted",
+    "cases_processed", "cases_skipped", "val_mean_dice", "folds", "cv_mean_dice", "epochs", "stopped", "promoted",
     "predicted", "skipped", "failed", "seconds_per_case", "cases",
 )
 

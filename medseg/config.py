@@ -115,8 +115,15 @@ class TrainConfig(_Strict):
     filters: list[int] = Field(default_factory=lambda: [32, 64, 128, 256, 320])
     deep_supervision: bool = True
     val_every: int = Field(5, ge=1)
+    folds: int = Field(
+        1, ge=1, le=20, description="k-fold cross-validation: k > 1 trains k models on k splits of the non-test "
+        "cases (train + val; each fold validates on its held-out part) and ships them as one ensemble bundle "
+        "whose inference averages the folds' softmax probabilities; 1 = one model on the train split (val split "
+        "for validation)",
+    )
     max_minutes: float | None = Field(
-        None, gt=0, description="safety cap on the wall clock per model (minutes). The budget is max_epochs × "
+        None, gt=0, description="safety cap on the wall clock per model (minutes; with folds > 1 for the whole "
+        "run, each fold getting the time left divided by the folds left). The budget is max_epochs × "
         "iterations_per_epoch; a run the cap stops is flagged (warning) and not promoted over a champion that "
         "completed its budget, unless promote_capped"
     )

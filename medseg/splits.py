@@ -89,3 +89,34 @@ def _extend(ids: list[str], previous: Splits, cfg: SplitConfig, seed: int) -> Sp
             train.append(c)
     return Splits(train=sorted(train), val=sorted(val), test=sorted(test), seed=seed,
                   test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)
+
+
+class Fold(BaseModel):
+    """One fold of k-fold cross-validation: train on ``train``, validate on the held-out ``val``."""
+
+    index: int
+    train: list[str]
+    val: list[str]
+
+
+def make_folds(case_ids: list[str], k: int, seed: int) -> list[Fold]:
+    """Split ``case_ids`` (the non-test cases) into ``k`` folds by case, as nnU-Net's 5-fold split does.
+
+    Cases are ranked by a seeded hash of their id and dealt round-robin, so fold sizes differ by at
+    most one, the same ids and seed always give the same folds, and every case is held out (``val``)
+    in exactly one fold: the ``val`` lists partition ``case_ids``.
+
+    Raises:
+        ValueError: ``k < 2`` or fewer cases than folds.
+    """
+    ids = sorted(set(case_ids))
+    if k < 2:
+        raise ValueError(f"k-fold cross-validation needs at least 2 folds, got train.folds={k}")
+    if len(ids) < k:
+        raise ValueError(
+            f"train.folds={k} needs at least {k} non-test cases, the split has {len(ids)}: "
+            "lower train.folds or split.test_fraction, or ingest more cases"
+        )
+    ranked = sorted(ids, key=lambda c: _unit(c, seed, "fold"))
+    held = [sorted(ranked[i::k]) for i in range(k)]
+    return [Fold(index=i, train=sorted(set(ids) - set(held[i])), val=held[i]) for i in range(k)]

@@ -30,3 +30,23 @@ def test_new_cases_never_move_existing_cases() -> None:
 def test_tiny_dataset_still_gets_test_and_val_cases() -> None:
     s = make_splits(["a", "b", "c", "d"], SplitConfig(test_fraction=0.25, val_fraction=0.2), seed=0)
     assert len(s.test) >= 1 and len(s.val) >= 1 and len(s.train) >= 1
+
+
+def test_folds_partition_the_cases_by_case_and_are_deterministic() -> None:
+    import pytest
+
+    from medseg.splits import make_folds
+
+    ids = [f"case_{i:03d}" for i in range(17)]
+    folds = make_folds(ids, 5, seed=3)
+    assert folds == make_folds(list(reversed(ids)), 5, seed=3)  # same ids and seed: same folds
+    assert [f.index for f in folds] == [0, 1, 2, 3, 4]
+    assert sorted(c for f in folds for c in f.val) == ids  # every case held out exactly once
+    assert sorted(len(f.val) for f in folds) == [3, 3, 3, 4, 4]
+    for f in folds:
+        assert sorted(f.train + f.val) == ids and not set(f.train) & set(f.val)
+    assert make_folds(ids, 5, seed=4) != folds
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        make_folds(ids, 1, seed=0)
+    with pytest.raises(ValueError, match="train.folds=5 needs at least 5 non-test cases, the split has 3"):
+        make_folds(ids[:3], 5, seed=0)

@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from medseg.config import InferConfig, MedsegConfig, ModelFamily
 from medseg.geometry import Geometry
+from medseg.inference.ensemble import stream_probabilities
 from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.restore import NativeRestorer
 from medseg.inference.selection import has_prediction
@@ -101,7 +102,8 @@ def predict_volume(
     Steps: the bundle's plan crops, normalises and resamples the image (slab by slab; to disk when
     over ``cfg.spill_mib``); :func:`stream_logits` runs the Gaussian sliding window and hands out
     finished z-slabs of logits; :class:`NativeRestorer` interpolates them onto the native grid
-    (linear; nearest along the plan's anisotropic axis) and takes the argmax plane by plane;
+    (linear; nearest along the plan's anisotropic axis) and takes the argmax plane by plane (an ensemble
+    bundle: of the mean of its members' softmax probabilities, :func:`bundle_scores`);
     classes chosen by :func:`largest_component_classes` keep only their largest component. No
     full-volume float32 logits or probabilities exist at any point (see ``tests/inference/test_memory.py``).
 
@@ -115,21 +117,35 @@ def predict_volume(
     """
     plan = bundle.plan
     dev = torch.device(device)
-    bundle.network.to(dev)
+    bundle.to(dev)
     layout = case_layout(image_zyx, geometry, plan)
     native = tuple(int(s) for s in image_zyx.shape)
     label = np.zeros(native, dtype=np.uint8)
     with preprocessed_buffer(layout.new_shape, cfg.spill_mib, spill_dir) as pre:
         preprocess_image_into(image_zyx, layout, plan, pre)
         restorer = NativeRestorer(layout.new_shape, layout.crop_bbox, label, layout.anisotropic_axis)
-        for z0, logits in stream_logits(bundle.network, pre, plan, cfg, dev):
-            restorer.feed(z0, logits)
+        for z0, scores in bundle_scores(bundle, pre, cfg, dev):
+            restorer.feed(z0, scores)
     if not restorer.done:
         raise RuntimeError(f"inference produced an incomplete label map (shape {native}); this is a bug")
     classes = largest_component_classes(bundle, cfg)
     if classes:
         keep_largest_component(label, classes)
     return label
+
+
+def bundle_scores(
+    bundle: ModelBundle, image: ArraySource, cfg: InferConfig, device: torch.device
+) -> Iterator[tuple[int, NDArray[np.float32]]]:
+    """Finished z-slabs of class scores on the preprocessed grid: a single model's blended logits, or
+    the mean softmax probabilities of an ensemble's members (:func:`stream_probabilities`).
+
+    Both go through the same restorer and argmax; for one model the argmax of the logits is the
+    argmax of its softmax.
+    """
+    if bundle.is_ensemble:
+        return stream_probabilities(bundle.networks, image, bundle.plan, cfg, device)
+    return stream_logits(bundle.network, image, bundle.plan, cfg, device)
 
 
 def largest_component_classes(bundle: ModelBundle, cfg: InferConfig) -> list[int]:

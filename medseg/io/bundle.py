@@ -1,7 +1,11 @@
-"""A model bundle's metadata on disk (``metadata.json`` and its other JSON files), without torch.
+"""A model bundle's metadata on disk (``metadata.json``, ``cv_metrics.json`` and its other JSON files), without torch.
 
 ``medseg status`` and reports read it too; the torch side (weights, loading the network) is
 :mod:`medseg.training.bundle`.
+
+Metadata schema versions: 1 = a single model (``model.pt``); 2 adds ``kind`` (``"single"`` |
+``"ensemble"``) and, for an ensemble (``train.folds`` > 1), ``ensemble`` = ``{folds, members,
+combine}`` with one ``fold_<i>/model.pt`` per member. Both are read; a version-1 bundle is a single model.
 """
 
 from __future__ import annotations
@@ -13,10 +17,23 @@ from typing import Any
 
 import numpy as np
 
-from medseg.io.json_file import SCHEMA_FIELD, SchemaVersionError, check_schema_version, write_json
+from medseg.io.json_file import (
+    SCHEMA_FIELD,
+    SchemaVersionError,
+    check_schema_version,
+    schema_version_of,
+    write_json,
+)
 
-BUNDLE_SCHEMA_VERSION = 1
+BUNDLE_SCHEMA_VERSION = 2
+#: metadata schema versions this medseg reads (1: single models written before ensembles existed)
+READABLE_BUNDLE_SCHEMAS = (1, 2)
 METADATA_FILE = "metadata.json"
+#: cross-validation results of an ensemble bundle (per fold and pooled over the out-of-fold cases)
+CV_METRICS_FILE = "cv_metrics.json"
+CV_SCHEMA_VERSION = 1
+SINGLE = "single"
+ENSEMBLE = "ensemble"
 
 
 class BundleError(RuntimeError):
@@ -32,11 +49,53 @@ def read_metadata(path: Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise BundleError(f"{meta_path} is not valid JSON ({exc}); the bundle is corrupt") from exc
-    try:
-        check_schema_version(meta, meta_path, BUNDLE_SCHEMA_VERSION, "bundle")
-    except SchemaVersionError as exc:
-        raise BundleError(str(exc)) from None
+    found = schema_version_of(meta) if isinstance(meta, dict) else None
+    if found not in READABLE_BUNDLE_SCHEMAS:
+        try:
+            check_schema_version(meta, meta_path, BUNDLE_SCHEMA_VERSION, "bundle")
+        except SchemaVersionError as exc:
+            raise BundleError(str(exc)) from None
     return dict(meta)
+
+
+def bundle_kind(meta: dict[str, Any]) -> str:
+    """``"ensemble"`` for a k-fold ensemble bundle, else ``"single"`` (every schema-1 bundle)."""
+    return ENSEMBLE if meta.get("kind") == ENSEMBLE else SINGLE
+
+
+def ensemble_folds(meta: dict[str, Any]) -> int:
+    """Number of models in the bundle (1 for a single model)."""
+    return int((meta.get("ensemble") or {}).get("folds", 1)) if bundle_kind(meta) == ENSEMBLE else 1
+
+
+def member_dirs(meta: dict[str, Any]) -> list[str]:
+    """Sub-folders holding the members' ``model.pt`` (``[""]``: the bundle folder itself, a single model)."""
+    if bundle_kind(meta) != ENSEMBLE:
+        return [""]
+    return [str(m) for m in (meta.get("ensemble") or {}).get("members", [])]
+
+
+def write_cv_metrics(path: Path, cv: dict[str, Any]) -> Path:
+    """Write ``<path>/cv_metrics.json`` (``cv`` with its ``schema_version`` first); return its path.
+
+    ``cv``: ``family``, ``folds``, ``seed``, ``per_fold`` (list of ``{fold, train_cases, val_cases,
+    mean_dice, mean_dice_per_class, dice_per_case, ...}``) and ``pooled`` (the same scores over the
+    out-of-fold cases of all folds: ``cases``, ``mean_dice``, ``mean_dice_per_class``, ``dice_per_case``).
+    """
+    return write_bundle_json(Path(path) / CV_METRICS_FILE, {SCHEMA_FIELD: CV_SCHEMA_VERSION, **cv})
+
+
+def read_cv_metrics(path: Path) -> dict[str, Any]:
+    """The ``cv_metrics.json`` of the ensemble bundle at ``path`` (:class:`BundleError` when absent/corrupt)."""
+    cv_path = Path(path) / CV_METRICS_FILE
+    if not cv_path.is_file():
+        raise BundleError(f"{cv_path} not found: {path} is not a cross-validated ensemble bundle")
+    try:
+        data = json.loads(cv_path.read_text())
+        check_schema_version(data, cv_path, CV_SCHEMA_VERSION, "cross-validation metrics")
+    except (json.JSONDecodeError, SchemaVersionError) as exc:
+        raise BundleError(f"{cv_path} is unreadable: {exc}") from None
+    return dict(data)
 
 
 def write_metadata(path: Path, metadata: dict[str, Any]) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.evaluation.summary import Summary, load_summary
+from medseg.report.cross_validation import cv_rows
 from medseg.report.deltas import DeltaTable
 
 #: Metrics of the report tables and whether higher is better.
@@ -265,6 +266,7 @@ def build_report(
     curves: Mapping[str, Path] | None = None,
     csv_files: Mapping[str, Path] | None = None,
     warnings: Sequence[str] = (),
+    cross_validation: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ReportFiles:
     """Write ``run_dir/report.md`` and ``run_dir/report.html``.
 
@@ -278,6 +280,8 @@ def build_report(
         curves: ``{model name: training curves PNG}`` (the bundle's ``curves.png``).
         csv_files: ``{model name: metrics.csv}``, linked from the report.
         warnings: shown first, under "Warnings" (e.g. a model whose training the time cap stopped).
+        cross_validation: ``{model name: cv_metrics.json content}`` of k-fold ensemble models, shown as
+            a per-fold and pooled Dice table (:func:`medseg.report.cross_validation.cv_rows`).
 
     Returns:
         Paths written, the markdown text and the per-model table rows (see :func:`summary_table`).
@@ -317,6 +321,10 @@ def build_report(
     md += ["## Per case (foreground-mean Dice)", "", _md_table(case_headers, case_rows), ""]
     for d in deltas:
         md += [f"## Deltas: {d.title}", "", _delta_note(d), "", _md_table(*_delta_cells(d)), ""]
+    cv_headers, cv_cells = cv_rows(cross_validation or {})
+    cv_table = [[(c, False) for c in row] for row in cv_cells]
+    if cv_table:
+        md += ["## Cross-validation (training cases, out-of-fold)", "", _md_table(cv_headers, cv_table), ""]
     if boxplots:
         md += ["## Distributions", ""] + [_md_image(run_dir, p, Path(p).stem) for p in boxplots] + [""]
     if curves:
@@ -352,6 +360,8 @@ def build_report(
     for d in deltas:
         h.append(f"<h2>Deltas: {html.escape(d.title)}</h2><p>{html.escape(_delta_note(d))}</p>"
                  + _html_table(*_delta_cells(d)))
+    if cv_table:
+        h.append("<h2>Cross-validation (training cases, out-of-fold)</h2>" + _html_table(cv_headers, cv_table))
     if boxplots:
         h.append("<h2>Distributions</h2>" + "".join(_html_image(p, Path(p).stem) for p in boxplots))
     if curves:

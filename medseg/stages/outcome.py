@@ -56,7 +56,9 @@ def event_progress(progress: ProgressFn | None, label: str) -> Callable[[dict[st
         kind = event.get("event")
         if kind in ("iteration", "epoch") and "total_iterations" in event:
             loss = event.get("loss")
-            text = f"{label} iterations, epoch {int(event.get('epoch', 0)) + 1}/{event.get('max_epochs', '?')}"
+            # k-fold cross-validation: the fold is named and iterations count over all folds
+            fold = f"fold {int(event['fold']) + 1}/{event.get('folds', '?')}, " if "fold" in event else ""
+            text = f"{label} iterations, {fold}epoch {int(event.get('epoch', 0)) + 1}/{event.get('max_epochs', '?')}"
             if isinstance(loss, float):
                 text += f", loss {loss:.3f}"
             dice = event.get("val_mean_dice")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 from medseg.config import MedsegConfig
 from medseg.evaluation.summary import CasePair, Summary, evaluate_cases, write_summary
 from medseg.evaluation.table import CSV_NAME, write_summary_csv
-from medseg.io.bundle import BundleError, read_metadata
+from medseg.io.bundle import ENSEMBLE, BundleError, bundle_kind, read_cv_metrics, read_metadata
 from medseg.io.volume_store import is_complete, read_meta
 from medseg.report.build import build_report
 from medseg.report.deltas import best_and_worst, delta_table, previous_summary
@@ -46,6 +47,14 @@ def _model_warnings(ws: Workspace, name: str, family: str, version: str) -> list
     return [f"{name} ({version}): {warning}"] if warning else []
 
 
+def _cv_metrics(bundle: Path) -> dict[str, Any] | None:
+    """The ``cv_metrics.json`` of an ensemble bundle, None for a single model (or a missing bundle)."""
+    try:
+        return read_cv_metrics(bundle) if bundle_kind(read_metadata(bundle)) == ENSEMBLE else None
+    except BundleError:
+        return None
+
+
 def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str,
                      cases: list[str] | None = None) -> StageOutcome:
     """Evaluate ``predictions`` ({model name: prediction dir}) against the ingested ground truth.
@@ -68,6 +77,7 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
     csvs: dict[str, Path] = {}
     overlays: dict[str, list[Path]] = {}
     curves: dict[str, Path] = {}
+    cross_validation: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
     n_cases = 0
     for name, pred_dir in predictions.items():
@@ -92,6 +102,9 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
             overlay_case_png(by_id[cid], run_dir / name / f"{tag}_{cid}.png", f"{name} · {tag} case · {cid}")
             for tag, cid in zip(tags, picks, strict=True)
         ]
+        cv = _cv_metrics(ws.model_family_dir(family) / version)
+        if cv is not None:
+            cross_validation[name] = cv
         curve = ws.model_family_dir(family) / version / "curves.png"
         if curve.is_file():
             curves[name] = curve
@@ -105,7 +118,8 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
                                       title=f"{name}: new model vs previous champion ({prev_version})"))
     plots = boxplots(loaded, run_dir / "plots")
     files = build_report(run_dir, summaries, overlays, title=f"medseg report · {cfg.name} · {run_id}",
-                         deltas=deltas, boxplots=plots, curves=curves, csv_files=csvs, warnings=warnings)
+                         deltas=deltas, boxplots=plots, curves=curves, csv_files=csvs, warnings=warnings,
+                         cross_validation=cross_validation)
     delta_rows = [{"comparison": d.title, **{k: _json_number(v) for k, v in r.items()}} for d in deltas for r in d.rows]
     return StageOutcome(
         stage="report",

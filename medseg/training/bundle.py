@@ -10,6 +10,14 @@ A bundle is an immutable directory ``<workspace>/models/<family>/<version>/`` wi
 
 ``version`` = UTC timestamp + 8 hex digits of the weights hash; a version directory is never
 overwritten. ``<workspace>/models/<family>/champion.json`` points at the promoted bundle.
+
+A k-fold ensemble (``train.folds`` > 1, :func:`save_ensemble_bundle`) holds one member folder per fold
+instead of the top-level weights::
+
+    metadata.json     kind "ensemble", ensemble {folds, members, combine}, pooled cross-validation scores
+    cv_metrics.json   per fold and pooled over the out-of-fold cases (:func:`medseg.io.bundle.write_cv_metrics`)
+    fold_<i>/         model.pt, history.json, curves.png, checkpoints/ of fold i
+    curves.png        fold 0's curves (what reports embed)
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import os
 import platform
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +40,17 @@ import torch
 from torch import nn
 
 import medseg
-from medseg.io.bundle import METADATA_FILE, BundleError, read_metadata, write_bundle_json, write_metadata
+from medseg.io.bundle import (
+    ENSEMBLE,
+    METADATA_FILE,
+    SINGLE,
+    BundleError,
+    member_dirs,
+    read_metadata,
+    write_bundle_json,
+    write_cv_metrics,
+    write_metadata,
+)
 from medseg.io.volume_store import read_meta
 from medseg.plan import Plan
 from medseg.training.curves import plot_curves
@@ -47,9 +65,17 @@ CURVES_FILE = "curves.png"
 CHECKPOINT_DIR = "checkpoints"
 
 
+#: how an ensemble bundle combines its members (inference averages their softmax probabilities)
+COMBINE_MEAN_SOFTMAX = "mean_softmax"
+
+
 @dataclass
 class ModelBundle:
-    """A loaded bundle: the segmenter (eval mode, CPU unless moved) and everything needed to use it."""
+    """A loaded bundle: the segmenter (eval mode, CPU unless moved) and everything needed to use it.
+
+    ``networks`` holds every member of an ensemble bundle (fold order); for a single model it is
+    ``[network]``. ``network`` is the first member.
+    """
 
     path: Path
     family: str
@@ -57,14 +83,37 @@ class ModelBundle:
     plan: Plan
     network: nn.Module
     metadata: dict[str, Any]
+    networks: list[nn.Module] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.networks:
+            self.networks = [self.network]
 
     @property
     def label_names(self) -> dict[int, str]:
         return dict(self.plan.label_names)
 
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.networks) > 1
+
     def to(self, device: torch.device | str) -> ModelBundle:
-        self.network.to(device)
+        for net in self.networks:
+            net.to(device)
         return self
+
+
+@dataclass
+class FoldModel:
+    """One member of an ensemble bundle: the weights of its best epoch and how it was trained and validated."""
+
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, Any]]
+    train_cases: list[str]
+    val_cases: list[str]
+    validation: dict[str, Any]
+    training: dict[str, Any]
+    checkpoint_files: dict[str, Path] = field(default_factory=dict)
 
 
 def sha256_file(path: Path) -> str:
@@ -149,42 +198,17 @@ def save_bundle(
         postprocessing: what inference applies by default, decided on validation:
             ``{"keep_largest_component": [class values]}``.
     """
-    family_dir = ws.model_family_dir(family)
-    family_dir.mkdir(parents=True, exist_ok=True)
-    tmp = family_dir / f".bundle.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    family_dir, tmp = _partial_dir(ws, family)
     try:
-        model_path = tmp / MODEL_FILE
-        torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, model_path)
-        weights_sha = sha256_file(model_path)
+        weights_sha = _write_weights(tmp, state_dict)
         version = _new_version(weights_sha)
-        final = family_dir / version
-        if final.exists():
-            raise BundleError(f"bundle {final} already exists; versions are never overwritten")
-        (tmp / CHECKPOINT_DIR).mkdir()
-        for name, src in (checkpoint_files or {}).items():
-            if Path(src).is_file():
-                shutil.copy2(src, tmp / CHECKPOINT_DIR / name)
-        write_bundle_json(tmp / HISTORY_FILE, history)
-        plot_curves(history, tmp / CURVES_FILE, title=f"{family} {version}")
+        final = _final_dir(family_dir, version)
+        _write_member_files(tmp, history, checkpoint_files, title=f"{family} {version}")
         metadata = {
             "family": family,
             "version": version,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(),
-            "libraries": library_versions(),
-            "plan": {**plan.model_dump(mode="json"), "plan_hash": plan.plan_hash()},
-            "plan_hash": plan.plan_hash(),
-            "label_names": {str(k): v for k, v in sorted(plan.label_names.items())},
-            "network": {
-                "builder": "medseg.training.network.build_segmenter",
-                "deep_supervision": deep_supervision,
-            },
-            "input_contract": input_contract(plan),
-            "training_data": {
-                "train_cases": sorted(train_cases),
-                "val_cases": sorted(val_cases),
-                **training_data_snapshot(ws, train_cases),
-            },
+            "kind": SINGLE,
+            **_common_metadata(ws, plan, deep_supervision, train_cases, val_cases),
             "validation": validation,
             "postprocessing": postprocessing or {"keep_largest_component": []},
             "training": training,
@@ -199,25 +223,167 @@ def save_bundle(
     return final
 
 
+def _partial_dir(ws: Workspace, family: str) -> tuple[Path, Path]:
+    """``(family dir, new hidden temporary bundle dir inside it)``."""
+    family_dir = ws.model_family_dir(family)
+    family_dir.mkdir(parents=True, exist_ok=True)
+    tmp = family_dir / f".bundle.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return family_dir, tmp
+
+
+def _final_dir(family_dir: Path, version: str) -> Path:
+    final = family_dir / version
+    if final.exists():
+        raise BundleError(f"bundle {final} already exists; versions are never overwritten")
+    return final
+
+
+def _write_weights(folder: Path, state_dict: dict[str, torch.Tensor]) -> str:
+    """Write ``folder/model.pt`` (CPU tensors); return its sha256."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path = folder / MODEL_FILE
+    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, model_path)
+    return sha256_file(model_path)
+
+
+def _write_member_files(
+    folder: Path, history: list[dict[str, Any]], checkpoint_files: dict[str, Path] | None, title: str
+) -> None:
+    """``checkpoints/``, ``history.json`` and ``curves.png`` of one model."""
+    (folder / CHECKPOINT_DIR).mkdir()
+    for name, src in (checkpoint_files or {}).items():
+        if Path(src).is_file():
+            shutil.copy2(src, folder / CHECKPOINT_DIR / name)
+    write_bundle_json(folder / HISTORY_FILE, history)
+    plot_curves(history, folder / CURVES_FILE, title=title)
+
+
+def _common_metadata(
+    ws: Workspace, plan: Plan, deep_supervision: bool, train_cases: list[str], val_cases: list[str]
+) -> dict[str, Any]:
+    """Metadata fields shared by single and ensemble bundles (libraries, plan, network, input, data)."""
+    return {
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "libraries": library_versions(),
+        "plan": {**plan.model_dump(mode="json"), "plan_hash": plan.plan_hash()},
+        "plan_hash": plan.plan_hash(),
+        "label_names": {str(k): v for k, v in sorted(plan.label_names.items())},
+        "network": {
+            "builder": "medseg.training.network.build_segmenter",
+            "deep_supervision": deep_supervision,
+        },
+        "input_contract": input_contract(plan),
+        "training_data": {
+            "train_cases": sorted(train_cases),
+            "val_cases": sorted(val_cases),
+            **training_data_snapshot(ws, train_cases),
+        },
+    }
+
+
+def save_ensemble_bundle(
+    ws: Workspace,
+    family: str,
+    plan: Plan,
+    folds: list[FoldModel],
+    *,
+    deep_supervision: bool,
+    validation: dict[str, Any],
+    training: dict[str, Any],
+    cv_metrics: dict[str, Any],
+    postprocessing: dict[str, Any] | None = None,
+) -> Path:
+    """Write a new immutable k-fold ensemble bundle (one ``fold_<i>/`` per member) and return its path.
+
+    Args:
+        ws: workspace.
+        family: model family ("cnn" / "gan").
+        plan: the plan every fold was trained with.
+        folds: the members, in fold order.
+        deep_supervision: whether the networks have deep-supervision heads (for rebuilding).
+        validation: the pooled cross-validation scores (``dice_per_case`` over every out-of-fold case):
+            promotion compares ensembles on these.
+        training: the whole run (iterations and seconds summed over folds, per-fold records, warnings).
+        cv_metrics: the content of ``cv_metrics.json`` (:func:`medseg.io.bundle.write_cv_metrics`).
+        postprocessing: what inference applies by default, decided on the pooled cross-validation.
+    """
+    if len(folds) < 2:
+        raise ValueError(f"an ensemble bundle needs at least 2 fold models, got {len(folds)}")
+    family_dir, tmp = _partial_dir(ws, family)
+    try:
+        members = [f"fold_{i}" for i in range(len(folds))]
+        shas = {f"{m}/{MODEL_FILE}": _write_weights(tmp / m, f.state_dict) for m, f in zip(members, folds, strict=True)}
+        version = _new_version(hashlib.sha256("".join(shas.values()).encode()).hexdigest())
+        final = _final_dir(family_dir, version)
+        for i, (m, f) in enumerate(zip(members, folds, strict=True)):
+            _write_member_files(tmp / m, f.history, f.checkpoint_files, title=f"{family} {version} fold {i}")
+        shutil.copy2(tmp / members[0] / CURVES_FILE, tmp / CURVES_FILE)
+        all_cases = sorted({c for f in folds for c in f.train_cases} | {c for f in folds for c in f.val_cases})
+        metadata = {
+            "family": family,
+            "version": version,
+            "kind": ENSEMBLE,
+            "ensemble": {"folds": len(folds), "members": members, "combine": COMBINE_MEAN_SOFTMAX},
+            **_common_metadata(ws, plan, deep_supervision, all_cases, all_cases),
+            "folds": [
+                {"fold": i, "member": m, "train_cases": sorted(f.train_cases), "val_cases": sorted(f.val_cases),
+                 "mean_dice": f.validation.get("mean_dice"), "training": f.training}
+                for i, (m, f) in enumerate(zip(members, folds, strict=True))
+            ],
+            "validation": validation,
+            "postprocessing": postprocessing or {"keep_largest_component": []},
+            "training": training,
+            "files": shas,
+        }
+        write_cv_metrics(tmp, {"family": family, "version": version, **cv_metrics})
+        write_metadata(tmp, metadata)
+        os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("saved %s %d-fold ensemble bundle %s", family, len(folds), final)
+    return final
+
+
 def load_bundle(path: Path, device: torch.device | str = "cpu") -> ModelBundle:
-    """Rebuild the segmenter from the bundle's stored plan, load ``model.pt`` and switch to eval mode.
+    """Rebuild the segmenter(s) from the bundle's stored plan, load the weights and switch to eval mode.
+
+    A single bundle loads ``model.pt``; an ensemble loads every ``fold_<i>/model.pt`` (``networks``).
 
     Raises:
         BundleError: missing files, checksum mismatch, plan hash mismatch or weights that do not fit.
     """
     path = Path(path)
     meta = read_metadata(path)
-    model_path = path / MODEL_FILE
-    if not model_path.is_file():
-        raise BundleError(f"{model_path} not found: the bundle {path} is incomplete")
-    expected = meta.get("files", {}).get(MODEL_FILE)
-    if expected and sha256_file(model_path) != expected:
-        raise BundleError(f"{model_path} is corrupt: sha256 differs from metadata.json (copy the bundle again)")
     plan_data = dict(meta["plan"])
     stored_hash = plan_data.pop("plan_hash", None)
     plan = Plan.model_validate(plan_data)
     if stored_hash is not None and stored_hash != plan.plan_hash():
         raise BundleError(f"{path / METADATA_FILE}: plan hash {stored_hash} != content {plan.plan_hash()} (edited?)")
+    networks = [_load_member(path, meta, plan, member, device) for member in member_dirs(meta)]
+    if not networks:
+        raise BundleError(f"{path / METADATA_FILE}: an ensemble bundle without members (corrupt metadata)")
+    return ModelBundle(
+        path=path,
+        family=str(meta["family"]),
+        version=str(meta["version"]),
+        plan=plan,
+        network=networks[0],
+        metadata=meta,
+        networks=networks,
+    )
+
+
+def _load_member(path: Path, meta: dict[str, Any], plan: Plan, member: str, device: torch.device | str) -> nn.Module:
+    """Rebuild one network of the bundle from ``<path>/<member>/model.pt`` (checksum checked), eval mode."""
+    rel = f"{member}/{MODEL_FILE}" if member else MODEL_FILE
+    model_path = path / rel
+    if not model_path.is_file():
+        raise BundleError(f"{model_path} not found: the bundle {path} is incomplete")
+    expected = meta.get("files", {}).get(rel)
+    if expected and sha256_file(model_path) != expected:
+        raise BundleError(f"{model_path} is corrupt: sha256 differs from metadata.json (copy the bundle again)")
     network = build_segmenter(plan, bool(meta.get("network", {}).get("deep_supervision", False)))
     try:
         state = torch.load(model_path, map_location="cpu", weights_only=True)
@@ -226,14 +392,7 @@ def load_bundle(path: Path, device: torch.device | str = "cpu") -> ModelBundle:
         raise BundleError(f"cannot load weights {model_path}: {type(exc).__name__}: {exc}") from exc
     network.eval()
     network.to(device)
-    return ModelBundle(
-        path=path,
-        family=str(meta["family"]),
-        version=str(meta["version"]),
-        plan=plan,
-        network=network,
-        metadata=meta,
-    )
+    return network
 
 
 def list_bundles(ws: Workspace, family: str) -> list[Path]:

@@ -6,6 +6,16 @@ validation cases** (the cases both bundles were validated on, from their per-cas
 metadata.json). When the two share no validation case but were trained with the same plan, the
 champion is re-validated on the challenger's validation cases; otherwise the champion is kept.
 
+Like is compared with like (:func:`compared_scores`): a single model with a single model on its
+validation Dice (``validation.dice_per_case`` of the best epoch, on the val split); a k-fold ensemble
+with an ensemble on its cross-validation Dice (``validation.dice_per_case`` of the ensemble bundle:
+each non-test case scored by the fold model that did not train on it, pooled over the folds, see
+:mod:`medseg.training.cross_validation`), on the out-of-fold cases both share, whatever their k. An
+ensemble champion is never re-validated (its members trained on the challenger's cases). A
+challenger of the other kind is never scored against the champion: the two numbers measure different
+things (a held-out split vs cross-validation), so the kind the config asks for (``train.folds``)
+replaces the champion, and the pointer says so.
+
 A challenger that the time cap (``train.max_minutes``) stopped before its iteration budget never
 replaces a champion that completed its own budget, whatever its score, unless
 ``train.promote_capped`` allows it: a nightly run on a busy machine must not silently ship a model
@@ -25,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.io.bundle import BundleError, read_metadata, write_bundle_json
+from medseg.io.bundle import ENSEMBLE, BundleError, bundle_kind, ensemble_folds, read_metadata, write_bundle_json
 from medseg.training.budget import capped_warning, time_capped
 from medseg.training.bundle import load_bundle
 from medseg.workspace import Workspace
@@ -74,6 +84,18 @@ def _score(per_case: dict[str, dict[str, float | None]], cases: list[str], class
     return float(np.mean(class_means)) if class_means else float("nan")
 
 
+def describe_kind(meta: dict[str, Any]) -> str:
+    """``"single model"`` or ``"<k>-fold ensemble"``."""
+    return f"{ensemble_folds(meta)}-fold ensemble" if bundle_kind(meta) == ENSEMBLE else "single model"
+
+
+def compared_scores(meta: dict[str, Any]) -> str:
+    """What promotion compares for a bundle of this kind (recorded in ``champion.json``)."""
+    if bundle_kind(meta) == ENSEMBLE:
+        return "cross-validation mean Dice (out-of-fold cases, pooled over the folds) on the shared cases"
+    return "validation mean Dice (best epoch, val split) on the shared cases"
+
+
 def _per_case(meta: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return dict((meta.get("validation") or {}).get("dice_per_case") or {})
 
@@ -97,6 +119,14 @@ def decide(
             "(train.promote_capped=true allows it)",
             None, None, (),
         )
+    if bundle_kind(challenger_meta) != bundle_kind(champion_meta):
+        return PromotionDecision(
+            True,
+            f"challenger is a {describe_kind(challenger_meta)}, the champion a {describe_kind(champion_meta)}: "
+            "their scores are not comparable (cross-validation vs validation Dice); the configured kind "
+            "(train.folds) replaces the champion",
+            None, None, (),
+        )
     champ_cases = _per_case(champion_meta)
     classes = sorted(
         set(challenger_meta.get("label_names", {}).values()) & set(champion_meta.get("label_names", {}).values())
@@ -105,6 +135,10 @@ def decide(
         return PromotionDecision(True, "champion predicts other classes", None, None, tuple(sorted(chall_cases)))
     common = sorted(set(chall_cases) & set(champ_cases))
     if not common:
+        if bundle_kind(champion_meta) == ENSEMBLE:
+            return PromotionDecision(
+                False, "no shared out-of-fold cases between the ensembles: champion kept", None, None, ()
+            )
         if champion_path is None or challenger_meta.get("plan_hash") != champion_meta.get("plan_hash"):
             return PromotionDecision(
                 False, "no shared validation cases and different plans: champion kept", None, None, ()
@@ -186,6 +220,8 @@ def promote(ws: Workspace, family: str, bundle_path: Path, margin: float = 0.0, 
             "promoted_at": dt.datetime.now(dt.UTC).isoformat(),
             "reason": decision.reason,
             "val_mean_dice": (challenger_meta.get("validation") or {}).get("mean_dice"),
+            "kind": bundle_kind(challenger_meta),
+            "compared": compared_scores(challenger_meta),
             "compared_on_cases": list(decision.cases),
             "challenger_score": decision.challenger_score,
             "champion_score": decision.champion_score,

@@ -3,7 +3,9 @@
 Reads the plan, splits and preprocessed stores of the workspace, trains the family's networks
 (:mod:`medseg.training.steppers`) with the shared loop (:mod:`medseg.training.loop`) inside a run
 directory ``models/<family>/.runs/<run_key>`` (resumable), then writes an immutable bundle
-(:mod:`medseg.training.bundle`) and removes the run directory.
+(:mod:`medseg.training.bundle`) and removes the run directory. With ``train.folds`` > 1 it hands over
+to :func:`medseg.training.cross_validation.train_folds` (k fold models, one ensemble bundle), which
+trains each fold with :func:`train_on_split` like a single run.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.config import MedsegConfig, ModelFamily
+from medseg.config import MedsegConfig, ModelFamily, TrainConfig
 from medseg.io.volume_store import is_complete
 from medseg.plan import Plan
 from medseg.splits import Splits
@@ -31,11 +33,11 @@ from medseg.training.bundle import save_bundle
 from medseg.training.checkpoint import BEST, LAST, load_checkpoint
 from medseg.training.device import configure_threads, resolve_device, uses_amp
 from medseg.training.fit_budget import fit_epochs, fitted_config
-from medseg.training.loop import Progress, run_loop
+from medseg.training.loop import LoopState, Progress, run_loop
 from medseg.training.patches import PatchDataset, load_cases
 from medseg.training.steppers import build_stepper
 from medseg.training.validate import postprocess_classes
-from medseg.training.warm_start import load_into, resolve_warm_start
+from medseg.training.warm_start import WarmStart, load_into, resolve_warm_start
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,8 @@ class TrainResult:
     resumed_from_epoch: int | None = None
     warm_started_from: str | None = None  # champion version the run was initialised from
     warm_start_reason: str | None = None
+    folds: int = 1  # > 1: a k-fold ensemble bundle; val_* are then the pooled cross-validation scores
+    cv_metrics_path: Path | None = None  # the ensemble's cv_metrics.json
 
     @property
     def time_capped(self) -> bool:
@@ -74,7 +78,8 @@ class TrainResult:
         return self.stopped_reason == StopReason.TIME_CAP
 
 
-def _case_paths(ws: Workspace, ids: list[str], what: str) -> dict[str, Path]:
+def case_paths(ws: Workspace, ids: list[str], what: str) -> dict[str, Path]:
+    """``{case_id: preprocessed store}`` of ``ids``; raises FileNotFoundError naming a missing store."""
     paths = {cid: ws.preprocessed_case_path(cid) for cid in ids}
     missing = [cid for cid, p in paths.items() if not is_complete(p)]
     if missing:
@@ -85,12 +90,21 @@ def _case_paths(ws: Workspace, ids: list[str], what: str) -> dict[str, Path]:
     return paths
 
 
+def train_config_key(tcfg: TrainConfig) -> dict[str, Any]:
+    """The ``train`` fields that change the trained model, as JSON (``folds`` only when > 1, so the keys of
+    single-model runs are those of the versions before k-fold cross-validation)."""
+    data = tcfg.model_dump(mode="json", exclude=_NON_MODEL_FIELDS)
+    if data.get("folds") == 1:
+        del data["folds"]
+    return data
+
+
 def run_key(family: str, plan: Plan, splits: Splits, cfg: MedsegConfig, warm_from: str | None = None) -> str:
     """Hash of everything that determines the trained model (resume only continues the same run).
 
     ``warm_from`` is the champion version a warm-started run starts from (None: from scratch).
     """
-    train_cfg = cfg.train.model_dump(mode="json", exclude=_NON_MODEL_FIELDS)
+    train_cfg = train_config_key(cfg.train)
     items: list[Any] = [family, plan.plan_hash(), sorted(splits.train), sorted(splits.val), train_cfg, cfg.seed]
     if warm_from is not None:
         items.append({"warm_from": warm_from})
@@ -120,25 +134,26 @@ def train_model(
             seconds, val_mean_dice ...).
 
     Returns:
-        TrainResult with the bundle path and validation Dice of the shipped (best) weights.
+        TrainResult with the bundle path and validation Dice of the shipped (best) weights; with
+        ``train.folds`` > 1, of the ensemble bundle and its pooled cross-validation Dice.
 
     Raises:
         FileNotFoundError: plan, splits or preprocessed cases missing.
         TrainingDivergedError: NaN/inf loss (checkpoints of the last good epoch are kept).
     """
     family = str(ModelFamily(str(family)))
+    if cfg.train.folds > 1:
+        from medseg.training.cross_validation import train_folds  # imports this module
+
+        return train_folds(ws, cfg, family, device, progress)
     started = time.time()
     plan = Plan.load(ws.plan_path)
-    if not ws.splits_path.is_file():
-        raise FileNotFoundError(f"splits not found: {ws.splits_path} (run `medseg preprocess` first)")
-    splits = Splits.load(ws.splits_path)
-    train_paths = _case_paths(ws, splits.train, "train")
+    splits = load_splits(ws)
     val_ids = list(splits.val)
     validation_on_train = not val_ids
     if validation_on_train:
         log.warning("split has no validation case: validating on the training cases (Dice will be optimistic)")
         val_ids = list(splits.train)
-    val_paths = _case_paths(ws, val_ids, "validation")
 
     warm = resolve_warm_start(ws, family, plan, cfg.train)
     tcfg = cfg.train
@@ -146,55 +161,15 @@ def train_model(
         tcfg = tcfg.model_copy(update={"max_epochs": min(tcfg.max_epochs, tcfg.warm_start_max_epochs)})
     configure_threads(tcfg)
     dev = resolve_device(device if device is not None else tcfg.device)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-
     key = run_key(family, plan, splits, cfg, warm_from=warm.version)
     run_dir = run_dir_for(ws, family, key)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_info = {"family": family, "run_key": key, "plan_hash": plan.plan_hash(), "seed": cfg.seed,
-                "warm_started_from": warm.version}
-
-    stepper = build_stepper(family, plan, tcfg, dev)
-    load_into(stepper.model, warm)  # a resumed run then overwrites this with its own last.pt
-    cases = load_cases(train_paths)
-    dataset = PatchDataset(
-        cases,
-        plan.patch_size,
-        tcfg.iterations_per_epoch * tcfg.batch_size,
-        tcfg.foreground_oversample,
-        seed=cfg.seed,
-        augment=AugmentParams(),
-        spatial_dims=plan.spatial_dims,
-        defer_augmentation=tcfg.gpu_augmentation,
-        batch_size=tcfg.batch_size,
-    )
-    tcfg, fitted = fitted_config(
-        tcfg, run_dir, lambda: fit_epochs(stepper, dataset, val_paths, plan, tcfg, dev)
-    )
-    state = run_loop(stepper, dataset, val_paths, plan, tcfg, run_dir, dev, run_info, progress)
-
-    best = load_checkpoint(run_dir / BEST)
+    run = train_on_split(ws, family, plan, tcfg, list(splits.train), val_ids, cfg.seed, dev, run_dir,
+                         {"run_key": key, "warm_started_from": warm.version}, warm, progress)
+    state, best, tcfg = run.state, run.best, run.tcfg
     validation = dict(best["validation"])
     training = {
-        "epochs": state.epoch,
-        "iterations": state.iteration,
-        "seconds": state.elapsed,
-        "stopped_reason": state.stopped_reason,
-        "planned_iterations": tcfg.max_epochs * tcfg.iterations_per_epoch,
-        "time_capped": state.stopped_reason == StopReason.TIME_CAP,
-        "best_epoch": state.best_epoch,
-        "resumed_from_epoch": state.resumed_from_epoch,
-        "device": str(dev),
-        "amp": "bf16" if uses_amp(dev, tcfg.amp) else None,
-        "seed": cfg.seed,
-        "run_key": key,
+        **training_record(run, dev, cfg.seed, key, warm),
         "validation_on_train_cases": validation_on_train,
-        "config": tcfg.model_dump(mode="json"),
-        "warm_started_from": warm.source,
-        "warm_start_reason": warm.reason,
-        "warnings": state.warnings,
-        "fitted_budget": fitted,
         "wall_seconds_this_session": time.time() - started,
     }
     bundle_path = save_bundle(
@@ -211,9 +186,7 @@ def train_model(
         history=state.history,
         checkpoint_files={BEST: run_dir / BEST, LAST: run_dir / LAST},
     )
-    shutil.rmtree(run_dir, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        run_dir.parent.rmdir()  # only when no other run is in progress
+    remove_run_dir(run_dir)
     per_class: dict[str, Any] = validation.get("mean_dice_per_class", {})
     return TrainResult(
         family=family,
@@ -233,3 +206,97 @@ def train_model(
         warm_started_from=warm.version,
         warm_start_reason=warm.reason,
     )
+
+
+def load_splits(ws: Workspace) -> Splits:
+    """The workspace's train / val / test split (FileNotFoundError when preprocessing has not run)."""
+    if not ws.splits_path.is_file():
+        raise FileNotFoundError(f"splits not found: {ws.splits_path} (run `medseg preprocess` first)")
+    return Splits.load(ws.splits_path)
+
+
+@dataclass
+class SplitRun:
+    """One trained network: the loop's final state, its best checkpoint, the config it trained with."""
+
+    state: LoopState
+    best: dict[str, Any]  # the best checkpoint: ``model`` and ``validation``
+    tcfg: TrainConfig  # ``max_epochs`` as planned by ``fit_minutes`` when set
+    fitted_budget: dict[str, Any] | None  # what ``fit_minutes`` measured and planned (None without it)
+
+
+def train_on_split(
+    ws: Workspace,
+    family: str,
+    plan: Plan,
+    tcfg: TrainConfig,
+    train_ids: list[str],
+    val_ids: list[str],
+    seed: int,
+    dev: torch.device,
+    run_dir: Path,
+    run_info: dict[str, Any],
+    warm: WarmStart,
+    progress: Progress | None,
+) -> SplitRun:
+    """Train one network of ``family`` on ``train_ids``, validating on ``val_ids``, inside ``run_dir``.
+
+    The torch and numpy RNGs are seeded with ``seed`` first, so the weights depend only on the config,
+    the cases and ``seed`` (a resumed run continues from ``run_dir/last.pt``).
+
+    Returns:
+        the final loop state, the best checkpoint and the config trained with (see :class:`SplitRun`).
+    """
+    train_paths = case_paths(ws, train_ids, "train")
+    val_paths = case_paths(ws, val_ids, "validation")
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {"family": family, "plan_hash": plan.plan_hash(), "seed": seed, **run_info}
+    stepper = build_stepper(family, plan, tcfg, dev)
+    load_into(stepper.model, warm)  # a resumed run then overwrites this with its own last.pt
+    dataset = PatchDataset(
+        load_cases(train_paths),
+        plan.patch_size,
+        tcfg.iterations_per_epoch * tcfg.batch_size,
+        tcfg.foreground_oversample,
+        seed=seed,
+        augment=AugmentParams(),
+        spatial_dims=plan.spatial_dims,
+        defer_augmentation=tcfg.gpu_augmentation,
+        batch_size=tcfg.batch_size,
+    )
+    tcfg, fitted = fitted_config(tcfg, run_dir, lambda: fit_epochs(stepper, dataset, val_paths, plan, tcfg, dev))
+    state = run_loop(stepper, dataset, val_paths, plan, tcfg, run_dir, dev, info, progress)
+    return SplitRun(state, load_checkpoint(run_dir / BEST), tcfg, fitted)
+
+
+def training_record(run: SplitRun, dev: torch.device, seed: int, key: str, warm: WarmStart) -> dict[str, Any]:
+    """The ``training`` metadata of one trained network (budget, stop reason, device, config ...)."""
+    state, tcfg = run.state, run.tcfg
+    return {
+        "epochs": state.epoch,
+        "iterations": state.iteration,
+        "seconds": state.elapsed,
+        "stopped_reason": state.stopped_reason,
+        "planned_iterations": tcfg.max_epochs * tcfg.iterations_per_epoch,
+        "time_capped": state.stopped_reason == StopReason.TIME_CAP,
+        "best_epoch": state.best_epoch,
+        "resumed_from_epoch": state.resumed_from_epoch,
+        "device": str(dev),
+        "amp": "bf16" if uses_amp(dev, tcfg.amp) else None,
+        "seed": seed,
+        "run_key": key,
+        "config": tcfg.model_dump(mode="json"),
+        "warm_started_from": warm.source,
+        "warm_start_reason": warm.reason,
+        "warnings": list(state.warnings),
+        "fitted_budget": run.fitted_budget,
+    }
+
+
+def remove_run_dir(run_dir: Path) -> None:
+    """Remove a finished run's directory (and ``.runs`` when no other run is in progress)."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()

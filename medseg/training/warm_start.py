@@ -4,7 +4,7 @@ With ``train.warm_start`` the segmenter starts from the champion's weights when 
 trained with the *same plan* (plan hash): same preprocessing, topology and classes, so its weights fit
 and its predictions are comparable. The run then trains on the current training split (old + new
 cases) with the smaller budget ``train.warm_start_max_epochs``. Any other situation (no champion, a
-different plan, unloadable weights) falls back to full training and says why.
+different plan, unloadable weights, an ensemble champion) falls back to full training and says why.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from medseg.config import TrainConfig
-from medseg.io.bundle import BundleError, read_metadata
+from medseg.io.bundle import ENSEMBLE, BundleError, bundle_kind, read_metadata
 from medseg.plan import Plan
 from medseg.training.bundle import MODEL_FILE
 from medseg.training.promotion import champion
@@ -66,6 +66,10 @@ def resolve_warm_start(ws: Workspace, family: str, plan: Plan, cfg: TrainConfig)
         meta = read_metadata(path)
     except BundleError as exc:
         reason = f"champion {path} is unreadable ({exc}): full training"
+        log.warning("warm start refused: %s", reason)
+        return WarmStart(reason)
+    if bundle_kind(meta) == ENSEMBLE:
+        reason = f"champion {path.name} is a k-fold ensemble (no single set of weights to start from): full training"
         log.warning("warm start refused: %s", reason)
         return WarmStart(reason)
     if meta.get("plan_hash") != plan.plan_hash():

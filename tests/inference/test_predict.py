@@ -130,3 +130,30 @@ def test_run_inference_writes_zarr_and_nifti_and_skips_done_cases(tmp_path: Path
     np.testing.assert_array_equal(np.asarray(nii.dataobj).transpose(2, 1, 0), pred.labels["pred"])
     again = run_inference(ws, cfg, "cnn", ["case000", "case001"], bundle_path=bundle)
     assert again.skipped == ["case000", "case001"] and again.predicted == []
+
+
+def test_run_inference_with_an_ensemble_champion_uses_every_fold_model(tmp_path: Path) -> None:
+    from medseg.training.bundle import FoldModel, load_bundle, save_ensemble_bundle
+
+    ws, _ = _workspace(tmp_path)
+    plan = phantom.make_plan()
+    members = []
+    for i in range(2):
+        torch.manual_seed(10 + i)
+        members.append(FoldModel(
+            state_dict=build_segmenter(plan, deep_supervision=False).state_dict(), history=[],
+            train_cases=[f"case00{1 - i}"], val_cases=[f"case00{i}"],
+            validation={"dice_per_case": {f"case00{i}": {"organ": 0.5, "lesion": 0.5}}}, training={},
+        ))
+    validation = {"mean_dice": 0.5, "dice_per_case": {c: {"organ": 0.5, "lesion": 0.5} for c in ("case000", "case001")}}
+    path = save_ensemble_bundle(ws, "cnn", plan, members, deep_supervision=False, validation=validation,
+                                training={}, cv_metrics={"folds": 2, "per_fold": [], "pooled": validation})
+    assert promote(ws, "cnn", path)
+    cfg = MedsegConfig.model_validate({"train": {"device": "cpu"}, "infer": {"overlap": 0.25, "dicom_seg": False}})
+    summary = run_inference(ws, cfg, "cnn", ["case000"])
+    assert summary.version == path.name and summary.predicted == ["case000"]
+    pred = read_case(ws.prediction_dir("cnn", path.name) / "case000.zarr").labels["pred"]
+    bundle = load_bundle(path)
+    assert bundle.is_ensemble
+    image = read_case(ws.volume_path("case000")).image
+    np.testing.assert_array_equal(pred, predict_volume(bundle, image, GEOMETRY, cfg.infer, "cpu"))

@@ -36,3 +36,11 @@ def test_event_progress_counts_iterations_and_cases() -> None:
         ("cnn cases", 1, 4),
     ]
     event_progress(None, "cnn")({"event": "case", "done": 1, "total": 4})  # no receiver: nothing happens
+
+
+def test_event_progress_names_the_fold_of_a_cross_validation() -> None:
+    calls: list[tuple[str, int, int]] = []
+    forward = event_progress(lambda label, done, total: calls.append((label, done, total)), "cnn")
+    forward({"event": "iteration", "epoch": 0, "max_epochs": 2, "loss": 0.5, "global_iteration": 13,
+             "total_iterations": 30, "fold": 1, "folds": 3})
+    assert calls == [("cnn iterations, fold 2/3, epoch 1/2, loss 0.500", 13, 30)]

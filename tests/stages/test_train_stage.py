@@ -60,3 +60,24 @@ def test_time_capped_run_is_flagged_in_the_stage_record_and_status_and_not_promo
     assert first.stats["time_capped"] is True and first.stats["promoted"] is True
     (cnn,) = champions(fresh, ["cnn"])
     assert cnn.version == first.stats["version"] and cnn.warnings[0].startswith("stopped by the time cap")
+
+
+def test_a_cross_validated_stage_shows_its_cv_metrics_and_promotes_the_ensemble(tmp_path: Path) -> None:
+    import json
+
+    from medseg.stages.train import train_stage_config
+
+    torch.set_num_threads(2)
+    ws = phantom_data.write_phantom_workspace(tmp_path / "ws")
+    out = run_train_stage(_cfg(ws.root, folds=2), ModelFamily.CNN)
+    stats = out.stats
+    assert stats["folds"] == 2 and stats["promoted"] is True and len(stats["cv_fold_mean_dice"]) == 2
+    assert stats["cv_mean_dice"] == stats["val_mean_dice"] and set(stats["cv_dice_per_class"]) == {"organ", "lesion"}
+    cv = json.loads(Path(stats["cv_metrics"]).read_text())
+    assert cv["pooled"]["mean_dice"] == stats["cv_mean_dice"]
+    assert "folds=2" in out.headline() and "cv_mean_dice=" in out.headline()
+    assert json.loads(ws.champion_path("cnn").read_text())["kind"] == "ensemble"
+    again = run_train_stage(_cfg(ws.root, folds=2), ModelFamily.CNN)
+    assert again.skipped  # same data, plan and config
+    # folds=1 keeps the stage key of the versions before cross-validation (no retraining after an upgrade)
+    assert "folds" not in train_stage_config(_cfg(ws.root)) and train_stage_config(_cfg(ws.root, folds=2))["folds"] == 2

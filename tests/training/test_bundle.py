@@ -55,3 +55,29 @@ def test_load_bundle_reports_missing_and_corrupt_files(phantom_ws: Workspace, tm
     model.unlink()
     with pytest.raises(BundleError, match="model.pt not found"):
         load_bundle(path)
+
+
+def test_a_schema_1_bundle_written_before_ensembles_still_loads_as_a_single_model(phantom_ws: Workspace) -> None:
+    import json
+
+    path = _save(phantom_ws, {"case003": _dice(0.5)})
+    meta = json.loads((path / "metadata.json").read_text())
+    assert meta["schema_version"] == 2 and meta["kind"] == "single"
+    del meta["kind"]
+    (path / "metadata.json").write_text(json.dumps({**meta, "schema_version": 1}))
+    bundle = load_bundle(path)
+    assert not bundle.is_ensemble and bundle.networks == [bundle.network]
+
+
+def test_an_ensemble_bundle_with_a_corrupt_fold_model_is_refused(phantom_ws: Workspace) -> None:
+    from saved_bundles import save_ensemble
+
+    path = save_ensemble(phantom_ws, {"case000": _dice(0.5), "case003": _dice(0.6)})
+    bundle = load_bundle(path)
+    assert bundle.is_ensemble and len(bundle.networks) == 2
+    model = path / "fold_1" / "model.pt"
+    data = bytearray(model.read_bytes())
+    data[-10] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"fold_1/model.pt is corrupt"):
+        load_bundle(path)

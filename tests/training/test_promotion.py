@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from saved_bundles import dice as _dice
 from saved_bundles import save as _save
 
@@ -89,3 +90,49 @@ def test_time_capped_bundle_still_competes_with_other_capped_bundles_and_becomes
     assert promote(phantom_ws, "cnn", better)
     completed = _save(phantom_ws, {"case003": _dice(0.8)}, seed=2)
     assert promote(phantom_ws, "cnn", completed)
+
+
+def test_ensembles_are_compared_with_ensembles_on_their_cross_validation_dice(phantom_ws: Workspace) -> None:
+    from saved_bundles import save_ensemble
+
+    oof = ["case000", "case001", "case002"]
+    champ = save_ensemble(phantom_ws, {c: _dice(0.7) for c in oof})
+    assert promote(phantom_ws, "cnn", champ)
+    worse = save_ensemble(phantom_ws, {c: _dice(0.6) for c in oof}, folds=3, seed=1)
+    assert not promote(phantom_ws, "cnn", worse)
+    better = save_ensemble(phantom_ws, {**{c: _dice(0.8) for c in oof}, "case003": _dice(0.0)}, seed=2)
+    assert promote(phantom_ws, "cnn", better)  # 0.8 > 0.7 on the 3 shared out-of-fold cases (mean 0.6 on all 4)
+    pointer = json.loads(phantom_ws.champion_path("cnn").read_text())
+    assert pointer["kind"] == "ensemble" and pointer["compared"].startswith("cross-validation mean Dice")
+    assert pointer["compared_on_cases"] == oof and pointer["challenger_score"] == pytest.approx(0.8)
+    assert pointer["champion_score"] == pytest.approx(0.7)
+
+
+def test_an_ensemble_and_a_single_model_are_never_scored_against_each_other(phantom_ws: Workspace) -> None:
+    from saved_bundles import save_ensemble
+
+    from medseg.io.bundle import read_metadata
+    from medseg.training.promotion import decide
+
+    single = _save(phantom_ws, {"case003": _dice(0.9)})
+    assert promote(phantom_ws, "cnn", single)
+    ensemble = save_ensemble(phantom_ws, {c: _dice(0.1) for c in ("case000", "case003")})
+    decision = decide(phantom_ws, read_metadata(ensemble), read_metadata(single), 0.0, champion_path=single)
+    assert decision.promote and decision.challenger_score is None and decision.champion_score is None
+    assert "not comparable" in decision.reason and "2-fold ensemble" in decision.reason
+    assert promote(phantom_ws, "cnn", ensemble)  # train.folds asks for ensembles now: it replaces the single
+    pointer = json.loads(phantom_ws.champion_path("cnn").read_text())
+    assert pointer["kind"] == "ensemble" and pointer["champion_score"] is None
+    back = _save(phantom_ws, {"case003": _dice(0.05)}, seed=3)
+    assert promote(phantom_ws, "cnn", back)  # and back: the kind follows the config, never the scores
+    assert json.loads(phantom_ws.champion_path("cnn").read_text())["compared"].startswith("validation mean Dice")
+
+
+def test_ensembles_without_shared_out_of_fold_cases_keep_the_champion(phantom_ws: Workspace) -> None:
+    from saved_bundles import save_ensemble
+
+    champ = save_ensemble(phantom_ws, {"case000": _dice(0.1), "case001": _dice(0.1)})
+    assert promote(phantom_ws, "cnn", champ)
+    other = save_ensemble(phantom_ws, {"case002": _dice(0.9), "case003": _dice(0.9)}, seed=1)
+    assert not promote(phantom_ws, "cnn", other)  # no re-validation: the champion's folds trained on these
+    assert champion(phantom_ws, "cnn") == champ
