@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.deid import keyed_hash
-from medseg.geometry import Geometry
+from medseg.geometry import Geometry, resample_onto
 from medseg.ingest.masks import mask_to_label, same_grid
 from medseg.io.dicom.frame import Frame
 from medseg.io.dicom.pixels import read_stack
@@ -50,6 +50,16 @@ class LabelSource:
     all_names: bool = False  # label file: keep named values absent from this case (dataset-wide names)
 
 
+@dataclass(frozen=True)
+class ChannelSource:
+    """A non-reference channel of a multi-sequence case: an image stack read and put on the case's grid."""
+
+    name: str
+    series_uid: str
+    frames: tuple[Frame, ...]
+    geometry: Geometry
+
+
 @dataclass
 class CaseJob:
     """Everything needed to build one case: a DICOM stack (``frames``) or an image file (``image_file``)."""
@@ -63,6 +73,8 @@ class CaseJob:
     image_file: str = ""  # NIfTI/NRRD image (then ``frames`` is empty)
     channel: int = 0  # channel of ``image_file`` to read
     file_shape: tuple[int, int, int] | None = None  # (z, y, x) of ``image_file`` from its header
+    channel_names: tuple[str, ...] = ()  # multi-sequence case (ingest.channels): every channel, reference first
+    extra_channels: list[ChannelSource] = field(default_factory=list)  # channels after the reference
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -136,6 +148,14 @@ def stored_source(source: dict[str, Any], secret: str) -> dict[str, Any]:
     return out
 
 
+def read_channel(src: ChannelSource, geometry: Geometry, shape: tuple[int, ...]) -> NDArray[Any]:
+    """Decode a channel's stack; one on another grid is resampled (linear, physical space) onto ``geometry``."""
+    volume = read_stack(list(src.frames))
+    if same_grid(src.geometry, volume.shape, geometry, shape):
+        return volume
+    return resample_onto(volume, src.geometry, geometry, (int(shape[0]), int(shape[1]), int(shape[2])))
+
+
 def build_case(job: CaseJob, secret: str, max_voxels: int = 0, roots: Sequence[str] = ()) -> dict[str, Any]:
     """Decode, label and write one case. Never raises: failures come back as ``ok: False``.
 
@@ -205,6 +225,8 @@ def build_case(job: CaseJob, secret: str, max_voxels: int = 0, roots: Sequence[s
             labels={LABEL_NAME: label} if label is not None else {},
             label_names=label_names,
             source=source,
+            channels=[read_channel(c, job.geometry, image.shape) for c in job.extra_channels],
+            channel_names=list(job.channel_names),
         )
         try:
             write_case(Path(job.volume_path), case)

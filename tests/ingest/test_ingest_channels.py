@@ -1,0 +1,119 @@
+"""Multi-sequence cases (ingest.channels): rule matching, study grouping, missing channels, store layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from medseg.config import ChannelRule, IngestConfig, MedsegConfig
+from medseg.config_loader import load_config
+from medseg.geometry import Geometry
+from medseg.ingest.build import LabelSource
+from medseg.ingest.channels import channel_of, plan_channels
+from medseg.ingest.stacks import Stack
+from medseg.io.case_arrays import channel_names, open_channels
+from medseg.io.reasons import Reason
+from medseg.io.volume_store import CaseVolume, read_case, write_case
+
+RULES = [("T1post", "T1post|T1.*GD", None), ("FLAIR", "FLAIR", None), ("T2", "T2", None)]
+
+
+@pytest.mark.parametrize(
+    ("description", "channel"),
+    [
+        ("T1post", "T1post"),
+        ("AX T1 SE +GD", "T1post"),
+        ("FLAIRreg", "FLAIR"),
+        ("AX T2 FLAIR", "FLAIR"),  # contains "T2": the FLAIR rule comes first and wins
+        ("t2reg", "T2"),  # case-insensitive
+        ("T2reg", "T2"),
+        ("MaskTumor", None),
+        ("localizer", None),
+    ],
+)
+def test_first_matching_rule_wins(description: str, channel: str | None) -> None:
+    assert channel_of(description, RULES) == channel
+
+
+def test_exclude_keeps_a_general_rule_off_a_specific_series() -> None:
+    rules = [("T2", "T2", "FLAIR"), ("FLAIR", "FLAIR", None)]  # T2 listed first, so it must exclude FLAIR
+    assert channel_of("AX T2 FLAIR", rules) == "FLAIR"
+    assert channel_of("AX T2 TSE", rules) == "T2"
+    assert channel_of("AX T2 FLAIR", [("T2", "T2", None), ("FLAIR", "FLAIR", None)]) == "T2"
+
+
+def test_channel_rules_are_validated() -> None:
+    with pytest.raises(ValidationError, match="not a valid regular expression"):
+        ChannelRule(name="T1", match="T1(")
+    with pytest.raises(ValidationError, match="repeat"):
+        IngestConfig(channels=[ChannelRule(name="T1", match="T1"), ChannelRule(name="T1", match="MPRAGE")])
+    assert IngestConfig().channels == []  # default: one series per case, as before
+
+
+def test_channels_override_syntax() -> None:
+    """The `--set` form given in README.md."""
+    cfg = load_config(None, ['ingest.channels=[{name: T1post, match: "T1post|T1.*GD"}, {name: FLAIR, match: FLAIR}, '
+                             '{name: T2, match: T2, exclude: FLAIR}]'])
+    assert [(r.name, r.match, r.exclude) for r in cfg.ingest.channels] == [
+        ("T1post", "T1post|T1.*GD", None), ("FLAIR", "FLAIR", None), ("T2", "T2", "FLAIR")]
+    assert MedsegConfig().ingest.channels == []
+
+
+def _stack(desc: str, study: str, uid: str) -> Stack:
+    g = Geometry.create([5.0, 1.0, 1.0], [0.0, 0.0, 0.0])
+    return Stack(series_uid=uid, stack_key="", frames=[], info={"description": desc, "study_key": study},
+                 geometry=g, paths=[f"/{uid}/0.dcm", f"/{uid}/1.dcm"])
+
+
+def test_plan_channels_groups_a_study_and_moves_labels_to_the_reference() -> None:
+    t1, fl, t2, loc = (_stack("T1post", "s1", "1"), _stack("FLAIRreg", "s1", "2"), _stack("T2reg", "s1", "3"),
+                       _stack("localizer", "s1", "4"))
+    mask = LabelSource(kind="mask", series_uid="m")
+    labels = {id(fl): [mask]}  # a label source linked to a non-reference channel
+    plan = plan_channels([t2, loc, fl, t1], RULES, labels)
+    assert plan.names == {id(t1): ("T1post", "FLAIR", "T2")}
+    assert [(c.name, c.series_uid) for c in plan.extra[id(t1)]] == [("FLAIR", "2"), ("T2", "3")]
+    assert labels == {id(t1): [mask]}
+    rows = {s.series_uid: (status, reason) for s, status, reason, _ in plan.rows}
+    assert rows == {"2": ("channel_source", None), "3": ("channel_source", None), "4": ("unused", None)}
+    assert plan.not_cases == {id(fl), id(t2), id(loc)}
+
+
+def test_a_study_missing_a_channel_is_reported_not_dropped() -> None:
+    t1 = _stack("T1post", "s3", "1")
+    plan = plan_channels([t1], RULES, {})
+    assert plan.names == {} and plan.extra == {}
+    ((stack, status, reason, message),) = plan.rows
+    assert stack is t1 and status == "quarantined" and reason == Reason.MISSING_CHANNEL
+    assert "study s3" in message and "FLAIR, T2" in message
+
+
+def test_two_series_for_one_channel_are_ambiguous() -> None:
+    stacks = [_stack("T1post", "s", "1"), _stack("FLAIR", "s", "2"), _stack("T2", "s", "3"), _stack("T2 b", "s", "5")]
+    plan = plan_channels(stacks, RULES, {})
+    assert plan.names == {}
+    assert {r for _, _, r, _ in plan.rows} == {Reason.CHANNEL_AMBIGUOUS}
+    assert "T2" in plan.rows[0][3] and len(plan.rows) == 4
+
+
+def test_store_round_trip_keeps_channels_and_single_channel_stores_unchanged(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    g = Geometry.create([2.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+    img = rng.integers(0, 100, (3, 4, 5)).astype(np.int16)
+    chans = [rng.normal(size=(3, 4, 5)).astype(np.float32), rng.integers(0, 9, (3, 4, 5)).astype(np.int16)]
+    write_case(tmp_path / "m.zarr", CaseVolume("m", img, g, channels=chans, channel_names=["T1post", "FLAIR", "T2"]))
+    back = read_case(tmp_path / "m.zarr")
+    assert back.channel_names == ["T1post", "FLAIR", "T2"]
+    np.testing.assert_array_equal(back.image, img)
+    for a, b in zip(back.channels, chans, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert channel_names(tmp_path / "m.zarr") == ["T1post", "FLAIR", "T2"]
+    assert [tuple(a.shape) for a in open_channels(tmp_path / "m.zarr")] == [(3, 4, 5)] * 3
+    write_case(tmp_path / "s.zarr", CaseVolume("s", img, g))
+    assert channel_names(tmp_path / "s.zarr") == [] and len(open_channels(tmp_path / "s.zarr")) == 1
+    assert not (tmp_path / "s.zarr" / "channels").exists()
+    with pytest.raises(ValueError, match="channel names"):
+        CaseVolume("x", img, g, channels=chans, channel_names=["a"])
