@@ -14,7 +14,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from medseg.plan import Plan
 
-#: Image channels the segmenter consumes (one normalised image, see the bundle's input contract).
+#: Input channels of a single-channel plan (multi-channel plans: ``Plan.in_channels``, one per ingest.channels rule).
 IN_CHANNELS = 1
 
 
@@ -57,7 +57,7 @@ def segmenter_kwargs(plan: Plan, deep_supervision: bool) -> dict[str, Any]:
         )
     return {
         "spatial_dims": dims,
-        "in_channels": IN_CHANNELS,
+        "in_channels": plan.in_channels,
         "out_channels": plan.num_classes,
         "kernel_size": kernels,
         "strides": strides,
