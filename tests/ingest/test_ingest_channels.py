@@ -117,3 +117,46 @@ def test_store_round_trip_keeps_channels_and_single_channel_stores_unchanged(tmp
     assert not (tmp_path / "s.zarr" / "channels").exists()
     with pytest.raises(ValueError, match="channel names"):
         CaseVolume("x", img, g, channels=chans, channel_names=["a"])
+
+
+def test_ingest_resamples_a_channel_on_another_grid_through_physical_space(tmp_path: Path) -> None:
+    """A FLAIR series at twice the spacing, shifted by one T1 column: each FLAIR voxel centre lies on T1
+    voxel ``(2k, 2j, 2i + 1)``, where the ingested FLAIR channel must hold that FLAIR voxel's value."""
+    from dicom_factory import ct_slices, write
+    from pydicom.uid import generate_uid
+
+    from medseg.ingest.export import export_nifti
+    from medseg.ingest.run import ingest
+    from medseg.io.catalog import Catalog
+    from medseg.workspace import Workspace
+
+    study = generate_uid()
+    t1, _ = ct_slices(n=6, rows=8, cols=10, spacing=(0.8, 0.6), step=2.5, study_uid=study, description="T1 GD",
+                      modality="MR", seed=1)
+    flair, flair_stored = ct_slices(n=3, rows=4, cols=5, spacing=(1.6, 1.2), step=5.0, origin=(-9.4, -20.0, 30.0),
+                                    study_uid=study, description="AX T2 FLAIR", modality="MR", seed=2)
+    lonely, _ = ct_slices(n=4, description="T1post", modality="MR", seed=3)  # another study, T1 only
+    write(t1, tmp_path / "src" / "t1")
+    write(flair, tmp_path / "src" / "flair")
+    write(lonely, tmp_path / "src" / "lonely")
+    cfg = IngestConfig(deid_secret="channels-secret", channels=[ChannelRule(name="T1post", match="T1post|T1.*GD"),
+                                                                 ChannelRule(name="FLAIR", match="FLAIR")])
+    ws = Workspace.at(tmp_path / "ws")
+    summary = ingest([tmp_path / "src"], ws, cfg)
+    assert summary.cases == 1
+    cat = Catalog(ws.catalog_path)
+    (record,) = cat.cases()
+    case = read_case(record.volume_path)
+    assert case.channel_names == ["T1post", "FLAIR"] and case.image.shape == (6, 8, 10)
+    resampled = case.channels[0]
+    assert resampled.shape == (6, 8, 10) and resampled.dtype == np.float32
+    hu = flair_stored.astype(np.float32) - 1024.0
+    np.testing.assert_allclose(resampled[0::2, 0::2, 1::2], hu, atol=1e-3)
+    (q,) = {q["message"] for q in cat.quarantine() if q["reason"] == "missing_channel"}
+    assert "FLAIR" in q and "T1post" in q
+    rows = {r["description"]: r["status"] for r in cat.series_table()}
+    assert rows == {"T1 GD": "ingested", "AX T2 FLAIR": "channel_source", "T1post": "quarantined"}
+    out = export_nifti(ws, record.case_id, tmp_path, channel="FLAIR")
+    assert out.name == f"{record.case_id}_FLAIR.nii.gz"
+    with pytest.raises(KeyError, match="no channel 'T2'"):
+        export_nifti(ws, record.case_id, tmp_path, channel="T2")
