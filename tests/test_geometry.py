@@ -70,11 +70,9 @@ def test_resample_onto_uses_physical_positions_not_indices() -> None:
     out = resample_onto(src, other, ref, ref_shape, order=1)
     assert out.shape == ref_shape and out.dtype == np.float32
     expected = _linear_field(ref, ref_shape)
-    inside = np.all((other.lps_to_index(ref.index_to_lps(np.stack(np.meshgrid(
-        *(np.arange(n) for n in ref_shape), indexing="ij"), -1).reshape(-1, 3).astype(float))) >= 0)
-        & (other.lps_to_index(ref.index_to_lps(np.stack(np.meshgrid(
-            *(np.arange(n) for n in ref_shape), indexing="ij"), -1).reshape(-1, 3).astype(float)))
-           <= np.asarray(other_shape) - 1), axis=1).reshape(ref_shape)
+    idx = np.stack(np.meshgrid(*(np.arange(n) for n in ref_shape), indexing="ij"), -1).reshape(-1, 3)
+    src_idx = other.lps_to_index(ref.index_to_lps(idx.astype(float)))  # where each reference voxel lies
+    inside = np.all((src_idx >= 0) & (src_idx <= np.asarray(other_shape) - 1), axis=1).reshape(ref_shape)
     assert inside.mean() > 0.5
     np.testing.assert_allclose(out[inside], expected[inside], rtol=1e-4, atol=1e-3)
     # one known point: voxel (2, 3, 4) of the reference grid is at LPS (4, 3, 2) mm (axial, origin 0)
