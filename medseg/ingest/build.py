@@ -119,18 +119,22 @@ def src_paths(src: LabelSource) -> list[str]:
 
 
 def check_size(job: CaseJob, max_voxels: int) -> None:
-    """Refuse a volume whose declared size exceeds ``max_voxels`` before any pixel is allocated.
+    """Refuse a volume (or one of its other channels) whose declared size exceeds ``max_voxels`` before any
+    pixel is allocated.
 
     Raises:
         IngestError: ``pixel_error`` naming the declared shape and the setting to raise.
     """
-    z, y, x = job.shape
-    if max_voxels and z * y * x > max_voxels:
-        raise IngestError(
-            Reason.PIXEL_ERROR,
-            f"{job.where}: headers declare a {z}x{y}x{x} volume ({z * y * x:,} voxels), more than "
-            f"ingest.max_volume_voxels={max_voxels:,}; a damaged or hostile header, or raise the setting",
-        )
+    shapes = [(job.where, job.shape)] + [
+        (c.frames[0].path, (len(c.frames), c.frames[0].rows, c.frames[0].cols)) for c in job.extra_channels if c.frames
+    ]
+    for where, (z, y, x) in shapes:
+        if max_voxels and z * y * x > max_voxels:
+            raise IngestError(
+                Reason.PIXEL_ERROR,
+                f"{where}: headers declare a {z}x{y}x{x} volume ({z * y * x:,} voxels), more than "
+                f"ingest.max_volume_voxels={max_voxels:,}; a damaged or hostile header, or raise the setting",
+            )
 
 
 def label_refs(secret: str, series_uids: Iterable[str]) -> list[str]:

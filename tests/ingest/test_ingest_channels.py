@@ -160,3 +160,20 @@ def test_ingest_resamples_a_channel_on_another_grid_through_physical_space(tmp_p
     assert out.name == f"{record.case_id}_FLAIR.nii.gz"
     with pytest.raises(KeyError, match="no channel 'T2'"):
         export_nifti(ws, record.case_id, tmp_path, channel="T2")
+
+
+def test_every_channel_is_size_checked_before_decoding() -> None:
+    from medseg.ingest.build import CaseJob, ChannelSource, build_case
+    from medseg.io.dicom.frame import Frame
+
+    def frames(n: int, rows: int, cols: int, folder: str) -> list[Frame]:
+        return [Frame(f"/{folder}/{k}.dcm", 0, f"{folder}.{k}", (0.0, 0.0, float(k)), (1, 0, 0, 0, 1, 0),
+                      (1.0, 1.0), rows, cols) for k in range(n)]
+
+    g = Geometry.create([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
+    big = ChannelSource(name="FLAIR", series_uid="2", frames=tuple(frames(100, 512, 512, "flair")), geometry=g)
+    job = CaseJob(case_id="case_x", volume_path="/nonexistent/case_x.zarr", frames=frames(4, 8, 8, "t1"),
+                  geometry=g, source={}, channel_names=("T1", "FLAIR"), extra_channels=[big])
+    result = build_case(job, "secret-key", max_voxels=1_000_000)
+    assert not result["ok"] and result["reason"] == "pixel_error"
+    assert "/flair/0.dcm" in result["message"] and "100x512x512" in result["message"]
