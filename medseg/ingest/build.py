@@ -52,12 +52,15 @@ class LabelSource:
 
 @dataclass(frozen=True)
 class ChannelSource:
-    """A non-reference channel of a multi-sequence case: an image stack read and put on the case's grid."""
+    """A non-reference channel of a multi-sequence case: an image stack (``frames``) read and put on the
+    case's grid, or channel ``channel`` of the case's own 4D image file (``image_file``, MSD layout)."""
 
     name: str
     series_uid: str
     frames: tuple[Frame, ...]
     geometry: Geometry
+    image_file: str = ""
+    channel: int = 0
 
 
 @dataclass
@@ -152,9 +155,14 @@ def stored_source(source: dict[str, Any], secret: str) -> dict[str, Any]:
     return out
 
 
-def read_channel(src: ChannelSource, geometry: Geometry, shape: tuple[int, ...]) -> NDArray[Any]:
-    """Decode a channel's stack; one on another grid is resampled (linear, physical space) onto ``geometry``."""
-    volume = read_stack(list(src.frames))
+def read_channel(
+    src: ChannelSource, geometry: Geometry, shape: tuple[int, ...], roots: Sequence[str] = ()
+) -> NDArray[Any]:
+    """Decode a channel; one on another grid is resampled (linear, physical space) onto ``geometry``."""
+    if src.image_file:  # another channel of the case's own 4D file: same grid
+        volume: NDArray[Any] = image_values(read_volume(src.image_file, src.channel, roots)[0])
+    else:
+        volume = read_stack(list(src.frames))
     if same_grid(src.geometry, volume.shape, geometry, shape):
         return volume
     return resample_onto(volume, src.geometry, geometry, (int(shape[0]), int(shape[1]), int(shape[2])))
@@ -229,7 +237,7 @@ def build_case(job: CaseJob, secret: str, max_voxels: int = 0, roots: Sequence[s
             labels={LABEL_NAME: label} if label is not None else {},
             label_names=label_names,
             source=source,
-            channels=[read_channel(c, job.geometry, image.shape) for c in job.extra_channels],
+            channels=[read_channel(c, job.geometry, image.shape, roots) for c in job.extra_channels],
             channel_names=list(job.channel_names),
         )
         try:

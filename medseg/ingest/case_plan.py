@@ -26,7 +26,7 @@ from typing import Any
 
 from medseg.deid import keyed_hash
 from medseg.ingest.build import CaseJob, LabelSource
-from medseg.ingest.channels import ChannelPlan, RuleTuple, plan_channels
+from medseg.ingest.channels import ChannelPlan, RuleTuple, msd_channel_names, plan_channels, plan_file_channels
 from medseg.ingest.masks import is_mask_candidate, pick_target, same_grid
 from medseg.ingest.stacks import Stack, assemble_series
 from medseg.ingest.volume_file_cases import OrphanLabel, plan_volume_files
@@ -276,6 +276,13 @@ def plan_ingest(
             }
         )
     file_plan = plan_volume_files(files, ws, secret, roots or [])
+    if channels:
+        file_plan.cases, dropped = plan_file_channels(file_plan.cases, msd_channel_names(files), channels)
+        for st, cid, msg in dropped:
+            plan.series_rows.append({**stack_row(st, cid, "quarantined"), "reason": Reason.MISSING_CHANNEL.value,
+                                     "message": msg})
+            plan.quarantine.append({"path": st.paths[0] if st.paths else "", "series_uid": st.series_uid,
+                                    "case_id": cid, "reason": Reason.MISSING_CHANNEL.value, "message": msg})
     for job, stack in file_plan.cases:
         digest = content_hash(job, by_path)
         job.source["content_hash"] = digest

@@ -12,7 +12,9 @@ when the config has channel rules:
   to the reference;
 * a study lacking a channel (or with two series for one channel) builds no case: each of its matched
   series gets a quarantine row ``missing_channel`` (``channel_ambiguous``) naming the study and the channel;
-* series that match no rule are recorded with status ``unused``.
+* series that match no rule are recorded with status ``unused``;
+* an MSD dataset's 4D image (``dataset.json`` ``modality`` names its channels) maps its channels onto the
+  rules by those names (:func:`plan_file_channels`); a case lacking one is quarantined ``missing_channel``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from medseg.geometry import Geometry
-from medseg.ingest.build import ChannelSource, LabelSource
+from medseg.ingest.build import CaseJob, ChannelSource, LabelSource
 from medseg.ingest.stacks import Stack
 from medseg.io.reasons import Reason
 
@@ -127,3 +131,48 @@ def _report(out: ChannelPlan, study: str, matched: list[Stack], found: dict[str,
                "ingest.channels rules more specific (match/exclude)")
     for s in matched:
         out.rows.append((s, "quarantined", reason, msg))
+
+
+def msd_channel_names(headers: Sequence[dict[str, Any]]) -> dict[str, dict[int, str]]:
+    """``{dataset folder: {channel index: name}}`` of the MSD ``dataset.json`` headers (4D images, ``modality``)."""
+    return {
+        str(Path(h["path"]).parent): {int(k): str(v) for k, v in (h.get("channels") or {}).items()}
+        for h in headers
+        if h.get("kind") == "dataset" and h.get("layout") == "msd"
+    }
+
+
+def plan_file_channels(
+    cases: list[tuple[CaseJob, Stack]], datasets: dict[str, dict[int, str]], rules: Sequence[RuleTuple]
+) -> tuple[list[tuple[CaseJob, Stack]], list[tuple[Stack, str, str]]]:
+    """Map the channels of MSD 4D images (named by ``dataset.json`` ``modality``) onto the channel rules.
+
+    Each rule takes the first dataset channel whose name it matches (as a SeriesDescription); the first
+    rule's channel becomes the case image. Cases of other files are kept as they are.
+
+    Returns:
+        The cases kept (updated in place) and ``(stack, case_id, message)`` of the cases dropped because
+        a rule matches no channel of their dataset.
+    """
+    kept: list[tuple[CaseJob, Stack]] = []
+    dropped: list[tuple[Stack, str, str]] = []
+    for job, stack in cases:
+        names = datasets.get(str(Path(job.image_file).parent.parent)) if job.image_file else None
+        if not names or int(job.source.get("n_channels") or 1) < 2:
+            kept.append((job, stack))
+            continue
+        picks = {rule[0]: next((k for k, n in sorted(names.items()) if channel_of(n, [rule]) == rule[0]), None)
+                 for rule in rules}
+        missing = [r for r, k in picks.items() if k is None]
+        if missing:
+            dropped.append((stack, job.case_id, f"{job.image_file}: no channel of dataset.json modality "
+                            f"{names} matches channel(s) {', '.join(missing)} (ingest.channels)"))
+            continue
+        order = [(r[0], int(picks[r[0]] or 0)) for r in rules]
+        job.channel = order[0][1]
+        job.channel_names = tuple(n for n, _ in order)
+        job.extra_channels = [ChannelSource(name=n, series_uid=job.source.get("series_uid", ""), frames=(),
+                                            geometry=job.geometry, image_file=job.image_file, channel=k)
+                              for n, k in order[1:]]
+        kept.append((job, stack))
+    return kept, dropped

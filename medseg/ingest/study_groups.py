@@ -89,7 +89,7 @@ def plan_group(rows: list[HeaderRow], ctx: GroupContext, files_group: bool = Fal
     with gc_paused():  # planning allocates ~10 objects per file and frees nothing cyclic
         headers = [header_of_row(r) for r in rows]
         return plan_ingest(headers, ws, ctx.secret, ctx.roots, orphans=None if files_group else ctx.orphans,
-                           channels=() if files_group else ctx.channels)
+                           channels=ctx.channels)
 
 
 def classify(plan: IngestPlan, previous: dict[str, dict[str, Any]], secret: str,

@@ -177,3 +177,48 @@ def test_every_channel_is_size_checked_before_decoding() -> None:
     result = build_case(job, "secret-key", max_voxels=1_000_000)
     assert not result["ok"] and result["reason"] == "pixel_error"
     assert "/flair/0.dcm" in result["message"] and "100x512x512" in result["message"]
+
+
+def test_msd_4d_image_channels_map_to_the_rules_by_dataset_json_modality(tmp_path: Path) -> None:
+    import json
+
+    import nibabel as nib
+
+    from medseg.ingest.run import ingest
+    from medseg.io.catalog import Catalog
+    from medseg.workspace import Workspace
+
+    def nii(path: Path, data: np.ndarray) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 1.5, 1.0])), str(path))
+
+    rng = np.random.default_rng(0)
+    for task, modality in (("Task01_Brain", {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}),
+                           ("Task09_Two", {"0": "T1w", "1": "FLAIR"})):  # no post-contrast T1, no T2
+        root = tmp_path / "src" / task
+        root.mkdir(parents=True)
+        (root / "dataset.json").write_text(json.dumps(
+            {"name": task, "modality": modality, "labels": {"0": "background", "1": "tumour"}}))
+        nii(root / "imagesTr" / "b_001.nii.gz", rng.normal(size=(8, 9, 7, len(modality))).astype(np.float32))
+        lab = np.zeros((8, 9, 7), np.uint8)
+        lab[2:4, 2:5, 1:3] = 1
+        nii(root / "labelsTr" / "b_001.nii.gz", lab)
+    cfg = IngestConfig(deid_secret="channels-secret", channels=[ChannelRule(name="T1post", match="T1post|T1.*GD"),
+                                                                 ChannelRule(name="FLAIR", match="FLAIR"),
+                                                                 ChannelRule(name="T2", match="T2", exclude="FLAIR")])
+    ws = Workspace.at(tmp_path / "ws")
+    summary = ingest([tmp_path / "src"], ws, cfg)
+    assert (summary.cases, summary.labeled_cases) == (1, 1)
+    cat = Catalog(ws.catalog_path)
+    (record,) = cat.cases()
+    case = read_case(record.volume_path)
+    four = np.asarray(nib.load(str(tmp_path / "src" / "Task01_Brain" / "imagesTr" / "b_001.nii.gz")).dataobj)
+    assert case.channel_names == ["T1post", "FLAIR", "T2"]
+    np.testing.assert_allclose(case.image, four[..., 2].transpose(2, 1, 0))  # t1gd: the reference channel
+    np.testing.assert_allclose(case.channels[0], four[..., 0].transpose(2, 1, 0))  # FLAIR
+    np.testing.assert_allclose(case.channels[1], four[..., 3].transpose(2, 1, 0))  # T2w
+    assert case.labels["gt"].any()
+    (q,) = [q for q in cat.quarantine() if q["reason"] == "missing_channel"]
+    assert "Task09_Two" in q["path"] and "T1post, T2" in q["message"]
+    plain = ingest([tmp_path / "src"], Workspace.at(tmp_path / "ws_plain"), IngestConfig(deid_secret="channels-secret"))
+    assert plain.cases == 2  # without rules: first channel of each 4D image, as before
