@@ -170,7 +170,7 @@ def fingerprint_case(
         class_voxels={int(k): int(n) for k, n in enumerate(counts) if n > 0},
         label_names={int(k): str(v) for k, v in meta.get("label_names", {}).items()},
         channel_names=[str(n) for n in meta.get("channel_names") or []],
-        channel_intensity=[intensity_stats(f) for f in fgs] if len(arrays) > 1 else [],
+        channel_intensity=[intensity_stats(f) for f in fgs] if meta.get("channel_names") else [],
     )
     return fp, samples
 

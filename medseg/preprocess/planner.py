@@ -142,6 +142,11 @@ def make_plan(
     std: float | None = None
     if is_ct:
         clip_range, mean, std = _ct_statistics(fp)
+    channels = channel_normalizations(fp)
+    if channels:  # the top level repeats the first channel's normalisation
+        first = channels[0]
+        is_ct, clip_range, mean, std = (first.normalization == Normalization.CT, first.clip_range,
+                                        first.intensity_mean, first.intensity_std)
     if len(fp.modalities) > 1:
         log.warning("mixed modalities %s: planning for the majority %s", fp.modalities, fp.modality)
     observed = {k for c in fp.cases for k, n in c.class_voxels.items() if n > 0}
@@ -165,7 +170,7 @@ def make_plan(
         filters=list(train_cfg.filters[: topo.levels]),
         num_classes=max(2, max_class + 1),
         label_names=names,
-        channels=channel_normalizations(fp),
+        channels=channels,
     )
 
 

@@ -86,3 +86,17 @@ def test_a_case_missing_a_plan_channel_is_refused_by_name(tmp_path: Path) -> Non
     with pytest.raises(MissingChannelError, match="FLAIR"):
         preprocess_case(single, tmp_path / "pre" / "case_s.zarr", plan)
     assert len(input_channels(paths[0], plan)) == 2
+
+
+def test_a_single_named_channel_plans_like_one_image(tmp_path: Path) -> None:
+    """One ingest.channels rule: one input channel, named; its statistics are there for CT normalisation too."""
+    paths = [_store(tmp_path / f"case_{i}.zarr", i, names=["CT"]) for i in range(2)]
+    parts = [fingerprint_case(p, num_samples=100) for p in paths]
+    assert parts[0][0].channel_intensity == [parts[0][0].intensity]
+    plan = make_plan(aggregate([p[0] for p in parts], [p[1] for p in parts]),
+                     PreprocessConfig(target_spacing=(3.0, 1.0, 1.0)), TrainConfig(filters=[4, 8, 16, 32]))
+    assert plan.channel_names == ["CT"] and plan.in_channels == 1
+    assert plan.channels[0].normalization == Normalization.CT and plan.channels[0].clip_range is not None
+    assert plan.normalization == Normalization.CT and plan.clip_range == plan.channels[0].clip_range
+    preprocess_case(paths[0], tmp_path / "pre" / "case_0.zarr", plan)
+    assert len(open_channels(tmp_path / "pre" / "case_0.zarr")) == 1
