@@ -386,6 +386,9 @@ def export(
     series: Annotated[str, typer.Argument(help="SeriesInstanceUID or case id")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output file, e.g. volume.nii.gz")],
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="output format")] = ExportFormat.NIFTI,
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="channel name of a multi-channel case (default: the first)")
+    ] = None,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
@@ -396,7 +399,7 @@ def export(
     cfg = build_config(config, overrides, workspace)
     ws = require_workspace(cfg, lambda ws: ws.catalog_path, "medseg ingest SOURCE...")
     with friendly_errors():
-        path = export_nifti(ws, series, out)
+        path = export_nifti(ws, series, out, channel=channel)
     console.print(f"wrote {path}")
 
 

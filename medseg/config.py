@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -41,6 +42,30 @@ class DaskConfig(_Strict):
     )
 
 
+class ChannelRule(_Strict):
+    """One input channel of a multi-sequence case: the series of a study whose SeriesDescription matches.
+
+    ``match`` (and ``exclude``) are Python regular expressions searched (``re.search``, case-insensitive)
+    in the series' SeriesDescription, the only de-identified header field that names the sequence.
+    Each image series gets the **first** rule (in config order) that matches it and whose ``exclude``
+    does not, so list specific rules first (``FLAIR`` before ``T2``) or exclude (``exclude: FLAIR``).
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$", description="channel name, e.g. T1post")
+    match: str = Field(min_length=1, description="regex searched in SeriesDescription (case-insensitive)")
+    exclude: str | None = Field(None, description="regex: a series whose SeriesDescription matches is not this channel")
+
+    @field_validator("match", "exclude")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from exc
+        return value
+
+
 class IngestConfig(_Strict):
     deid_secret: SecretStr | None = Field(
         None, description="key of the patient/study/case hashes (at least 8 characters). Never printed, logged or "
@@ -62,7 +87,20 @@ class IngestConfig(_Strict):
         description="also ingest NIfTI/NRRD files and nnU-Net/MSD dataset folders; false = DICOM only "
         "(e.g. archives where converted NIfTI copies sit next to the DICOM series)",
     )
+    channels: list[ChannelRule] = Field(
+        default_factory=list,
+        description="multi-sequence cases: one rule per input channel, in network channel order; the first "
+        "channel's series is the reference grid the others are resampled onto. Empty = one series per case",
+    )
 
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, rules: list[ChannelRule]) -> list[ChannelRule]:
+        names = [r.name for r in rules]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"channel names must be unique, {dup} repeat")
+        return rules
 
     @field_validator("deid_secret")
     @classmethod

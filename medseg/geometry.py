@@ -123,3 +123,45 @@ class Geometry:
             origin=data["origin"],  # type: ignore[arg-type]
             direction=data["direction"],  # type: ignore[arg-type]
         )
+
+
+def index_transform(src: Geometry, dst: Geometry) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(matrix, offset)`` mapping an index of the ``dst`` grid to the index of the same LPS point on ``src``.
+
+    ``src_index = matrix @ dst_index + offset`` (both ``(z, y, x)``), through physical space: both
+    grids' spacing, origin and direction are used, never their array order alone.
+    """
+    m_src = src.direction_matrix * np.asarray(src.spacing)[None, :]
+    m_dst = dst.direction_matrix * np.asarray(dst.spacing)[None, :]
+    inv = np.linalg.inv(m_src)
+    return inv @ m_dst, inv @ (np.asarray(dst.origin) - np.asarray(src.origin))
+
+
+def resample_onto(
+    volume: NDArray[np.generic], src: Geometry, dst: Geometry, dst_shape: tuple[int, int, int], order: int = 1
+) -> NDArray[np.float32]:
+    """Resample ``volume`` (on grid ``src``) onto the grid ``dst`` of shape ``dst_shape`` in physical space.
+
+    Each output voxel takes the value of ``volume`` at the LPS position of its centre (linear
+    interpolation for ``order=1``, nearest for ``order=0``); positions more than half a voxel outside
+    ``volume`` are 0 (edge voxels extend by half a voxel, so a grid equal to ``src`` is an identity).
+
+    Returns:
+        float32 ``dst_shape``.
+    """
+    from scipy.ndimage import affine_transform
+
+    if volume.ndim != 3:
+        raise ValueError(f"volume must be 3D (z, y, x), got shape {volume.shape}")
+    matrix, offset = index_transform(src, dst)
+    out = affine_transform(
+        np.asarray(volume, dtype=np.float32), matrix, offset, output_shape=tuple(dst_shape), order=order,
+        mode="nearest",
+    ).astype(np.float32, copy=False)
+    limit = np.asarray(volume.shape, dtype=np.float64) - 0.5
+    jj, ii = np.meshgrid(np.arange(dst_shape[1]), np.arange(dst_shape[2]), indexing="ij")
+    plane = np.stack([np.zeros_like(jj), jj, ii], axis=-1).astype(np.float64) @ matrix.T + offset
+    for k in range(dst_shape[0]):  # one plane of source coordinates at a time
+        coords = plane + k * matrix[:, 0]
+        out[k][~np.all((coords >= -0.5) & (coords <= limit), axis=-1)] = 0.0
+    return out

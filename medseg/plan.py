@@ -25,6 +25,18 @@ class Normalization(StrEnum):
     ZSCORE = "zscore"  # per-case z-score inside the nonzero mask
 
 
+class ChannelNormalization(BaseModel):
+    """How one input channel of a multi-channel plan is normalised (nnU-Net: per channel)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="channel name (ingest.channels), e.g. T1post")
+    normalization: Normalization
+    clip_range: tuple[float, float] | None = Field(None, description="CT: this channel's foreground p0.5/p99.5")
+    intensity_mean: float | None = Field(None, description="CT: this channel's foreground mean (after clipping)")
+    intensity_std: float | None = Field(None, description="CT: this channel's foreground std (after clipping)")
+
+
 class Plan(BaseModel):
     """Everything needed to turn a native volume into network input, and the network topology.
 
@@ -53,14 +65,48 @@ class Plan(BaseModel):
     filters: list[int]
     num_classes: int = Field(ge=2, description="including background")
     label_names: dict[int, str] = Field(description="class index -> name, background excluded")
+    channels: list[ChannelNormalization] = Field(
+        default_factory=list,
+        description="multi-channel plans: every input channel in network order (the first one repeats the "
+        "top-level normalisation); empty = one unnamed channel",
+    )
+
+    @property
+    def channel_names(self) -> list[str]:
+        """Input channel names in network order; ``[]`` for a single-channel plan."""
+        return [c.name for c in self.channels]
+
+    @property
+    def in_channels(self) -> int:
+        """Number of network input channels."""
+        return max(1, len(self.channels))
+
+    def for_channel(self, k: int) -> Plan:
+        """This plan with channel ``k``'s normalisation at the top level (what the normalisers read)."""
+        if not self.channels:
+            if k != 0:
+                raise ValueError(f"plan {self.plan_hash()} has one input channel, not channel {k}")
+            return self
+        c = self.channels[k]
+        return self.model_copy(update={"normalization": c.normalization, "clip_range": c.clip_range,
+                                       "intensity_mean": c.intensity_mean, "intensity_std": c.intensity_std})
 
     def plan_hash(self) -> str:
-        """Stable short hash of the plan content (changes whenever any field changes)."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Stable short hash of the plan content (changes whenever any field changes).
+
+        A single-channel plan hashes as before ``channels`` existed (the empty list is left out).
+        """
+        data = self.model_dump(mode="json")
+        if not data["channels"]:
+            del data["channels"]
+        text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def save(self, path: Path) -> Path:
-        return write_json(path, {**self.model_dump(mode="json"), "plan_hash": self.plan_hash()})
+        data = self.model_dump(mode="json")
+        if not data["channels"]:
+            del data["channels"]  # single-channel plan files stay as they were
+        return write_json(path, {**data, "plan_hash": self.plan_hash()})
 
     @classmethod
     def load(cls, path: Path) -> Plan:

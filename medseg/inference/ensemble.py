@@ -34,7 +34,7 @@ def softmax(logits: NDArray[np.float32]) -> NDArray[np.float32]:
 
 def stream_probabilities(
     networks: Sequence[nn.Module],
-    image: ArraySource,
+    image: ArraySource | Sequence[ArraySource],
     plan: Plan,
     cfg: InferConfig,
     device: torch.device | str = "cpu",
@@ -43,7 +43,8 @@ def stream_probabilities(
 
     Args:
         networks: the members (all built from ``plan`` and already on ``device``).
-        image: preprocessed ``(z, y, x)`` float32 image (numpy or on-disk array, read slab by slab).
+        image: preprocessed ``(z, y, x)`` float32 image (numpy or on-disk array, read slab by slab), or a
+            list of them, one per input channel (plan order).
         plan: the plan of the networks.
         cfg: ``overlap``, ``sw_batch_size``, ``mirror_tta``, ``precision``.
         device: where the networks run.

@@ -15,11 +15,11 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from medseg.inference.stream import stream_logits
 from medseg.io.dicom.seg_writer import DicomSourceUnavailable, write_prediction_seg
 from medseg.io.nifti import write_nifti
 from medseg.io.volume_store import case_writer, open_array, read_meta
-from medseg.preprocess.case import case_layout, preprocess_image_into
+from medseg.preprocess.case import case_layout, input_channels, preprocess_image_into
 from medseg.preprocess.stream import ArraySource
 from medseg.training.bundle import ModelBundle, champion, load_bundle
 from medseg.training.device import configure_threads, resolve_device
@@ -91,7 +91,7 @@ def preprocessed_buffer(
 
 def predict_volume(
     bundle: ModelBundle,
-    image_zyx: ArraySource,
+    image_zyx: ArraySource | Sequence[ArraySource],
     geometry: Geometry,
     cfg: InferConfig,
     device: torch.device | str = "cpu",
@@ -109,22 +109,31 @@ def predict_volume(
 
     Args:
         bundle: loaded model bundle (its plan drives the preprocessing).
-        image_zyx: native image in scanner units, ``(z, y, x)``: numpy or Zarr array (read by slabs).
+        image_zyx: native image in scanner units, ``(z, y, x)``: numpy or Zarr array (read by slabs);
+            for a multi-channel model, one such array per channel of ``bundle.plan.channel_names``, on one grid.
         geometry: geometry of ``image_zyx``.
         cfg: overlap, windows per batch, mirror TTA, keep_largest_component, spill_mib.
         device: where the network runs (the bundle's network is moved there).
         spill_dir: folder of the temporary on-disk preprocessed image (large cases only).
     """
     plan = bundle.plan
+    channels: list[ArraySource] = (
+        list(image_zyx) if isinstance(image_zyx, list | tuple) else [cast(ArraySource, image_zyx)]
+    )
+    if len(channels) != plan.in_channels:
+        raise ValueError(f"the model takes {plan.in_channels} input channel(s) {plan.channel_names or ''}, "
+                         f"got {len(channels)} image(s)")
     dev = torch.device(device)
     bundle.to(dev)
-    layout = case_layout(image_zyx, geometry, plan)
-    native = tuple(int(s) for s in image_zyx.shape)
+    layout = case_layout(channels[0], geometry, plan)  # the first channel's crop applies to all of them
+    native = tuple(int(s) for s in channels[0].shape)
     label = np.zeros(native, dtype=np.uint8)
-    with preprocessed_buffer(layout.new_shape, cfg.spill_mib, spill_dir) as pre:
-        preprocess_image_into(image_zyx, layout, plan, pre)
+    with ExitStack() as stack:
+        pres = [stack.enter_context(preprocessed_buffer(layout.new_shape, cfg.spill_mib, spill_dir)) for _ in channels]
+        for k, (channel, pre) in enumerate(zip(channels, pres, strict=True)):
+            preprocess_image_into(channel, layout, plan.for_channel(k), pre)
         restorer = NativeRestorer(layout.new_shape, layout.crop_bbox, label, layout.anisotropic_axis)
-        for z0, scores in bundle_scores(bundle, pre, cfg, dev):
+        for z0, scores in bundle_scores(bundle, pres if len(pres) > 1 else pres[0], cfg, dev):
             restorer.feed(z0, scores)
     if not restorer.done:
         raise RuntimeError(f"inference produced an incomplete label map (shape {native}); this is a bug")
@@ -135,7 +144,7 @@ def predict_volume(
 
 
 def bundle_scores(
-    bundle: ModelBundle, image: ArraySource, cfg: InferConfig, device: torch.device
+    bundle: ModelBundle, image: ArraySource | Sequence[ArraySource], cfg: InferConfig, device: torch.device
 ) -> Iterator[tuple[int, NDArray[np.float32]]]:
     """Finished z-slabs of class scores on the preprocessed grid: a single model's blended logits, or
     the mean softmax probabilities of an ensemble's members (:func:`stream_probabilities`).
@@ -208,7 +217,8 @@ def predict_case(
     meta = read_meta(volume)
     geometry = Geometry.from_dict(meta["geometry"])
     image = open_array(volume, "0")
-    label = predict_volume(bundle, image, geometry, cfg.infer, device, spill_dir=out_dir)
+    channels = input_channels(volume, bundle.plan)  # names a missing channel (MissingChannelError)
+    label = predict_volume(bundle, channels, geometry, cfg.infer, device, spill_dir=out_dir)
     label_names = {int(k): str(v) for k, v in bundle.plan.label_names.items()}
     _write_nifti(out_dir / f"{case_id}.nii.gz", label, geometry)
     seg_file: Path | None = None
@@ -229,6 +239,7 @@ def predict_case(
         "bundle": str(bundle.path),
         "plan_hash": bundle.plan.plan_hash(),
         "input_volume": str(volume),
+        **({"channel_names": bundle.plan.channel_names} if bundle.plan.channel_names else {}),
         "infer": cfg.infer.model_dump(mode="json"),
         "dicom_seg": seg_note,
     }

@@ -82,16 +82,19 @@ def predict_preprocessed(
 
     Args:
         network: segmenter (any train/eval mode; it is evaluated in eval mode and restored).
-        image: normalised image at the plan's target spacing, ``(z, y, x)``.
+        image: normalised image at the plan's target spacing, ``(z, y, x)``, or ``(channels, z, y, x)``
+            for a multi-channel plan.
         plan: the plan the network was trained with (patch size, 2D/3D).
         cfg: overlap, windows per batch and mirror TTA; defaults to :class:`InferConfig` defaults.
         device: where the network runs (the network is expected to already be there).
     """
-    if image.ndim != 3:
-        raise ValueError(f"predict_preprocessed expects a (z, y, x) image, got shape {image.shape}")
+    if image.ndim not in (3, 4):
+        raise ValueError(f"predict_preprocessed expects a (z, y, x) or (channels, z, y, x) image, got shape "
+                         f"{image.shape}")
     cfg = cfg or InferConfig(overlap=0.5, sw_batch_size=2, mirror_tta=False)
     dev = torch.device(device)
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    x = x[None, None] if image.ndim == 3 else x[None]
     logits = predict_logits(network, x, plan, cfg, dev)
     probs = torch.softmax(logits, dim=1)[0]
     return probs.cpu().numpy().astype(np.float32, copy=False)

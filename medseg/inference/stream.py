@@ -18,8 +18,8 @@ window positions, weights and summation order; tested). Mirror TTA is applied pe
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ def _read_slab(image: ArraySource, grid: WindowGrid, z_start: int) -> NDArray[np
 
 
 def _run_network(network: nn.Module, batch: torch.Tensor, two_d: bool, flips: list[tuple[int, ...]]) -> torch.Tensor:
-    """Mean logits ``(B, C, rz, ry, rx)`` float32 of ``batch`` ``(B, 1, rz, ry, rx)`` over the flips."""
+    """Mean logits ``(B, C, rz, ry, rx)`` float32 of ``batch`` ``(B, channels, rz, ry, rx)`` over the flips."""
     x = batch[:, :, 0] if two_d else batch
     total: torch.Tensor | None = None
     for dims in flips:
@@ -83,7 +83,7 @@ def _run_network(network: nn.Module, batch: torch.Tensor, two_d: bool, flips: li
 
 def stream_logits(
     network: nn.Module,
-    image: ArraySource,
+    image: ArraySource | Sequence[ArraySource],
     plan: Plan,
     cfg: InferConfig,
     device: torch.device | str = "cpu",
@@ -93,7 +93,8 @@ def stream_logits(
     Args:
         network: segmenter returning ``(B, num_classes, *window)`` logits; put in eval mode (and
             restored) here. It must already be on ``device``.
-        image: preprocessed ``(z, y, x)`` float32 image (numpy or Zarr array, read slab by slab).
+        image: preprocessed ``(z, y, x)`` float32 image (numpy or Zarr array, read slab by slab), or a
+            list of them, one per input channel (plan order).
         plan: the plan of the network (window = its patch; 2D plans run slice by slice).
         cfg: ``overlap``, ``sw_batch_size`` and ``mirror_tta``.
         device: where the network runs and the accumulator lives (precision: ``cfg.precision``).
@@ -102,7 +103,8 @@ def stream_logits(
         ``(z0, logits)`` with ``logits`` float32 ``(num_classes, n, y, x)`` for planes
         ``[z0, z0 + n)``; successive slabs are contiguous and cover the whole image.
     """
-    shape = tuple(int(s) for s in image.shape)
+    channels: list[ArraySource] = list(image) if isinstance(image, list | tuple) else [cast(ArraySource, image)]
+    shape = tuple(int(s) for s in channels[0].shape)
     if len(shape) != 3:
         raise ValueError(f"stream_logits expects a (z, y, x) image, got shape {shape}")
     dev = torch.device(device)
@@ -121,10 +123,10 @@ def stream_logits(
     network.eval()
     try:
         for g, s in enumerate(z_starts):
-            slab = torch.from_numpy(_read_slab(image, grid, s)).to(dev)
+            slab = torch.from_numpy(np.stack([_read_slab(c, grid, s) for c in channels])).to(dev)  # (C, z, y, x)
             for b0 in range(0, len(inplane), cfg.sw_batch_size):
                 starts = inplane[b0 : b0 + cfg.sw_batch_size]
-                batch = torch.stack([slab[None, :, y : y + ry, x : x + rx] for y, x in starts])
+                batch = torch.stack([slab[:, :, y : y + ry, x : x + rx] for y, x in starts])
                 with torch.no_grad(), inference_autocast(dev, cfg.precision):
                     out = _run_network(network, batch, two_d, flips)
                 if acc is None:

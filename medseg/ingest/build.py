@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.deid import keyed_hash
-from medseg.geometry import Geometry
+from medseg.geometry import Geometry, resample_onto
 from medseg.ingest.masks import mask_to_label, same_grid
 from medseg.io.dicom.frame import Frame
 from medseg.io.dicom.pixels import read_stack
@@ -50,6 +50,19 @@ class LabelSource:
     all_names: bool = False  # label file: keep named values absent from this case (dataset-wide names)
 
 
+@dataclass(frozen=True)
+class ChannelSource:
+    """A non-reference channel of a multi-sequence case: an image stack (``frames``) read and put on the
+    case's grid, or channel ``channel`` of the case's own 4D image file (``image_file``, MSD layout)."""
+
+    name: str
+    series_uid: str
+    frames: tuple[Frame, ...]
+    geometry: Geometry
+    image_file: str = ""
+    channel: int = 0
+
+
 @dataclass
 class CaseJob:
     """Everything needed to build one case: a DICOM stack (``frames``) or an image file (``image_file``)."""
@@ -63,6 +76,8 @@ class CaseJob:
     image_file: str = ""  # NIfTI/NRRD image (then ``frames`` is empty)
     channel: int = 0  # channel of ``image_file`` to read
     file_shape: tuple[int, int, int] | None = None  # (z, y, x) of ``image_file`` from its header
+    channel_names: tuple[str, ...] = ()  # multi-sequence case (ingest.channels): every channel, reference first
+    extra_channels: list[ChannelSource] = field(default_factory=list)  # channels after the reference
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -107,18 +122,22 @@ def src_paths(src: LabelSource) -> list[str]:
 
 
 def check_size(job: CaseJob, max_voxels: int) -> None:
-    """Refuse a volume whose declared size exceeds ``max_voxels`` before any pixel is allocated.
+    """Refuse a volume (or one of its other channels) whose declared size exceeds ``max_voxels`` before any
+    pixel is allocated.
 
     Raises:
         IngestError: ``pixel_error`` naming the declared shape and the setting to raise.
     """
-    z, y, x = job.shape
-    if max_voxels and z * y * x > max_voxels:
-        raise IngestError(
-            Reason.PIXEL_ERROR,
-            f"{job.where}: headers declare a {z}x{y}x{x} volume ({z * y * x:,} voxels), more than "
-            f"ingest.max_volume_voxels={max_voxels:,}; a damaged or hostile header, or raise the setting",
-        )
+    shapes = [(job.where, job.shape)] + [
+        (c.frames[0].path, (len(c.frames), c.frames[0].rows, c.frames[0].cols)) for c in job.extra_channels if c.frames
+    ]
+    for where, (z, y, x) in shapes:
+        if max_voxels and z * y * x > max_voxels:
+            raise IngestError(
+                Reason.PIXEL_ERROR,
+                f"{where}: headers declare a {z}x{y}x{x} volume ({z * y * x:,} voxels), more than "
+                f"ingest.max_volume_voxels={max_voxels:,}; a damaged or hostile header, or raise the setting",
+            )
 
 
 def label_refs(secret: str, series_uids: Iterable[str]) -> list[str]:
@@ -134,6 +153,19 @@ def stored_source(source: dict[str, Any], secret: str) -> dict[str, Any]:
         if out.get(key):
             out[key] = keyed_hash(secret, str(out[key]), prefix="uid_" if key == "series_uid" else "", length=32)
     return out
+
+
+def read_channel(
+    src: ChannelSource, geometry: Geometry, shape: tuple[int, ...], roots: Sequence[str] = ()
+) -> NDArray[Any]:
+    """Decode a channel; one on another grid is resampled (linear, physical space) onto ``geometry``."""
+    if src.image_file:  # another channel of the case's own 4D file: same grid
+        volume: NDArray[Any] = image_values(read_volume(src.image_file, src.channel, roots)[0])
+    else:
+        volume = read_stack(list(src.frames))
+    if same_grid(src.geometry, volume.shape, geometry, shape):
+        return volume
+    return resample_onto(volume, src.geometry, geometry, (int(shape[0]), int(shape[1]), int(shape[2])))
 
 
 def build_case(job: CaseJob, secret: str, max_voxels: int = 0, roots: Sequence[str] = ()) -> dict[str, Any]:
@@ -205,6 +237,8 @@ def build_case(job: CaseJob, secret: str, max_voxels: int = 0, roots: Sequence[s
             labels={LABEL_NAME: label} if label is not None else {},
             label_names=label_names,
             source=source,
+            channels=[read_channel(c, job.geometry, image.shape, roots) for c in job.extra_channels],
+            channel_names=list(job.channel_names),
         )
         try:
             write_case(Path(job.volume_path), case)

@@ -19,12 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medseg.deid import keyed_hash
 from medseg.ingest.build import CaseJob, LabelSource
+from medseg.ingest.channels import ChannelPlan, RuleTuple, msd_channel_names, plan_channels, plan_file_channels
 from medseg.ingest.masks import is_mask_candidate, pick_target, same_grid
 from medseg.ingest.stacks import Stack, assemble_series
 from medseg.ingest.volume_file_cases import OrphanLabel, plan_volume_files
@@ -100,6 +102,7 @@ def plan_ingest(
     secret: str,
     roots: list[str] | None = None,
     orphans: list[OrphanLabel] | None = None,
+    channels: Sequence[RuleTuple] = (),
 ) -> IngestPlan:
     """Plan cases and bookkeeping from every ``status == "ok"`` header of the catalog.
 
@@ -110,6 +113,8 @@ def plan_ingest(
         roots: The ingest sources (absolute); NIfTI/NRRD case ids hash paths relative to them.
         orphans: NIfTI/NRRD label files without an image file (planned earlier); those on the grid of
             one of these DICOM image stacks become its label (see :func:`claim_orphans`).
+        channels: ``ingest.channels`` rules ``(name, match, exclude)``: DICOM image stacks form
+            multi-channel cases study by study (:func:`medseg.ingest.channels.plan_channels`).
     """
     plan = IngestPlan()
     by_path = {h["path"]: h for h in headers}
@@ -185,8 +190,9 @@ def plan_ingest(
 
     ref_series = _link_referencing(referencing, targets, series_reason, labels, plan)
     claim_orphans(orphans or [], targets, labels, plan, secret)
+    chans = plan_channels(targets, channels, labels) if channels else ChannelPlan()
 
-    mask_ids = {id(m) for m in masks}
+    mask_ids = {id(m) for m in masks} | chans.not_cases
     for s in stacks:
         cid = case_id_for(secret, s)
         if id(s) in mask_ids:
@@ -199,6 +205,8 @@ def plan_ingest(
                 frames=s.frames,
                 geometry=s.geometry,  # type: ignore[arg-type]
                 labels=srcs,
+                channel_names=chans.names.get(id(s), ()),
+                extra_channels=chans.extra.get(id(s), []),
                 source={
                     "series_uid": s.series_uid,
                     "study_key": s.info.get("study_key"),
@@ -224,6 +232,12 @@ def plan_ingest(
                     }
                     for p in s.paths
                 )
+    for c, c_status, why, c_note in chans.rows:
+        row = stack_row(c, case_id_for(secret, c), c_status)
+        row.update(reason=why.value if why else None, message=c_note)
+        plan.series_rows.append(row)
+        plan.quarantine.extend({"path": p, "series_uid": c.series_uid, "case_id": row["case_id"],
+                                "reason": why.value, "message": c_note} for p in c.paths if why is not None)
     for m, status, reason, note in label_rows:
         row = stack_row(m, case_id_for(secret, m), status, kind="mask")
         row.update(reason=reason, message=note)
@@ -262,6 +276,13 @@ def plan_ingest(
             }
         )
     file_plan = plan_volume_files(files, ws, secret, roots or [])
+    if channels:
+        file_plan.cases, dropped = plan_file_channels(file_plan.cases, msd_channel_names(files), channels)
+        for st, cid, msg in dropped:
+            plan.series_rows.append({**stack_row(st, cid, "quarantined"), "reason": Reason.MISSING_CHANNEL.value,
+                                     "message": msg})
+            plan.quarantine.append({"path": st.paths[0] if st.paths else "", "series_uid": st.series_uid,
+                                    "case_id": cid, "reason": Reason.MISSING_CHANNEL.value, "message": msg})
     for job, stack in file_plan.cases:
         digest = content_hash(job, by_path)
         job.source["content_hash"] = digest
@@ -343,7 +364,13 @@ def content_hash(job: CaseJob, by_path: dict[str, dict[str, Any]]) -> str:
         for ls in job.labels
     ]
     frames = [(f.path, f.frame) for f in job.frames] or [(job.image_file, job.channel)]
-    return hashlib.sha256(json.dumps([BUILD_VERSION, job.case_id, frames, stat, lab], default=str).encode()).hexdigest()
+    parts: list[Any] = [BUILD_VERSION, job.case_id, frames, stat, lab]
+    if job.channel_names:  # multi-channel cases only: single-channel hashes stay as they were
+        parts.append([list(job.channel_names)] + [
+            [c.name, c.series_uid, [(f.path, f.frame, _stat_key(by_path, f.path)) for f in c.frames]]
+            for c in job.extra_channels
+        ])
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
 def _link_referencing(

@@ -91,7 +91,8 @@ def group_jobs(catalog: Catalog, groups: list[list[str | None]], ws: Workspace, 
     lazily), so memory does not grow with the archive.
     """
     ctx = GroupContext(workspace_root=str(ws.root), secret=secret, roots=roots, orphans=[],
-                       max_volume_voxels=cfg.max_volume_voxels)
+                       max_volume_voxels=cfg.max_volume_voxels,
+                       channels=[(r.name, r.match, r.exclude) for r in cfg.channels])
     files_job: GroupJob | None = None
     if groups and groups[-1] == [None]:
         groups = groups[:-1]

@@ -23,6 +23,7 @@ from typing import Any
 
 from medseg.ingest.build import build_case, label_refs
 from medseg.ingest.case_plan import IngestPlan, PlannedCase, plan_ingest
+from medseg.ingest.channels import RuleTuple
 from medseg.ingest.volume_file_cases import OrphanLabel
 from medseg.io.catalog import HeaderRow, header_of_row
 from medseg.io.volume_store import is_complete, read_meta
@@ -67,6 +68,7 @@ class GroupContext:
     roots: list[str]
     orphans: list[OrphanLabel]  # NIfTI/NRRD label files without an image: DICOM stacks on their grid claim them
     max_volume_voxels: int = 0  # ingest.max_volume_voxels (0: no limit)
+    channels: list[RuleTuple] = field(default_factory=list)  # ingest.channels as (name, match, exclude)
 
 
 @contextmanager
@@ -86,7 +88,8 @@ def plan_group(rows: list[HeaderRow], ctx: GroupContext, files_group: bool = Fal
     ws = Workspace.at(ctx.workspace_root)
     with gc_paused():  # planning allocates ~10 objects per file and frees nothing cyclic
         headers = [header_of_row(r) for r in rows]
-        return plan_ingest(headers, ws, ctx.secret, ctx.roots, orphans=None if files_group else ctx.orphans)
+        return plan_ingest(headers, ws, ctx.secret, ctx.roots, orphans=None if files_group else ctx.orphans,
+                           channels=ctx.channels)
 
 
 def classify(plan: IngestPlan, previous: dict[str, dict[str, Any]], secret: str,

@@ -6,8 +6,9 @@ Two layouts are recognised:
   ``labelsTr/`` (``labelsTs/``). ``imagesTr/<case>_<XXXX><ending>`` (nnU-Net v2, i.e. a
   dataset.json with ``channel_names``: channel XXXX) or ``imagesTr/<case><ending>`` (MSD, a
   dataset.json with ``modality``: channels in a 4th axis) pairs with
-  ``labelsTr/<case><ending>``. Channel 0 is the case image (medseg trains single-channel models;
-  other channels are quarantined ``extra_channel``). Modality and label names come from
+  ``labelsTr/<case><ending>``. Channel 0 is the case image (other channels are quarantined
+  ``extra_channel``; with ``ingest.channels`` an MSD 4D image's channels are mapped by
+  :func:`medseg.ingest.channels.plan_file_channels`). Modality and label names come from
   ``dataset.json`` (``channel_names``/``modality``, ``labels``).
 * **Standalone pairs** anywhere else: a label file is recognised by its name,
   ``<base>_seg|_label|_labels|_mask|_segmentation|_labelmap|_gt`` (``_`` or ``-``, e.g.

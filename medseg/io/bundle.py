@@ -98,6 +98,11 @@ def read_cv_metrics(path: Path) -> dict[str, Any]:
     return dict(data)
 
 
+def bundle_channel_names(metadata: dict[str, Any]) -> list[str]:
+    """Input channel names of a bundle's metadata, in network order; ``[]`` for a single-channel model."""
+    return [str(n) for n in metadata.get("channel_names") or []]
+
+
 def write_metadata(path: Path, metadata: dict[str, Any]) -> Path:
     """Write ``<path>/metadata.json`` (``metadata`` with this format's ``schema_version`` first); return its path."""
     return write_bundle_json(Path(path) / METADATA_FILE, {SCHEMA_FIELD: BUNDLE_SCHEMA_VERSION, **metadata})

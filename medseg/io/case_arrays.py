@@ -1,6 +1,8 @@
 """The named arrays of a case store (:mod:`medseg.io.volume_store`): the one place that spells their keys.
 
-* the image ``0`` (:data:`IMAGE_ARRAY`, :func:`open_image`);
+* the image ``0`` (:data:`IMAGE_ARRAY`, :func:`open_image`); a multi-channel store (``ingest.channels``)
+  holds its first channel there and the others at ``channels/<k>`` (:func:`open_channels`), named by the
+  ``channel_names`` attribute (:func:`channel_names`);
 * label volumes ``labels/<name>/0`` (:func:`label_array_name`, :func:`open_label`); the ground truth
   is :data:`GT_LABEL` (``"gt"``), the only label a preprocessed case has;
 * foreground voxel locations per class (training oversamples patches centred on them): one int
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from medseg.io.volume_store import CaseWriter, open_array, read_meta
+from medseg.io.volume_store import CaseWriter, channel_array_name, open_array, read_meta
 
 if TYPE_CHECKING:  # zarr-python is imported on first use, as in volume_store
     import zarr
@@ -38,6 +40,17 @@ def label_array_name(label: str = GT_LABEL) -> str:
 def open_image(path: Path) -> zarr.Array:
     """The image array of a completed store, opened lazily."""
     return open_array(path, IMAGE_ARRAY)
+
+
+def channel_names(path: Path) -> list[str]:
+    """Names of a store's channels (reference first); ``[]`` for a single-channel store."""
+    return [str(n) for n in read_meta(path).get("channel_names") or []]
+
+
+def open_channels(path: Path) -> list[zarr.Array]:
+    """Every channel array of a completed store, opened lazily: ``[image]`` for a single-channel store."""
+    n = max(1, len(channel_names(path)))
+    return [open_image(path)] + [open_array(path, channel_array_name(k)) for k in range(1, n)]
 
 
 def open_label(path: Path, label: str = GT_LABEL) -> zarr.Array:

@@ -44,6 +44,8 @@ class Reason(StrEnum):
     EXTERNAL_DATA = "external_data"  # detached NRRD data file outside the source tree / not a regular file
     VOLUME_UNREADABLE = "volume_unreadable"  # NIfTI/NRRD file that cannot be read / is not a 3D volume
     EXTRA_CHANNEL = "extra_channel"  # non-first channel of a multi-channel dataset case (single-channel models)
+    MISSING_CHANNEL = "missing_channel"  # study lacks a series for a channel of ingest.channels (no case built)
+    CHANNEL_AMBIGUOUS = "channel_ambiguous"  # several series of a study match one ingest.channels rule
     LABEL_NOT_MASK = "label_not_mask"  # "mask" series whose values are not small label integers
     WRITE_ERROR = "write_error"  # volume store could not be written
     INTERNAL_ERROR = "internal_error"  # unexpected exception (bug): message has the traceback tail

@@ -50,6 +50,8 @@ if TYPE_CHECKING:  # zarr-python is imported on first use: writing a whole case 
 _log = logging.getLogger(__name__)
 
 STORE_SCHEMA_VERSION = 1
+#: group of the channels after the first of a multi-channel store: ``channels/1``, ``channels/2`` ...
+CHANNELS_GROUP = "channels"
 AXES = [
     {"name": "z", "type": "space", "unit": "millimeter"},
     {"name": "y", "type": "space", "unit": "millimeter"},
@@ -72,15 +74,33 @@ class CaseVolume:
     label_names: dict[int, str] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     kind: str = "volume"
+    channels: list[NDArray[Any]] = field(default_factory=list)  # channels after the first (``image``)
+    channel_names: list[str] = field(default_factory=list)  # every channel, first one included; [] = one image
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3:
             raise ValueError(f"case {self.case_id}: image must be 3D (z, y, x), got shape {self.image.shape}")
+        if (self.channels or self.channel_names) and len(self.channel_names) != 1 + len(self.channels):
+            raise ValueError(f"case {self.case_id}: {len(self.channel_names)} channel names for "
+                             f"{1 + len(self.channels)} channels")
+        for k, ch in enumerate(self.channels, start=1):
+            if ch.shape != self.image.shape:
+                raise ValueError(f"case {self.case_id}: channel {k} shape {ch.shape} != image shape {self.image.shape}")
         for name, lab in self.labels.items():
             if lab.shape != self.image.shape:
                 raise ValueError(
                     f"case {self.case_id}: label {name!r} shape {lab.shape} != image shape {self.image.shape}"
                 )
+
+
+def channel_array_name(k: int) -> str:
+    """Array path of channel ``k >= 1`` of a multi-channel store (channel 0 is the image ``0``)."""
+    return f"{CHANNELS_GROUP}/{int(k)}"
+
+
+def _channel_meta(names: Sequence[str]) -> dict[str, Any]:
+    """The ``channel_names`` attribute, written only by multi-channel stores (single-channel ones are unchanged)."""
+    return {"channel_names": list(names)} if names else {}
 
 
 def _multiscales(name: str, geometry: Geometry) -> list[dict[str, Any]]:
@@ -154,6 +174,10 @@ def write_case(
         for name, lab in case.labels.items():
             write_group(tmp / "labels" / name, _label_attrs(name, case.geometry, case.label_names))
             write_array(tmp / "labels" / name / "0", lab.astype(np.uint8, copy=False), ch)
+        if case.channels:
+            write_group(tmp / CHANNELS_GROUP)
+        for k, channel in enumerate(case.channels, start=1):
+            write_array(tmp / CHANNELS_GROUP / str(k), channel, ch)
         for name, extra in (extra_arrays or {}).items():
             _write_extra(tmp, name, extra)
         meta: dict[str, Any] = {
@@ -163,6 +187,7 @@ def write_case(
             "geometry": case.geometry.to_dict(),
             "label_names": {str(k): v for k, v in sorted(case.label_names.items())},
             "source": case.source,
+            **_channel_meta(case.channel_names),
             "complete": True,  # the whole store becomes visible at once by the rename below
         }
         # the root group (with the completion marker) is written last
@@ -218,6 +243,8 @@ def read_case(path: Path, labels: bool = True) -> CaseVolume:
     meta = read_meta(path)
     root = zarr.open_group(str(path), mode="r")
     image = np.asarray(_array(root, "0")[...])
+    names = [str(n) for n in meta.get("channel_names") or []]
+    channels = [np.asarray(_array(root, channel_array_name(k))[...]) for k in range(1, len(names))]
     label_arrays: dict[str, NDArray[np.uint8]] = {}
     if labels and "labels" in root:
         ome: Any = root["labels"].attrs.get("ome", {})
@@ -231,6 +258,8 @@ def read_case(path: Path, labels: bool = True) -> CaseVolume:
         label_names={int(k): str(v) for k, v in meta.get("label_names", {}).items()},
         source=dict(meta.get("source", {})),
         kind=str(meta.get("kind", "volume")),
+        channels=channels,
+        channel_names=names,
     )
 
 
@@ -265,7 +294,8 @@ class CaseWriter:
     """A store being written by :func:`case_writer`: fill the arrays by slices, then leave the block.
 
     Attributes:
-        image: the image array ``0`` (zarr, ``(z, y, x)``), written e.g. ``writer.image[z0:z1] = slab``.
+        image: the image array ``0`` (zarr, ``(z, y, x)``), written e.g. ``writer.image[z0:z1] = slab``;
+            the first channel of a multi-channel store (:attr:`channel_arrays` holds them all).
         labels: label name -> uint8 label array ``labels/<name>/0`` of the image's shape.
         source: provenance attributes, stored when the block exits (may be updated until then).
     """
@@ -275,6 +305,7 @@ class CaseWriter:
         self.image = image
         self.labels = labels
         self.source = source
+        self.channel_arrays: list[zarr.Array] = [image]
 
     def add_array(self, name: str, data: NDArray[Any]) -> None:
         """Write a small extra array whole (one chunk), e.g. ``"fg/1"`` (see :func:`write_case`)."""
@@ -308,13 +339,15 @@ def case_writer(
     source: Mapping[str, Any] | None = None,
     kind: str = "volume",
     chunks: tuple[int, int, int] | None = None,
+    channel_names: Sequence[str] = (),
 ) -> Iterator[CaseWriter]:
     """Write a store incrementally (volumes too large to hold twice in memory); same layout as :func:`write_case`.
 
     The arrays are created empty (fill value 0) under a hidden temporary name; the caller writes
     slices into them inside the ``with`` block. On a normal exit the attributes are written, the
     completion marker last, and the store is renamed into place atomically (replacing ``path``);
-    on an exception the temporary store is removed and ``path`` is left untouched.
+    on an exception the temporary store is removed and ``path`` is left untouched. With
+    ``channel_names`` (two or more), ``writer.channel_arrays`` holds one array per channel.
 
     Example::
 
@@ -339,6 +372,10 @@ def case_writer(
             name: _new_array(labels_group.require_group(name), "0", tuple(shape), np.uint8, ch) for name in labels
         }
         writer = CaseWriter(tmp, image, label_arrays, dict(source or {}))
+        if len(channel_names) > 1:
+            group = root.require_group(CHANNELS_GROUP)
+            writer.channel_arrays += [_new_array(group, str(k), tuple(shape), dtype, ch)
+                                      for k in range(1, len(channel_names))]
         yield writer
         write_group(tmp / "labels", {"ome": {"version": "0.5", "labels": sorted(label_arrays)}})
         for name in label_arrays:
@@ -350,6 +387,7 @@ def case_writer(
             "geometry": geometry.to_dict(),
             "label_names": {str(k): v for k, v in sorted(names.items())},
             "source": writer.source,
+            **_channel_meta(channel_names if len(channel_names) > 1 else ()),
             "complete": True,  # the whole store becomes visible at once by the rename below
         }
         # the root group (with the completion marker) is written last

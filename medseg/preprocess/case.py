@@ -18,7 +18,9 @@ from pydantic import BaseModel
 from medseg.geometry import Geometry
 from medseg.io.case_arrays import (
     GT_LABEL,
+    channel_names,
     label_volume_names,
+    open_channels,
     open_image,
     open_label,
     write_foreground_locations,
@@ -249,6 +251,31 @@ class CaseResult(BaseModel):
     seconds: float
 
 
+class MissingChannelError(ValueError):
+    """A case lacks an input channel of the plan (or model); the message names the case and the channels."""
+
+
+def input_channels(volume_path: Path, plan: Plan) -> list[Any]:
+    """The arrays of ``plan.channel_names`` in a store, in plan order (``[image]`` for a single-channel plan).
+
+    Raises:
+        MissingChannelError: the store lacks a channel of the plan, or its channels differ from the plan's.
+    """
+    required, have = plan.channel_names, channel_names(volume_path)
+    if required == have:
+        return open_channels(volume_path)
+    if required and set(required) <= set(have):  # other order, or extra channels the plan does not use
+        arrays = open_channels(volume_path)
+        return [arrays[have.index(n)] for n in required]
+    missing = [n for n in required if n not in have]
+    what = f"channel(s) {', '.join(missing)}" if missing else f"channels {have} instead of one image"
+    raise MissingChannelError(
+        f"{volume_path}: the case lacks {what}; the plan/model needs the input channels "
+        f"{required or ['(one unnamed image)']} and the case has {have or ['(one unnamed image)']}. Ingest the "
+        "study with the same ingest.channels rules as the training data (every channel present)"
+    )
+
+
 def _chunks(patch_size: tuple[int, int, int], shape: Shape3) -> Shape3:
     return (
         max(1, min(patch_size[0], shape[0])),
@@ -278,6 +305,7 @@ def preprocess_case(volume_path: Path, out_path: Path, plan: Plan, src_hash: str
     if GT_LABEL not in label_volume_names(volume_path):
         raise ValueError(f"{volume_path}: no '{GT_LABEL}' label volume; only labeled cases are preprocessed")
     image = open_image(volume_path)
+    channels = input_channels(volume_path, plan)
     gt = open_label(volume_path)
     if tuple(gt.shape) != tuple(image.shape):
         raise ValueError(f"{volume_path}: gt shape {gt.shape} != image shape {image.shape}; re-ingest the case")
@@ -313,8 +341,10 @@ def preprocess_case(volume_path: Path, out_path: Path, plan: Plan, src_hash: str
         source=source,
         kind="preprocessed",
         chunks=_chunks(plan.patch_size, shape),
+        channel_names=plan.channel_names,
     ) as writer:
-        preprocess_image_into(image, layout, plan, writer.image)
+        for k, (channel, sink) in enumerate(zip(channels, writer.channel_arrays, strict=True)):
+            preprocess_image_into(channel, layout, plan.for_channel(k), sink)  # per-channel normalisation
         lab = _labels_on_grid(gt, layout.crop_bbox, shape, layout.anisotropic_axis, list(range(1, plan.num_classes)))
         writer.labels[GT_LABEL][...] = lab
         fg = sample_foreground_locations(lab, classes, MAX_PER_CLASS, case_seed(case_id, "fg"))

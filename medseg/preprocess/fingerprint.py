@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
 from medseg.geometry import Geometry
-from medseg.io.case_arrays import GT_LABEL, label_volume_names, open_image, open_label, slabs
+from medseg.io.case_arrays import GT_LABEL, label_volume_names, open_channels, open_image, open_label, slabs
 from medseg.io.json_file import read_versioned_json, write_text_atomic
 from medseg.io.volume_store import read_meta
 from medseg.preprocess.crop import bbox_shape
@@ -53,6 +53,10 @@ class CaseFingerprint(BaseModel):
     intensity: IntensityStats | None = Field(description="over all voxels with gt > 0; None if no foreground")
     class_voxels: dict[int, int] = Field(description="label value -> voxel count (0 = background)")
     label_names: dict[int, str]
+    channel_names: list[str] = Field(default_factory=list, description="multi-channel store: its channels")
+    channel_intensity: list[IntensityStats | None] = Field(
+        default_factory=list, description="multi-channel store: foreground statistics of each channel"
+    )
 
 
 class CaseError(BaseModel):
@@ -78,6 +82,13 @@ class Fingerprint(BaseModel):
     )
     label_names: dict[int, str]
     samples_per_case: int = SAMPLES_PER_CASE
+    channel_names: list[str] = Field(default_factory=list, description="multi-channel data: every case's channels")
+    channel_intensity: list[IntensityStats | None] = Field(
+        default_factory=list, description="multi-channel data: pooled foreground samples, per channel"
+    )
+    channel_intensity_clipped: list[IntensityStats | None] = Field(
+        default_factory=list, description="multi-channel data: per channel, clipped to its [p00_5, p99_5]"
+    )
 
     def save(self, path: Path) -> Path:
         path = Path(path)
@@ -116,7 +127,8 @@ def fingerprint_case(
 
     Returns:
         The case fingerprint and ``num_samples`` foreground intensities drawn with replacement
-        (seeded by the case id; empty when the case has no foreground).
+        (seeded by the case id; empty when the case has no foreground): ``(num_samples,)`` of the
+        image, or ``(channels, num_samples)`` for a multi-channel store (the same voxels in every channel).
     """
     path = Path(volume_path)
     meta = read_meta(path)
@@ -130,20 +142,21 @@ def fingerprint_case(
         raise ValueError(f"{path}: gt shape {gt.shape} != image shape {image.shape}; re-ingest the case")
     # slab by slab (a large CT is never loaded whole); foreground values are kept in C order, so
     # the result equals image[gt > 0] on the whole volume
+    arrays = open_channels(path)
     counts = np.zeros(256, dtype=np.int64)
-    fg_parts = []
+    fg_parts: list[list[NDArray[np.generic]]] = [[] for _ in arrays]
     for z0, z1 in slabs(image):
-        img_slab, gt_slab = np.asarray(image[z0:z1]), np.asarray(gt[z0:z1], dtype=np.uint8)
+        gt_slab = np.asarray(gt[z0:z1], dtype=np.uint8)
         c = label_counts(gt_slab)
         counts[: len(c)] += c
-        fg_parts.append(img_slab[gt_slab > 0])
-    fg = np.concatenate(fg_parts) if fg_parts else np.zeros(0, dtype=image.dtype)
+        for parts, arr in zip(fg_parts, arrays, strict=True):
+            parts.append(np.asarray(arr[z0:z1])[gt_slab > 0])
+    fgs = [np.concatenate(p) if p else np.zeros(0, dtype=a.dtype) for p, a in zip(fg_parts, arrays, strict=True)]
+    fg = fgs[0]
     rng = np.random.default_rng(case_seed(case_id, "fingerprint"))
-    samples = (
-        rng.choice(fg, size=num_samples, replace=True).astype(np.float32)
-        if fg.size
-        else np.zeros(0, np.float32)
-    )
+    picks = rng.choice(fg.size, size=num_samples, replace=True) if fg.size else np.zeros(0, np.intp)
+    drawn = [f[picks].astype(np.float32) for f in fgs]
+    samples = np.stack(drawn) if len(arrays) > 1 else drawn[0]
     shape_after_crop = bbox_shape(nonzero_bbox(image))  # = box of the hole-filled nonzero mask
     geometry = Geometry.from_dict(meta["geometry"])
     fp = CaseFingerprint(
@@ -156,6 +169,8 @@ def fingerprint_case(
         intensity=intensity_stats(fg),
         class_voxels={int(k): int(n) for k, n in enumerate(counts) if n > 0},
         label_names={int(k): str(v) for k, v in meta.get("label_names", {}).items()},
+        channel_names=[str(n) for n in meta.get("channel_names") or []],
+        channel_intensity=[intensity_stats(f) for f in fgs] if meta.get("channel_names") else [],
     )
     return fp, samples
 
@@ -177,7 +192,7 @@ def fingerprint_case_cached(
                 with np.load(cached) as z:
                     fp = CaseFingerprint.model_validate_json(str(z["fingerprint"]))
                     samples = np.asarray(z["samples"], dtype=np.float32)
-                if fp.source_hash == src and len(samples) in (0, num_samples):
+                if fp.source_hash == src and (samples.shape[-1] if samples.size else 0) in (0, num_samples):
                     return fp, samples
             except (OSError, ValueError, KeyError):
                 pass  # unreadable cache entry: recompute
@@ -207,9 +222,13 @@ def aggregate(
         detail = "; ".join(f"{e.case_id}: {e.error}" for e in failed or [])
         raise ValueError(f"no labeled case could be fingerprinted{': ' + detail if detail else ''}")
     modalities = Counter(c.modality for c in cases)
-    pooled = np.concatenate(samples) if samples else np.zeros(0, np.float32)
+    names = _common_channels(cases)
+    per_channel = [np.concatenate([np.atleast_2d(s)[k] for s in samples if s.size]) if any(s.size for s in samples)
+                   else np.zeros(0, np.float32) for k in range(max(1, len(names)))]
+    pooled = per_channel[0]
     stats = intensity_stats(pooled)
     clipped = intensity_stats(np.clip(pooled, stats.p00_5, stats.p99_5)) if stats is not None else None
+    channel_stats = [intensity_stats(v) for v in per_channel] if names else []
     return Fingerprint(
         cases=cases,
         failed=list(failed or []),
@@ -222,8 +241,25 @@ def aggregate(
         foreground_intensity=stats,
         foreground_intensity_clipped=clipped,
         label_names=_majority_label_names(cases),
-        samples_per_case=int(max((len(s) for s in samples), default=SAMPLES_PER_CASE)) or SAMPLES_PER_CASE,
+        samples_per_case=int(max((s.shape[-1] for s in samples), default=SAMPLES_PER_CASE)) or SAMPLES_PER_CASE,
+        channel_names=names,
+        channel_intensity=channel_stats,
+        channel_intensity_clipped=[
+            intensity_stats(np.clip(v, st.p00_5, st.p99_5)) if st is not None else None
+            for v, st in zip(per_channel, channel_stats, strict=False)
+        ],
     )
+
+
+def _common_channels(cases: list[CaseFingerprint]) -> list[str]:
+    """The channel names every case shares (``[]``: single-channel data); mixed channels are refused."""
+    found = {tuple(c.channel_names) for c in cases}
+    if len(found) > 1:
+        detail = "; ".join(f"{list(n) or 'one channel'}: {sum(tuple(c.channel_names) == n for c in cases)} case(s)"
+                           for n in sorted(found))
+        raise ValueError(f"the labeled cases have different input channels ({detail}); re-ingest them with one "
+                         "ingest.channels setting")
+    return list(found.pop())
 
 
 def compute_fingerprint(

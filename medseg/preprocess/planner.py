@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from medseg.config import PreprocessConfig, TrainConfig
-from medseg.plan import Normalization, Plan
+from medseg.plan import ChannelNormalization, Normalization, Plan
 from medseg.preprocess.fingerprint import Fingerprint
 from medseg.preprocess.resample import compute_new_shape, separate_z_axis
 from medseg.preprocess.topology import Topology, search_patch_size, topology_for_fixed_patch
@@ -142,6 +142,11 @@ def make_plan(
     std: float | None = None
     if is_ct:
         clip_range, mean, std = _ct_statistics(fp)
+    channels = channel_normalizations(fp)
+    if channels:  # the top level repeats the first channel's normalisation
+        first = channels[0]
+        is_ct, clip_range, mean, std = (first.normalization == Normalization.CT, first.clip_range,
+                                        first.intensity_mean, first.intensity_std)
     if len(fp.modalities) > 1:
         log.warning("mixed modalities %s: planning for the majority %s", fp.modalities, fp.modality)
     observed = {k for c in fp.cases for k, n in c.class_voxels.items() if n > 0}
@@ -165,4 +170,26 @@ def make_plan(
         filters=list(train_cfg.filters[: topo.levels]),
         num_classes=max(2, max_class + 1),
         label_names=names,
+        channels=channels,
     )
+
+
+def channel_normalizations(fp: Fingerprint) -> list[ChannelNormalization]:
+    """Per-channel normalisation of multi-channel data (nnU-Net: CT for a channel named "CT", or for the
+    first channel of CT data; z-score per case for every other channel); ``[]`` for single-channel data."""
+    out = []
+    for k, name in enumerate(fp.channel_names):
+        ct = name.upper() == "CT" or (k == 0 and fp.modality.upper() == "CT")
+        stats = fp.channel_intensity[k] if k < len(fp.channel_intensity) else None
+        clipped = fp.channel_intensity_clipped[k] if k < len(fp.channel_intensity_clipped) else None
+        if ct and (stats is None or clipped is None):
+            raise ValueError(f"CT normalisation of channel {name} needs foreground intensities but no training "
+                             "case has any foreground voxel; check the ingested gt labels")
+        out.append(ChannelNormalization(
+            name=name,
+            normalization=Normalization.CT if ct else Normalization.ZSCORE,
+            clip_range=(stats.p00_5, stats.p99_5) if ct and stats else None,
+            intensity_mean=clipped.mean if ct and clipped else None,
+            intensity_std=clipped.std if ct and clipped else None,
+        ))
+    return out

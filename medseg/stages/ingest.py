@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
-from medseg.config import MedsegConfig
+from medseg.config import IngestConfig, MedsegConfig
 from medseg.deid import keyed_hash
 from medseg.deid_key import resolve_deid_key
 from medseg.ingest.run import ingest
@@ -46,6 +47,15 @@ def check_sources(sources: list[Path]) -> list[Path]:
     return resolved
 
 
+def settings_key(ingest: IngestConfig) -> dict[str, Any]:
+    """The ingest settings in the stage's input key (the key redacted); without channel rules, the same
+    dict as before ``ingest.channels`` existed, so such workspaces keep their key."""
+    settings = ingest.model_dump(mode="json")
+    if not settings["channels"]:
+        del settings["channels"]
+    return settings
+
+
 def run_ingest_stage(cfg: MedsegConfig, progress: ProgressFn | None = None, force: bool = False) -> StageOutcome:
     """Ingest ``cfg.sources`` into ``cfg.workspace`` unless nothing changed since the last run."""
     started = time.time()
@@ -53,7 +63,7 @@ def run_ingest_stage(cfg: MedsegConfig, progress: ProgressFn | None = None, forc
     sources = check_sources(cfg.sources)
     # the config dump shows the key as '**********': a keyed fingerprint makes a new key re-ingest
     key_id = keyed_hash(resolve_deid_key(cfg.ingest, ws), "ingest-stage-key")
-    key = hash_inputs(STAGE, source_listing_key(sources), cfg.ingest.model_dump(mode="json"), key_id)
+    key = hash_inputs(STAGE, source_listing_key(sources), settings_key(cfg.ingest), key_id)
     rec = None if force else up_to_date(ws, STAGE, key)
     if rec is not None and ws.catalog_path.exists() and Catalog(ws.catalog_path).count_retry_files():
         rec = None  # files that could not be read last time (permission, I/O) are read again

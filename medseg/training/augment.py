@@ -41,10 +41,14 @@ def _spatial(
     c, s = np.cos(angle), np.sin(angle)
     # output index o maps to input index  m @ (o - centre) + centre
     m = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]]) / scale
-    m[0, 0] = 1.0 / scale if image.shape[0] > 1 else 1.0
-    centre = (np.asarray(image.shape, dtype=float) - 1) / 2
+    m[0, 0] = 1.0 / scale if label.shape[0] > 1 else 1.0
+    centre = (np.asarray(label.shape, dtype=float) - 1) / 2
     offset = centre - m @ centre
-    img = ndimage.affine_transform(image, m, offset=offset, order=1, mode="nearest").astype(np.float32)
+    if image.ndim == 4:  # (channels, z, y, x): the same transform for every channel
+        img = np.stack([ndimage.affine_transform(ch, m, offset=offset, order=1, mode="nearest") for ch in image])
+    else:
+        img = ndimage.affine_transform(image, m, offset=offset, order=1, mode="nearest")
+    img = img.astype(np.float32)
     lab = ndimage.affine_transform(label, m, offset=offset, order=0, mode="constant", cval=0).astype(np.uint8)
     return img, lab
 
@@ -55,7 +59,8 @@ def augment_patch(
     """Randomly augment one ``(z, y, x)`` patch; same RNG state -> same output.
 
     Args:
-        image: normalised image patch, float32.
+        image: normalised image patch, float32; ``(channels, z, y, x)`` for a multi-channel plan (one
+            spatial transform for all channels; the intensity transforms draw one set of values for all).
         label: label patch, uint8, same shape.
         rng: source of randomness (draws are made in a fixed order).
         params: probabilities and ranges.
@@ -70,9 +75,10 @@ def augment_patch(
     if do_rot or do_scale:
         image, label = _spatial(image, label, angle if do_rot else 0.0, scale if do_scale else 1.0)
     flips = rng.random(3) < params.p_flip
+    lead = image.ndim - 3  # 1 for a multi-channel patch (channels, z, y, x)
     for axis in range(3):
-        if flips[axis] and image.shape[axis] > 1:
-            image, label = np.flip(image, axis), np.flip(label, axis)
+        if flips[axis] and label.shape[axis] > 1:
+            image, label = np.flip(image, axis + lead), np.flip(label, axis)
     image = np.ascontiguousarray(image, dtype=np.float32)
     label = np.ascontiguousarray(label, dtype=np.uint8)
 

@@ -54,7 +54,7 @@ from medseg.io.bundle import (
 from medseg.io.volume_store import read_meta
 from medseg.plan import Plan
 from medseg.training.curves import plot_curves
-from medseg.training.network import IN_CHANNELS, build_segmenter
+from medseg.training.network import build_segmenter
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,9 @@ def library_versions() -> dict[str, str]:
 def input_contract(plan: Plan) -> dict[str, Any]:
     """What the network expects (the output of ``medseg.preprocess.case.preprocess_image``)."""
     return {
-        "channels": IN_CHANNELS,
+        "channels": plan.in_channels,
+        **({"channel_names": plan.channel_names,
+            "channel_normalization": {c.name: str(c.normalization) for c in plan.channels}} if plan.channels else {}),
         "axis_order": ["z", "y", "x"],
         "dtype": "float32",
         "spacing_mm": list(plan.target_spacing),
@@ -269,6 +271,7 @@ def _common_metadata(
         "plan": {**plan.model_dump(mode="json"), "plan_hash": plan.plan_hash()},
         "plan_hash": plan.plan_hash(),
         "label_names": {str(k): v for k, v in sorted(plan.label_names.items())},
+        **({"channel_names": plan.channel_names} if plan.channel_names else {}),
         "network": {
             "builder": "medseg.training.network.build_segmenter",
             "deep_supervision": deep_supervision,

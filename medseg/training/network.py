@@ -14,9 +14,6 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from medseg.plan import Plan
 
-#: Image channels the segmenter consumes (one normalised image, see the bundle's input contract).
-IN_CHANNELS = 1
-
 
 def _per_dim(values: list[list[int]], spatial_dims: int, what: str) -> list[list[int]]:
     """Adapt plan kernels/strides to ``spatial_dims`` (a 2D plan may store 3-element ``[1, k, k]`` lists)."""
@@ -57,7 +54,7 @@ def segmenter_kwargs(plan: Plan, deep_supervision: bool) -> dict[str, Any]:
         )
     return {
         "spatial_dims": dims,
-        "in_channels": IN_CHANNELS,
+        "in_channels": plan.in_channels,
         "out_channels": plan.num_classes,
         "kernel_size": kernels,
         "strides": strides,

@@ -6,7 +6,7 @@ number of DataLoader workers, and resuming at an epoch boundary replays exactly 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
-from medseg.io.case_arrays import open_image, open_label
+from medseg.io.case_arrays import open_channels, open_label
 from medseg.training.augment import AugmentParams, augment_patch, draw_augmentation
 from medseg.training.foreground import foreground_locations
 
@@ -31,6 +31,7 @@ class TrainCase:
     image: Any
     label: Any
     fg: dict[int, NDArray[np.int64]]
+    extra: list[Any] = field(default_factory=list)  # channels after the first (multi-channel plans)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -41,17 +42,19 @@ def load_cases(paths: dict[str, Path], in_memory: bool | None = None) -> list[Tr
     """Open the preprocessed stores ``{case_id: path}`` (``in_memory=None`` decides by total size)."""
     if not paths:
         raise ValueError("no training cases: the split has an empty train set (need at least one case)")
-    arrays = {cid: (open_image(p), open_label(p)) for cid, p in paths.items()}
+    arrays = {cid: (open_channels(p), open_label(p)) for cid, p in paths.items()}
     if in_memory is None:
-        total = sum(int(np.prod(img.shape)) * 5 for img, _ in arrays.values())  # float32 + uint8
+        total = sum(int(np.prod(ch[0].shape)) * (4 * len(ch) + 1) for ch, _ in arrays.values())  # float32 + uint8
         in_memory = total <= IN_MEMORY_LIMIT_BYTES
     cases = []
-    for cid, (img, lab) in arrays.items():
+    for cid, (channels, lab) in arrays.items():
+        img = channels[0]
         if tuple(img.shape) != tuple(lab.shape):
             raise ValueError(f"case {cid}: image shape {img.shape} != label shape {lab.shape} in {paths[cid]}")
         image: Any = np.asarray(img[...], dtype=np.float32) if in_memory else img
         label: Any = np.asarray(lab[...], dtype=np.uint8) if in_memory else lab
-        cases.append(TrainCase(cid, image, label, foreground_locations(paths[cid])))
+        extra = [np.asarray(c[...], dtype=np.float32) if in_memory else c for c in channels[1:]]
+        cases.append(TrainCase(cid, image, label, foreground_locations(paths[cid]), extra))
     return cases
 
 
@@ -88,7 +91,7 @@ def patch_start(
 class PatchDataset(Dataset[dict[str, Any]]):
     """``samples_per_epoch`` random patches per epoch; item = dict(image, label, case_id, forced_fg).
 
-    ``image`` is a float32 tensor ``(1, *patch)``, ``label`` an int64 tensor ``(1, *patch)``; for a 2D
+    ``image`` is a float32 tensor ``(channels, *patch)``, ``label`` an int64 tensor ``(1, *patch)``; for a 2D
     plan (``patch_size == (1, y, x)``, ``spatial_dims == 2``) the z axis is dropped: ``(1, y, x)``.
     A fraction ``foreground_oversample`` of samples is centred on a random stored foreground voxel of a
     random present class; the rest are uniformly random. With ``batch_size`` (the loader's, > 1) the
@@ -154,6 +157,8 @@ class PatchDataset(Dataset[dict[str, Any]]):
                 forced = False
         start = patch_start(case.shape, self.patch_size, rng, centre)
         image = crop_padded(case.image, start, self.patch_size, np.float32)
+        if case.extra:  # multi-channel: (channels, z, y, x)
+            image = np.stack([image, *(crop_padded(c, start, self.patch_size, np.float32) for c in case.extra)])
         label = crop_padded(case.label, start, self.patch_size, np.uint8)
         draws = None
         if self.augment is not None:
@@ -168,9 +173,10 @@ class PatchDataset(Dataset[dict[str, Any]]):
         parameters (tensors) for :func:`medseg.training.gpu_augment.augment_batch` on the device."""
         image, label, case_id, forced, draws = self._sample(index)
         if self.spatial_dims == 2:
-            image, label = image[0], label[0]
+            image, label = image[..., 0, :, :], label[0]
+        pixels = torch.from_numpy(np.ascontiguousarray(image))
         item: dict[str, Any] = {
-            "image": torch.from_numpy(np.ascontiguousarray(image))[None],
+            "image": pixels if image.ndim == label.ndim + 1 else pixels[None],
             "label": torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))[None],
             "case_id": case_id,
             "forced_fg": forced,

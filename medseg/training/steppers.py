@@ -24,7 +24,7 @@ from medseg.training.losses import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
 )
-from medseg.training.network import IN_CHANNELS, build_discriminator, build_segmenter
+from medseg.training.network import build_discriminator, build_segmenter
 from medseg.training.optim import PolyLR, build_discriminator_optimizer, build_sgd
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class GanStepper(CnnStepper):
         super().__init__(plan, cfg, device)
         self.gan = cfg.gan
         self.discriminator = build_discriminator(
-            IN_CHANNELS + plan.num_classes, cfg.gan.discriminator_channels, plan.spatial_dims
+            plan.in_channels + plan.num_classes, cfg.gan.discriminator_channels, plan.spatial_dims
         ).to(device)
         self.d_optimizer = build_discriminator_optimizer(self.discriminator.parameters(), cfg.gan)
         self.d_scheduler = PolyLR(self.d_optimizer, cfg.gan.discriminator_lr)

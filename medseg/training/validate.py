@@ -24,7 +24,7 @@ from torch import nn
 from medseg.config import InferConfig
 from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.sliding import predict_preprocessed
-from medseg.io.case_arrays import open_image, open_label
+from medseg.io.case_arrays import open_channels, open_label
 from medseg.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,8 @@ def validate(
         if time.monotonic() - last_log >= LOG_EVERY_S:
             last_log = time.monotonic()
             log.info("validation: %d/%d cases in %.0f s", done, len(case_paths), last_log - started)
-        image = np.asarray(open_image(path)[...], dtype=np.float32)
+        channels = [np.asarray(c[...], dtype=np.float32) for c in open_channels(path)]
+        image = channels[0] if len(channels) == 1 else np.stack(channels)
         gt = np.asarray(open_label(path)[...])
         probs = predict_preprocessed(network, image, plan, cfg, device)
         pred = probs.argmax(axis=0).astype(np.uint8)

@@ -25,3 +25,14 @@ def test_source_listing_key_changes_when_a_file_arrives(tmp_path: Path) -> None:
     assert key == source_listing_key([tmp_path / "src"])
     (tmp_path / "src" / "two.dcm").write_bytes(b"2")
     assert source_listing_key([tmp_path / "src"]) != key
+
+
+def test_settings_key_changes_with_channel_rules_only_when_there_are_some() -> None:
+    from medseg.config import ChannelRule, IngestConfig
+    from medseg.stages.ingest import settings_key
+
+    plain = settings_key(IngestConfig(deid_secret="stage-secret"))
+    assert "channels" not in plain  # the key of workspaces ingested before ingest.channels existed
+    rules = settings_key(IngestConfig(deid_secret="stage-secret", channels=[ChannelRule(name="T1", match="T1")]))
+    assert rules["channels"] == [{"name": "T1", "match": "T1", "exclude": None}]
+    assert {k: v for k, v in rules.items() if k != "channels"} == plain
