@@ -6,7 +6,8 @@
   two MSD-layout folders of symbolic links (``dataset.json`` rewritten to list the cases), so medseg
   ingests each as it would the original folder.
 * ``pgbm``: the 4 labeled DICOM studies of ``../shared/data/real/tcia-brain-tumor-progression``,
-  leave-one-study-out (4 folds).
+  leave-one-study-out (4 folds); ``--patients PGBM-001`` keeps the 2 studies that have all three
+  sequences (T1post, FLAIR, T2), the set to compare 1 and 3 channels on.
 * ``--train DIR ... --test DIR ...``: one fold of the given folders (DICOM studies or MSD/nnU-Net
   layouts: whatever ``medseg ingest`` reads).
 """
@@ -35,9 +36,10 @@ class Fold:
     name: str = ""
 
 
-def pgbm_studies(root: Path = PGBM) -> list[Path]:
-    """The study folders (``PGBM-xxx/<study>``) of the TCIA Brain-Tumor-Progression data."""
-    studies = sorted(p for patient in sorted(root.glob("PGBM-*")) for p in patient.iterdir() if p.is_dir())
+def pgbm_studies(root: Path = PGBM, patients: list[str] | None = None) -> list[Path]:
+    """The study folders (``PGBM-xxx/<study>``) of the TCIA Brain-Tumor-Progression data (of ``patients``)."""
+    studies = sorted(p for patient in sorted(root.glob("PGBM-*")) if not patients or patient.name in patients
+                     for p in patient.iterdir() if p.is_dir())
     if not studies:
         raise SystemExit(f"no PGBM studies under {root}; pass --train DIR ... --test DIR ...")
     return studies
@@ -86,7 +88,7 @@ def hippocampus_fold(work: Path, n_test: int, split_seed: int, root: Path = HIPP
 
 
 def make_folds(dataset: str, train: list[str] | None, test: list[str] | None, work: Path, n_test: int,
-               split_seed: int, max_folds: int = 0) -> list[Fold]:
+               split_seed: int, max_folds: int = 0, patients: list[str] | None = None) -> list[Fold]:
     """The folds of one bench run (see the module docstring)."""
     if train or test:
         if not (train and test):
@@ -96,6 +98,6 @@ def make_folds(dataset: str, train: list[str] | None, test: list[str] | None, wo
         if not HIPPOCAMPUS.is_dir():
             raise SystemExit(f"{HIPPOCAMPUS} not found: the shared data holds the MSD hippocampus set")
         return [hippocampus_fold(work, n_test, split_seed)]
-    studies = pgbm_studies()
+    studies = pgbm_studies(patients=patients)
     folds = [Fold(i, [s for s in studies if s != t], [t], name=t.name) for i, t in enumerate(studies)]
     return folds[:max_folds] if max_folds else folds

@@ -120,19 +120,28 @@ def export_raw(prep: dict[str, Any], raw: Path, dataset: str) -> dict[str, str]:
     root = raw / dataset
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
+    from medseg.io.case_arrays import channel_names as store_channels
+
+    channels: list[str | None] = list(store_channels(prep["train"][0].volume_path)) or [None]
+
+    def images(ws: Any, case_id: str, stem: Path) -> None:
+        for k, channel in enumerate(channels):  # nnU-Net: one file per channel, _0000, _0001 ...
+            export_nifti(ws, case_id, stem.with_name(f"{stem.name}_{k:04d}.nii.gz"), channel=channel)
+
     names: dict[int, str] = {}
     for i, case in enumerate(prep["train"]):
-        export_nifti(prep["ws"], case.case_id, root / "imagesTr" / f"case_{i:03d}_0000.nii.gz")
+        images(prep["ws"], case.case_id, root / "imagesTr" / f"case_{i:03d}")
         export_nifti(prep["ws"], case.case_id, root / "labelsTr" / f"case_{i:03d}.nii.gz", label="gt")
         names.update({int(k): str(v) for k, v in case.label_names.items()})
     test_names = {}
     for i, case in enumerate(prep["test"]):
-        export_nifti(prep["ws_test"], case.case_id, root / "imagesTs" / f"test_{i:03d}_0000.nii.gz")
+        images(prep["ws_test"], case.case_id, root / "imagesTs" / f"test_{i:03d}")
         test_names[case.case_id] = f"test_{i:03d}"
     labels = {"background": 0, **{names.get(k, f"class_{k}"): k for k in sorted(names or {1: "foreground"})}}
     modality = "CT" if str(getattr(prep["train"][0], "modality", "MR")).upper() == "CT" else "MRI"
     (root / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": modality}, "labels": labels, "numTraining": len(prep["train"]),
+        "channel_names": {str(k): c or modality for k, c in enumerate(channels)}, "labels": labels,
+        "numTraining": len(prep["train"]),
         "file_ending": ".nii.gz", "name": dataset,
     }, indent=2))
     return test_names

@@ -3,7 +3,8 @@
 Data (``bench/_quality_data.py``): by default the 200 labeled MSD hippocampus cases of
 ``../shared/data/real/msd-hippocampus`` with one fixed split, 160 training / 40 test cases
 (``--test-cases``, ``--split-seed``); ``--dataset pgbm`` runs the 4 labeled PGBM DICOM studies
-leave-one-study-out; ``--train DIR ... --test DIR ...`` any labeled folders medseg ingests.
+leave-one-study-out (``--patients PGBM-001 --channels``: its 2 studies with T1post, FLAIR and T2 as
+channels); ``--train DIR ... --test DIR ...`` any labeled folders medseg ingests.
 
 For each fold and repeat (``--repeats N``: seeds ``seed .. seed+N-1``):
 
@@ -27,7 +28,8 @@ Usage::
 
     python bench/quality.py [--dataset hippocampus|pgbm] [--train DIR ... --test DIR ...] [--minutes 15]
                             [--tools cnn,gan,nnunet] [--nnunet-configs 2d,3d_fullres] [--repeats 1]
-                            [--device auto|cpu|cuda] [--workdir DIR] [--set train.batch_size=4 ...] [--reuse]
+                            [--patients PGBM-001] [--channels] [--device auto|cpu|cuda] [--workdir DIR]
+                            [--set train.batch_size=4 ...] [--json FILE] [--reuse]
 
 Ends with ``RESULT medseg_dice=... gan_dice=... nnunet_dice=...``: the mean over test cases of the mean
 Dice over foreground classes (nnU-Net's convention), averaged over repeats; ``nnunet_dice`` is the
@@ -56,6 +58,9 @@ from _quality_data import DATASETS, Fold, make_folds  # noqa: E402
 from _quality_report import print_report  # noqa: E402
 
 DATASET_BASE_ID = 560
+#: ``--channels``: the three co-registered PGBM sequences (T1 post-contrast first: the reference grid and labels)
+CHANNEL_RULES = ['ingest.channels=[{name: T1post, match: "T1post|T1.*GD"}, {name: FLAIR, match: FLAIR}, '
+                 '{name: T2, match: T2, exclude: FLAIR}]']
 FAMILIES = ("cnn", "gan")
 
 
@@ -75,6 +80,7 @@ def medseg_config(args: argparse.Namespace, workspace: Path) -> Any:
         f"train.device={args.device}",
         "split.test_fraction=0.0",
         "split.val_fraction=0.0",  # all training cases train (as nnU-Net's fold 'all'); validation on them
+        *(CHANNEL_RULES if args.channels else []),
         *args.set,
     ]
     return load_config(None, overrides)
@@ -116,6 +122,7 @@ def child_medseg(args: argparse.Namespace) -> None:
     from medseg.inference.predict import predict_volume
     from medseg.io.volume_store import read_case
     from medseg.plan import Plan
+    from medseg.preprocess.case import input_channels
     from medseg.training.bundle import load_bundle
     from medseg.training.train import train_model
     from medseg.workspace import Workspace
@@ -130,7 +137,8 @@ def child_medseg(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for case in labeled_cases(Workspace.at(args.test_ws)):
         vol = read_case(case.volume_path, labels=False)
-        pred = predict_volume(bundle, vol.image, vol.geometry, cfg.infer, device)
+        channels = input_channels(case.volume_path, bundle.plan)  # [image] for a single-channel plan
+        pred = predict_volume(bundle, channels, vol.geometry, cfg.infer, device)
         np.save(out / f"{case.case_id}.npy", pred)
     plan = Plan.load(ws.plan_path)
     info = {"epochs": result.epochs, "iterations": result.iterations, "train_s": result.seconds,
@@ -151,7 +159,8 @@ def run_medseg(family: str, prep: dict[str, Any], work: Path, args: argparse.Nam
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "medseg", "--family", family,
            "--ws", str(prep["ws"].root), "--test-ws", str(prep["ws_test"].root), "--out", str(out),
            "--minutes", str(args.minutes), "--device", args.device, "--seed", str(args.seed),
-           "--threads", str(args.threads), *[a for s in args.set for a in ("--set", s)]]
+           "--threads", str(args.threads), *(["--channels"] if args.channels else []),
+           *[a for s in args.set for a in ("--set", s)]]
     m = run_measured(family, cmd, env=child_env, timeout=args.minutes * 60 * 3 + 1800, cwd=REPO)
     if not m.ok:
         raise SystemExit(f"medseg {family} failed (rc {m.rc}):\n{m.log_tail}")
@@ -286,6 +295,10 @@ def main() -> None:
     ap.add_argument("--tools", default="cnn,gan,nnunet")
     ap.add_argument("--nnunet-configs", default="2d,3d_fullres",
                     help="nnU-Net configurations, each trained with the same budget")
+    ap.add_argument("--patients", nargs="+", default=None, help="pgbm: only these patients (e.g. PGBM-001)")
+    ap.add_argument("--channels", action="store_true",
+                    help="medseg and nnU-Net read T1post, FLAIR and T2 as channels (PGBM; studies lacking one are "
+                         "quarantined by medseg ingest)")
     ap.add_argument("--repeats", type=int, default=1, help="train every model N times (seeds seed..seed+N-1)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--seed", type=int, default=0)
@@ -319,7 +332,8 @@ def main() -> None:
     own = args.workdir is None
     base = Path(tempfile.mkdtemp(prefix="medseg-bench-quality-")) if own else args.workdir
     base.mkdir(parents=True, exist_ok=True)
-    folds = make_folds(args.dataset, args.train, args.test, base, args.test_cases, args.split_seed, args.folds)
+    folds = make_folds(args.dataset, args.train, args.test, base, args.test_cases, args.split_seed, args.folds,
+                       args.patients)
     all_rows: list[dict[str, Any]] = []
     all_runs: list[dict[str, Any]] = []
     try:
