@@ -87,7 +87,6 @@ def test_second_night_without_new_data_does_no_work(first_night: dict[str, Any])
     assert result["status"] == "nothing new"
     assert result["message"].startswith("nothing new")
     assert [s["stage"] for s in result["stages"]] == ["ingest"] and result["stages"][0]["skipped"]
-    assert result["seconds"] < 15
     for stage, rec in before.items():  # no stage ran again: records untouched
         assert load_record(ws, stage) == rec, stage
     assert sorted(p.name for p in ws.models_dir.glob("*/*") if p.is_dir()) == bundles
