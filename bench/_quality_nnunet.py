@@ -6,7 +6,7 @@ nnunetv2``). Each configuration (``2d``, ``3d_fullres``, ...) trains nnU-Net's d
 on fold ``all`` through a subclass written to the work folder (:data:`DRIVER`) that only adds the
 wall-clock budget: it stops mid-epoch when the budget is spent, anneals its poly LR over the budget
 instead of 1000 epochs, and runs 5 instead of 50 pseudo-validation batches per epoch (they only feed
-nnU-Net's logging). Prediction: Gaussian sliding window, step 0.5, no mirroring.
+nnU-Net's logging). Prediction: Gaussian sliding window, step 0.5, mirroring as ``--tta`` says (nnU-Net's default: on).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 dataset, configuration, budget_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
 device_name, test_dir, out_dir = sys.argv[4:7]
-reuse = len(sys.argv) > 7 and sys.argv[7] == "reuse"
+reuse = "reuse" in sys.argv[7:]
+mirror = "tta" in sys.argv[7:]  # nnUNetv2_predict mirrors by default
 
 
 class nnUNetTrainerTimeBudget(nnUNetTrainer):
@@ -92,7 +93,7 @@ else:
 t0 = time.time()
 trainer.set_deep_supervision_enabled(False)  # as nnUNetTrainer.perform_actual_validation
 trainer.network.eval()
-predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirror,
                             perform_everything_on_device=device.type == "cuda", device=device, allow_tqdm=False)
 predictor.manual_initialization(trainer.network, trainer.plans_manager, trainer.configuration_manager,
                                 [trainer.network.state_dict()], trainer.dataset_json, type(trainer).__name__,

@@ -18,7 +18,8 @@ For each fold and repeat (``--repeats N``: seeds ``seed .. seed+N-1``):
    ``train.max_minutes`` = 1.1 × the minutes as a safety cap; validation on the training cases), and
    nnU-Net's default trainer for every configuration of ``--nnunet-configs`` (default ``2d,3d_fullres``;
    it anneals its poly LR over the wall clock; see ``bench/_quality_nnunet.py``).
-4. Every model predicts the test cases (Gaussian sliding window, overlap 0.5, no mirroring); metrics are
+4. Every model predicts the test cases (Gaussian sliding window, overlap 0.5, mirror TTA as nnU-Net does by
+   default; ``--no-tta`` without); metrics are
    computed per class on the native grid against the reference labels by ``medseg.evaluation``: Dice,
    HD95 (mm), precision, recall and lesion-wise F1 (connected components matched by overlap).
 
@@ -67,6 +68,16 @@ FAMILIES = ("cnn", "gan")
 # --- medseg side ---------------------------------------------------------------------------------------
 
 
+def medseg_recipe(args: argparse.Namespace) -> Path | None:
+    """The config file medseg starts from: ``--recipe``, else ``configs/cpu.yaml`` when training runs on a CPU."""
+    if args.recipe is not None:
+        return Path(args.recipe)
+    import torch
+
+    on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
+    return REPO / "configs" / "cpu.yaml" if on_cpu else None
+
+
 def medseg_config(args: argparse.Namespace, workspace: Path) -> Any:
     from medseg.config_loader import load_config
 
@@ -79,11 +90,12 @@ def medseg_config(args: argparse.Namespace, workspace: Path) -> Any:
         "train.val_every=20",  # validation (on the training cases) every 1000 iterations and at the end
         f"train.device={args.device}",
         "split.test_fraction=0.0",
-        "split.val_fraction=0.0",  # all training cases train (as nnU-Net's fold 'all'); validation on them
+        "split.val_fraction=0.0",  # all training cases train (as nnU-Net's fold 'all'); validation on some of them
+        f"infer.mirror_tta={str(args.tta).lower()}",
         *(CHANNEL_RULES if args.channels else []),
         *args.set,
     ]
-    return load_config(None, overrides)
+    return load_config(medseg_recipe(args), overrides)
 
 
 def labeled_cases(ws: Any) -> list[Any]:
@@ -160,6 +172,7 @@ def run_medseg(family: str, prep: dict[str, Any], work: Path, args: argparse.Nam
            "--ws", str(prep["ws"].root), "--test-ws", str(prep["ws_test"].root), "--out", str(out),
            "--minutes", str(args.minutes), "--device", args.device, "--seed", str(args.seed),
            "--threads", str(args.threads), *(["--channels"] if args.channels else []),
+           *([] if args.tta else ["--no-tta"]), *(["--recipe", str(args.recipe)] if args.recipe else []),
            *[a for s in args.set for a in ("--set", s)]]
     m = run_measured(family, cmd, env=child_env, timeout=args.minutes * 60 * 3 + 1800, cwd=REPO)
     if not m.ok:
@@ -221,7 +234,7 @@ def run_nnunet(config: str, nn: dict[str, Any], work: Path, args: argparse.Names
     m = run_measured(f"nnunet-{config}",
                      [str(args.nnunet_venv / "bin" / "python"), str(driver), nn["dataset"], config,
                       str(args.minutes * 60), device, str(work / "nnUNet_raw" / nn["dataset"] / "imagesTs"),
-                      str(out), *(["reuse"] if args.reuse else [])],
+                      str(out), *(["reuse"] if args.reuse else []), *(["tta"] if args.tta else [])],
                      env=nn["env"], timeout=args.minutes * 60 * 3 + 1800, cwd=work)
     if not m.ok:
         raise SystemExit(f"nnU-Net {config} training/prediction failed (rc {m.rc}):\n{m.log_tail}")
@@ -307,6 +320,11 @@ def main() -> None:
     ap.add_argument("--nnunet-workers", type=int, default=1,
                     help="nnU-Net augmentation worker processes (nnUNet_n_proc_DA, >= 1)")
     ap.add_argument("--nnunet-venv", type=Path, default=Path("/tmp/nnunet-venv"))
+    ap.add_argument("--no-tta", dest="tta", action="store_false",
+                    help="predict without mirror test-time augmentation (default: mirrored, nnU-Net's default)")
+    ap.add_argument("--recipe", type=Path, default=None,
+                    help="medseg config file to start from (default: configs/cpu.yaml on a CPU, built-in defaults "
+                         "on CUDA)")
     ap.add_argument("--set", action="append", default=[], help="medseg config override, e.g. train.batch_size=4")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")

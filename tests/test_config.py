@@ -7,7 +7,7 @@ from medseg.config_loader import ConfigError, dump_config, load_config
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "default.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "default.yaml", "cpu.yaml"])
 def test_shipped_configs_validate_and_round_trip(name: str, tmp_path: Path) -> None:
     cfg = load_config(CONFIGS / name)
     (tmp_path / "again.yaml").write_text(dump_config(cfg, reveal_key=True))  # a file its owner keeps

@@ -43,7 +43,8 @@ from medseg.training.validate import validate
 log = logging.getLogger(__name__)
 
 WARMUP_STEPS = 2
-MEASURED_STEPS = 6
+#: Enough steps that a slow one (data loading, a garbage collection) is in the mean as often as in the run.
+MEASURED_STEPS = 16
 VALIDATION_CASES = 3
 #: Share of the minutes kept free (checkpoints, bundle, timing noise).
 MARGIN = 0.05
@@ -96,7 +97,7 @@ def fit_epochs(
     val_s = (clock() - t0) * len(val_paths) / max(1, len(some))
     stepper.load_state_dict(saved)
     restore_rng(rng)
-    s_it = statistics.median(times[WARMUP_STEPS:])
+    s_it = statistics.fmean(times[WARMUP_STEPS:])  # the run's time is the sum of its steps: the mean, not the median
     measured = clock() - start
     left = cfg.fit_minutes * 60.0 * (1 - MARGIN) - measured - val_s  # the final validation always runs
     per_epoch = cfg.iterations_per_epoch * s_it + val_s / cfg.val_every

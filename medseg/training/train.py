@@ -42,6 +42,10 @@ from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
+#: A split without validation cases validates on this many training cases (the first of the split): the
+#: Dice is optimistic either way, and validating all of a large training set costs minutes of the budget.
+VALIDATION_ON_TRAIN_CASES = 20
+
 #: Fields of ``cfg.train`` that do not change the trained model (excluded from the run key).
 _NON_MODEL_FIELDS = {
     "max_minutes", "device", "num_threads", "models", "num_workers", "compile_model", "channels_last",
@@ -152,8 +156,9 @@ def train_model(
     val_ids = list(splits.val)
     validation_on_train = not val_ids
     if validation_on_train:
-        log.warning("split has no validation case: validating on the training cases (Dice will be optimistic)")
-        val_ids = list(splits.train)
+        log.warning("split has no validation case: validating on %d of the training cases (Dice will be optimistic)",
+                    min(len(splits.train), VALIDATION_ON_TRAIN_CASES))
+        val_ids = list(splits.train)[:VALIDATION_ON_TRAIN_CASES]
 
     warm = resolve_warm_start(ws, family, plan, cfg.train)
     tcfg = cfg.train

@@ -107,3 +107,19 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
+
+
+def test_a_split_without_validation_cases_validates_on_a_few_training_cases(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Validating every training case would spend minutes of a budgeted run: only the first
+    ``VALIDATION_ON_TRAIN_CASES`` of the split are validated, and the bundle says so."""
+    import medseg.training.train as train_module
+
+    monkeypatch.setattr(train_module, "VALIDATION_ON_TRAIN_CASES", 2)
+    ws = write_phantom_workspace(tmp_path / "ws", n_train=3, n_val=0)
+    result = train_model(ws, tiny_config(), "cnn")
+    meta = json.loads((result.bundle_path / "metadata.json").read_text())
+    train_cases = json.loads(ws.splits_path.read_text())["train"]
+    assert len(train_cases) == 3 and meta["training"]["validation_on_train_cases"] is True
+    assert meta["training_data"]["val_cases"] == sorted(train_cases[:2])
