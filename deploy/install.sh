@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install medseg with the pins this machine class needs.
 #   bash deploy/install.sh          # runtime
-#   bash deploy/install.sh --dev    # + test/lint tools
+#   bash deploy/install.sh --dev    # + test/lint tools, and .venv-validators: the other tools' validators the
+#                                   #   tests run medseg's outputs through (ome-zarr-models pins another pydantic)
 # torch goes in first (the CPU wheel 2.13.0); the constraints keep every later install on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,5 +16,9 @@ quiet() { grep -v "is ignored: it is neither a file nor a directory" || true; }
 if .venv/bin/python -m pip list 2>/dev/null | grep -qi '^nvidia'; then
   echo "install.sh: CUDA wheels were pulled in (torch other than 2.13.0?); fix constraints.txt" >&2
   exit 1
+fi
+if [ "${1:-}" = "--dev" ]; then
+  [ -x .venv-validators/bin/python ] || python3 -m venv .venv-validators
+  .venv-validators/bin/python -m pip install -q -r deploy/validators.txt 2>&1 | quiet
 fi
 .venv/bin/python -c "import torch, medseg; print(f'medseg {medseg.__version__} ready (torch {torch.__version__})')"

@@ -1,12 +1,18 @@
-"""Per-case Zarr store: image + label volumes with their geometry (OME-Zarr 0.5 style).
+"""Per-case Zarr store: image + label volumes with their geometry, an OME-Zarr 0.5 image.
 
 Layout of ``<case>.zarr`` (zarr v3)::
 
     <case>.zarr/                 group; attrs: "ome" (multiscales, axes z/y/x in mm) and "medseg" (below)
       0                          image array (z, y, x); float32 or int16; Blosc/LZ4 + bit shuffle
       labels/                    group; attrs: "ome": {"labels": [names...]}
-        <name>/                  group; attrs: "ome": multiscales + "image-label"
+        <name>/                  group; attrs: "ome": multiscales + "image-label" (colors, properties: names)
           0                      uint8 label array (z, y, x), same shape as the image
+      channels/<k>               channel k >= 1 of a multi-channel store (same grid; OME viewers show channel 0)
+
+Every image, label and channel array names its dimensions ``z, y, x`` (``dimension_names``, required by
+OME-Zarr 0.5); the OME ``scale`` is the spacing and the ``translation`` the origin along the array axes
+(:func:`axis_translation`). ``tests/io/test_ome_zarr.py`` validates every kind of store with
+``ome-zarr-models`` and reads it with ``ome-zarr-py``.
 
 ``medseg`` attributes: ``schema_version`` (int; ``schema`` in stores of older medseg versions),
 ``kind`` ("volume" | "preprocessed"), ``case_id``, ``geometry`` (spacing/origin/direction, see
@@ -52,10 +58,14 @@ _log = logging.getLogger(__name__)
 STORE_SCHEMA_VERSION = 1
 #: group of the channels after the first of a multi-channel store: ``channels/1``, ``channels/2`` ...
 CHANNELS_GROUP = "channels"
-AXES = [
-    {"name": "z", "type": "space", "unit": "millimeter"},
-    {"name": "y", "type": "space", "unit": "millimeter"},
-    {"name": "x", "type": "space", "unit": "millimeter"},
+#: Names of the array axes: the OME ``multiscales`` axes and every image/label array's ``dimension_names``.
+DIMENSION_NAMES = ("z", "y", "x")
+AXES = [{"name": name, "type": "space", "unit": "millimeter"} for name in DIMENSION_NAMES]
+#: Display colours of label values 1, 2, ... (RGBA; the palette repeats past its end), as ITK-SNAP and 3D Slicer
+#: start their label tables.
+LABEL_COLORS = [
+    (255, 0, 0, 255), (0, 255, 0, 255), (0, 0, 255, 255), (255, 255, 0, 255), (0, 255, 255, 255),
+    (255, 0, 255, 255), (255, 239, 213, 255), (0, 0, 205, 255), (205, 133, 63, 255), (210, 180, 140, 255),
 ]
 
 
@@ -103,6 +113,19 @@ def _channel_meta(names: Sequence[str]) -> dict[str, Any]:
     return {"channel_names": list(names)} if names else {}
 
 
+def axis_translation(geometry: Geometry) -> list[float]:
+    """The OME ``translation`` of voxel ``[0, 0, 0]``: the origin's coordinate along each array axis (mm).
+
+    OME-Zarr 0.5 has axis-aligned scale and translation only. Projecting the LPS origin on the axis
+    directions (``directionᵀ · origin``) places voxel centres where they are in the patient for any
+    axis-aligned orientation (axial: ``(origin_S, origin_P, origin_L)`` in ``z, y, x`` order), and keeps
+    co-registered stores of one frame of reference aligned in a viewer for oblique ones. The full geometry
+    (direction cosines) is in the ``medseg`` attributes.
+    """
+    direction = np.asarray(geometry.direction, dtype=float)
+    return [float(v) for v in direction.T @ np.asarray(geometry.origin, dtype=float)]
+
+
 def _multiscales(name: str, geometry: Geometry) -> list[dict[str, Any]]:
     return [
         {
@@ -113,12 +136,17 @@ def _multiscales(name: str, geometry: Geometry) -> list[dict[str, Any]]:
                     "path": "0",
                     "coordinateTransformations": [
                         {"type": "scale", "scale": list(geometry.spacing)},
-                        {"type": "translation", "translation": list(geometry.origin)},
+                        {"type": "translation", "translation": axis_translation(geometry)},
                     ],
                 }
             ],
         }
     ]
+
+
+def label_color(value: int) -> tuple[int, int, int, int]:
+    """RGBA display colour of label ``value`` (``>= 1``) in the stores' ``image-label`` metadata."""
+    return LABEL_COLORS[(int(value) - 1) % len(LABEL_COLORS)]
 
 
 def _label_attrs(name: str, geometry: Geometry, label_names: Mapping[int, str]) -> dict[str, Any]:
@@ -128,6 +156,7 @@ def _label_attrs(name: str, geometry: Geometry, label_names: Mapping[int, str]) 
         "image-label": {
             "version": "0.5",
             "source": {"image": "../../"},
+            "colors": [{"label-value": int(v), "rgba": list(label_color(int(v)))} for v in sorted(label_names)],
             "properties": [{"label-value": int(v), "name": n} for v, n in sorted(label_names.items())],
         },
     }}
@@ -169,15 +198,15 @@ def write_case(
     try:
         ch = _chunks(case.image.shape, chunks)
         tmp.mkdir()  # parents before children: one mkdir per directory
-        write_array(tmp / "0", case.image, ch)
+        write_array(tmp / "0", case.image, ch, DIMENSION_NAMES)
         write_group(tmp / "labels", {"ome": {"version": "0.5", "labels": sorted(case.labels)}})
         for name, lab in case.labels.items():
             write_group(tmp / "labels" / name, _label_attrs(name, case.geometry, case.label_names))
-            write_array(tmp / "labels" / name / "0", lab.astype(np.uint8, copy=False), ch)
+            write_array(tmp / "labels" / name / "0", lab.astype(np.uint8, copy=False), ch, DIMENSION_NAMES)
         if case.channels:
             write_group(tmp / CHANNELS_GROUP)
         for k, channel in enumerate(case.channels, start=1):
-            write_array(tmp / CHANNELS_GROUP / str(k), channel, ch)
+            write_array(tmp / CHANNELS_GROUP / str(k), channel, ch, DIMENSION_NAMES)
         for name, extra in (extra_arrays or {}).items():
             _write_extra(tmp, name, extra)
         meta: dict[str, Any] = {
@@ -323,6 +352,7 @@ def _new_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any,
         compressors=[BloscCodec(cname=BLOSC_CNAME, clevel=BLOSC_CLEVEL, shuffle=BLOSC_SHUFFLE)],
         chunk_key_encoding=dict(CHUNK_KEY_ENCODING),
         fill_value=0,
+        dimension_names=DIMENSION_NAMES,
     )
 
 

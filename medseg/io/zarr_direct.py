@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
@@ -53,9 +54,16 @@ def _fill_value(dtype: np.dtype[Any]) -> Any:
 
 
 def array_metadata(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype[Any],
-                   attributes: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``zarr.json`` document of a Zarr v3 array as zarr-python 3 writes it (medseg's Blosc codec)."""
+                   attributes: dict[str, Any] | None = None,
+                   dimension_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """The ``zarr.json`` document of a Zarr v3 array as zarr-python 3 writes it (medseg's Blosc codec).
+
+    ``dimension_names`` (one per axis, e.g. ``("z", "y", "x")``) is what OME-Zarr 0.5 requires of the arrays
+    of an image: the names of its ``multiscales`` axes.
+    """
     dtype = np.dtype(dtype)
+    if dimension_names is not None and len(dimension_names) != len(shape):
+        raise ValueError(f"dimension_names {list(dimension_names)} do not match the {len(shape)} axes of the array")
     return {
         "shape": list(shape),
         "data_type": dtype.name,
@@ -79,6 +87,7 @@ def array_metadata(shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dt
         "zarr_format": 3,
         "node_type": "array",
         "storage_transformers": [],
+        **({"dimension_names": list(dimension_names)} if dimension_names is not None else {}),
     }
 
 
@@ -104,7 +113,8 @@ def write_group(path: Path, attributes: dict[str, Any] | None = None) -> None:
     write_json(Path(path) / "zarr.json", {"attributes": attributes or {}, "zarr_format": 3, "node_type": "group"})
 
 
-def write_array(path: Path, data: NDArray[Any], chunks: tuple[int, ...]) -> None:
+def write_array(path: Path, data: NDArray[Any], chunks: tuple[int, ...],
+                dimension_names: Sequence[str] | None = None) -> None:
     """Write ``data`` as a Zarr v3 array at ``path`` with regular ``chunks`` (clipped to the shape)."""
     path = Path(path)
     data = np.asarray(data)
@@ -114,7 +124,7 @@ def write_array(path: Path, data: NDArray[Any], chunks: tuple[int, ...]) -> None
     chunks = tuple(max(1, int(c)) for c in chunks)
     if len(chunks) != data.ndim:
         raise ValueError(f"{path}: chunks {chunks} do not match the array's {data.ndim} dimensions")
-    write_json(path / "zarr.json", array_metadata(data.shape, chunks, dtype))
+    write_json(path / "zarr.json", array_metadata(data.shape, chunks, dtype, dimension_names=dimension_names))
     if data.size == 0:
         return
     codec = _codec(dtype.itemsize)

@@ -20,10 +20,16 @@ from medseg.io.zarr_direct import (
 )
 
 
+def _dimension_names(data: np.ndarray) -> tuple[str, ...] | None:
+    """Image-like arrays name their axes (OME-Zarr 0.5), the 2-D extra arrays do not."""
+    return ("z", "y", "x") if data.ndim == 3 else None
+
+
 def _zarr_reference(path: Path, data: np.ndarray, chunks: tuple[int, ...]) -> None:
     arr = zarr.create_array(str(path), shape=data.shape, chunks=chunks, dtype=data.dtype,
                             compressors=[BloscCodec(cname=BLOSC_CNAME, clevel=BLOSC_CLEVEL, shuffle=BLOSC_SHUFFLE)],
-                            chunk_key_encoding=dict(CHUNK_KEY_ENCODING), fill_value=0, zarr_format=3)
+                            chunk_key_encoding=dict(CHUNK_KEY_ENCODING), fill_value=0, zarr_format=3,
+                            dimension_names=_dimension_names(data))
     arr[...] = data
 
 
@@ -50,7 +56,7 @@ def test_direct_writer_matches_zarr_python(tmp_path: Path, dtype: type, shape: t
         data = np.zeros(shape, np.uint8)
         data[2:4, 3:9, 20:26] = 2  # only a few chunks are non-empty
     _zarr_reference(tmp_path / "ref", data, chunks)
-    write_array(tmp_path / "direct", data, chunks)
+    write_array(tmp_path / "direct", data, chunks, _dimension_names(data))
 
     ref_meta = json.loads((tmp_path / "ref" / "zarr.json").read_text())
     assert json.loads((tmp_path / "direct" / "zarr.json").read_text()) == ref_meta
