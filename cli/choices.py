@@ -23,3 +23,4 @@ class ExampleConfig(StrEnum):
 
     DEMO = "demo"  # CI-sized, for `medseg demo`
     DEFAULT = "default"  # sized for a real archive on a GPU box
+    CPU = "cpu"  # a machine without a GPU: a narrower network trained to a wall-clock budget
