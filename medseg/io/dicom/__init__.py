@@ -6,7 +6,8 @@ Modules: ``header`` (:class:`~medseg.io.dicom.header.InstanceHeader` and the one
 ``struct`` walk of little-endian files, with the private C walk ``_walk`` behind it), ``frame_groups``
 (where each frame of a multi-frame file lies), ``uid_fallback`` (stand-in UIDs of anonymised files),
 ``frame`` (one 2D frame), ``pixels`` (a stack's pixels), ``seg`` / ``seg_scan`` (DICOM SEG -> labels),
-``rtstruct`` with ``polygon`` (RTSTRUCT contours -> labels), ``seg_writer`` (a label map -> DICOM SEG).
+``rtstruct`` with ``polygon`` (RTSTRUCT contours -> labels), ``seg_writer`` (a label map -> DICOM SEG),
+``seg_check`` (a written SEG read back and checked against its source series), ``seg_codes`` (segment codes).
 Import from the submodules; this package imports nothing heavy. It imports nothing from
 :mod:`medseg.ingest` (quarantine reasons live in :mod:`medseg.io.reasons`).
 """

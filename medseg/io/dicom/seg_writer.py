@@ -18,14 +18,18 @@ The model that made the SEG is recorded in SeriesDescription (``medseg <family> 
 ContentDescription, ContentCreatorName, SoftwareVersions (``"medseg-<medseg version> <family>/<version>"``)
 and every segment's AlgorithmIdentificationSequence (name, family "Artificial Intelligence",
 version). UIDs derive from (source series, family, version), so re-writing gives the same UIDs.
+
+Every SEG is read back and checked against its source headers and the label map before it is
+put in place (:mod:`medseg.io.dicom.seg_check`); one that fails is never left at its path.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,21 +45,20 @@ from pydicom.uid import generate_uid
 import medseg
 from medseg.geometry import Geometry
 from medseg.io.catalog import Catalog
+from medseg.io.dicom.seg_check import ExpectedSeg, SegCheckError, check_seg
+from medseg.io.dicom.seg_codes import algorithm_name, segment_codes, segment_label
 
 SEG_FILE = "seg.dcm"
 SEG_DIR = "dicom-seg"
 SEG_SERIES_NUMBER = 901
 #: tolerance (voxels) when matching a frame's ImagePositionPatient to a slice of the volume.
 POSITION_TOLERANCE_VOXELS = 0.1
-
-_CODES: dict[str, tuple[Any, Any]] = {
-    "organ": (codes.SCT.AnatomicalStructure, codes.SCT.Organ),
-    "lesion": (codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.Lesion),
-    "tumor": (codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.Neoplasm),
-    "spleen": (codes.SCT.AnatomicalStructure, codes.SCT.Spleen),
-    "liver": (codes.SCT.AnatomicalStructure, codes.SCT.Liver),
-}
-_FALLBACK = (codes.SCT.Tissue, codes.SCT.Tissue)
+#: Type 2 attributes (present, possibly empty) of the Patient, General Study and Image Plane modules
+#: that highdicom reads from the first source image; real archives (anonymised or shrunk) drop them.
+TYPE2_SOURCE_ATTRIBUTES = (
+    "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate",
+    "StudyTime",
+)
 
 
 class DicomSourceUnavailable(LookupError):
@@ -73,6 +76,8 @@ class DicomSource:
         datasets: source headers, one per instance (no pixel data).
         frame_slices: for each instance (in ``datasets`` order), the volume slice index ``z`` of each
             of its frames, in frame order (single-frame instances: one entry).
+        slice_spacing_mm: distance between the volume's slices (the SEG's SliceThickness where the
+            source has none).
     """
 
     case_id: str
@@ -80,6 +85,7 @@ class DicomSource:
     series_uid: str
     datasets: tuple[Dataset, ...]
     frame_slices: tuple[tuple[int, ...], ...]
+    slice_spacing_mm: float
 
     @property
     def sop_uids(self) -> list[str]:
@@ -123,8 +129,9 @@ def find_dicom_source(catalog_path: Path, case_id: str, geometry: Geometry, shap
         shape: its shape.
 
     Raises:
-        DicomSourceUnavailable: not a DICOM case (NIfTI/NRRD import), files missing, or frames that
-            do not map one-to-one onto the volume's slices. The message says why.
+        DicomSourceUnavailable: not a DICOM case (NIfTI/NRRD import), files missing, no
+            FrameOfReferenceUID (a SEG must share its source's), or frames that do not map one-to-one
+            onto the volume's slices. The message says why.
     """
     row, files = _catalog_rows(catalog_path, case_id)
     series_uid = str(row["series_uid"])
@@ -145,6 +152,11 @@ def find_dicom_source(catalog_path: Path, case_id: str, geometry: Geometry, shap
     seen: set[int] = set()
     for path in paths:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if not ds.get("FrameOfReferenceUID"):
+            raise DicomSourceUnavailable(
+                f"case {case_id}: {path} has no FrameOfReferenceUID; a DICOM SEG must carry its source's frame "
+                "of reference for a viewer to overlay it, so none is written"
+            )
         if (int(ds.Rows), int(ds.Columns)) != (ny, nx):
             raise DicomSourceUnavailable(
                 f"case {case_id}: {path} has {ds.Rows}x{ds.Columns} pixels, the volume {ny}x{nx}"
@@ -175,6 +187,7 @@ def find_dicom_source(catalog_path: Path, case_id: str, geometry: Geometry, shap
         series_uid=series_uid,
         datasets=tuple(datasets[i] for i in order),
         frame_slices=tuple(frame_slices[i] for i in order),
+        slice_spacing_mm=float(geometry.spacing[0]),
     )
 
 
@@ -183,16 +196,16 @@ def segment_descriptions(
 ) -> list[hd.seg.SegmentDescription]:
     """One AUTOMATIC segment per class (segment ``i`` = the ``i``-th class value in ascending order)."""
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=f"medseg-{family}", family=codes.DCM.ArtificialIntelligence, version=version[:64], source="medseg"
+        name=algorithm_name(family), family=codes.DCM.ArtificialIntelligence, version=version[:64], source="medseg"
     )
     out = []
     for number, value in enumerate(sorted(label_names), start=1):
         name = str(label_names[value])
-        category, prop = _CODES.get(name.lower(), _FALLBACK)
+        category, prop = segment_codes(name)
         out.append(
             hd.seg.SegmentDescription(
                 segment_number=number,
-                segment_label=name[:64],
+                segment_label=segment_label(name),
                 segmented_property_category=category,
                 segmented_property_type=prop,
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
@@ -201,6 +214,27 @@ def segment_descriptions(
                 tracking_uid=generate_uid(entropy_srcs=["medseg-segment", family, version, str(value), name]),
             )
         )
+    return out
+
+
+def with_type2_attributes(ds: Dataset, slice_spacing_mm: float) -> Dataset:
+    """``ds``, or a copy with the missing :data:`TYPE2_SOURCE_ATTRIBUTES` added empty and SliceThickness.
+
+    DICOM requires them present (empty when unknown); highdicom reads them from the source and
+    fails when a real archive omits them (seen on the dicom2nifti compressed series: no PatientSex,
+    no SliceThickness). The SEG's PixelMeasuresSequence needs a SliceThickness (highdicom cannot
+    read the SEG back without one): where the source has none, each SEG frame stands for the slab
+    between slice centres, ``slice_spacing_mm`` thick.
+    """
+    missing = [key for key in TYPE2_SOURCE_ATTRIBUTES if key not in ds]
+    thickness = ds.get("SliceThickness") not in (None, "")
+    if not missing and (thickness or "PerFrameFunctionalGroupsSequence" in ds):
+        return ds
+    out = copy.deepcopy(ds)
+    for key in missing:
+        setattr(out, key, None)  # pydicom: an element with an empty value
+    if not thickness and "PerFrameFunctionalGroupsSequence" not in ds:
+        out.SliceThickness = f"{slice_spacing_mm:.6g}"
     return out
 
 
@@ -234,7 +268,7 @@ def build_prediction_seg(
     uid_seed = [source.series_uid, family, version]
     description = f"medseg {family} {version}"[:64]
     return hd.seg.Segmentation(
-        source_images=list(source.datasets),
+        source_images=[with_type2_attributes(ds, source.slice_spacing_mm) for ds in source.datasets],
         pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segment_descriptions({v: label_names[v] for v in classes}, family, version),
@@ -254,13 +288,19 @@ def build_prediction_seg(
     )
 
 
-def write_seg_atomic(seg: hd.seg.Segmentation, path: Path) -> Path:
-    """Save ``seg`` to ``path`` through a temporary sibling and a rename (never a half-written file)."""
+def write_seg_atomic(seg: hd.seg.Segmentation, path: Path, verify: Callable[[Path], None] | None = None) -> Path:
+    """Save ``seg`` to ``path`` through a temporary sibling and a rename (never a half-written file).
+
+    ``verify`` (e.g. :func:`~medseg.io.dicom.seg_check.require_consistent_seg`) is called on the
+    temporary file before the rename; when it raises, the file is removed and ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         seg.save_as(tmp, enforce_file_format=True)
+        if verify is not None:
+            verify(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -277,11 +317,31 @@ def write_prediction_seg(
     family: str,
     version: str,
 ) -> Path:
-    """Find the case's DICOM source, build its SEG and write it (see the module docstring for the path).
+    """Find the case's DICOM source, build its SEG, check it and write it (path: see the module docstring).
+
+    The written file is read back with highdicom and pydicom and checked against the source headers
+    and ``label_zyx`` (:func:`~medseg.io.dicom.seg_check.check_seg`) before it takes its place; a
+    SEG that fails is not written and an older SEG at the same path (from an earlier prediction of
+    this model version) is removed, so no SEG is left that does not match this prediction.
 
     Raises:
         DicomSourceUnavailable: the case has no usable DICOM source (the caller logs and skips).
+        SegCheckError: the SEG does not match its source series or the label map (a writer defect:
+            the message lists every problem found).
     """
     source = find_dicom_source(catalog_path, case_id, geometry, label_zyx.shape)
     seg = build_prediction_seg(source, label_zyx, label_names, family, version)
-    return write_seg_atomic(seg, seg_path(prediction_dir, source.study_key, case_id))
+    path = seg_path(prediction_dir, source.study_key, case_id)
+    expected = ExpectedSeg(label_zyx=label_zyx, geometry=geometry, label_names=label_names, family=family,
+                           version=version)
+
+    def verify(written: Path) -> None:
+        problems = check_seg(written, source.datasets, expected)
+        if problems:
+            raise SegCheckError(path, problems)
+
+    try:
+        return write_seg_atomic(seg, path, verify)
+    except SegCheckError:
+        path.unlink(missing_ok=True)
+        raise
