@@ -23,6 +23,7 @@ from medseg.cli.common import (
     start_local_workers,
 )
 from medseg.cli.fast_exit import skip_final_gc
+from medseg.cli.predict import predict_command
 from medseg.cli.render import print_outcomes, print_report_table, print_status
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.config_loader import dump_config
@@ -234,6 +235,9 @@ def infer(
     with friendly_errors():
         print_outcomes(infer_flow(_flow_config(cfg), families=_families(cfg, model), case_ids=cases,
                                   cases=select.value))
+
+
+app.command("predict")(predict_command)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from medseg.config import MedsegConfig, ModelFamily
 from medseg.ops.params import resolve_config
 from medseg.runtime.run_id import new_run_id
 from medseg.tasks.infer import infer_task
+from medseg.tasks.predict import predict_task
 from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
 from medseg.tasks.preprocess import preprocess_task
@@ -54,6 +55,20 @@ def infer_flow(config: ConfigParam = None, config_path: str | None = None, overr
     """Predict ``case_ids`` or the ``cases`` selection ("test" split or "pending": no prediction from the champion)."""
     cfg = resolve_config(config, config_path, overrides)
     return [infer_task(cfg, f, case_ids=case_ids, cases=cases).brief() for f in _families(cfg, families)]
+
+
+@flow(name="medseg-predict", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
+def predict_flow(config: ConfigParam = None, config_path: str | None = None, overrides: list[str] | None = None,
+                 inputs: list[str] | None = None, output: str | None = None, model: str = "cnn",
+                 formats: str = "nifti,dicom-seg", keep_names: bool = False,
+                 temporary_workspace: bool = True) -> dict[str, Any]:
+    """Ingest ``inputs`` (DICOM folders, NIfTI/NRRD files) and predict every case of them into ``output`` with
+    ``model`` (a family's champion or a bundle folder); the outcome's ``stats["problems"]`` says what failed."""
+    if not inputs or output is None:
+        raise ValueError("predict_flow needs `inputs` (DICOM folders / NIfTI or NRRD files) and `output` (a folder)")
+    cfg = resolve_config(config, config_path, overrides)
+    return predict_task(cfg, list(inputs), output, model, formats, keep_names=keep_names,
+                        temporary_workspace=temporary_workspace).model_dump(mode="json")
 
 
 @flow(name="medseg-report", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)

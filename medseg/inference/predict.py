@@ -6,7 +6,8 @@ of logits, which are interpolated onto the native grid and arg-maxed plane by pl
 memory, see :func:`predict_volume`); where validation chose it, only a class's largest component is kept.
 Outputs go to ``predictions/<family>/<version>/<case_id>.{zarr,nii.gz}`` and, for DICOM cases,
 ``predictions/<family>/<version>/dicom-seg/<study_key>/<case_id>/seg.dcm``; cases already
-predicted by the same bundle version are skipped.
+predicted by the same bundle version are skipped. ``medseg predict`` writes through the same
+:func:`write_case_prediction` with its own file names (:class:`~medseg.inference.outputs.CaseOutputs`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from numpy.typing import NDArray
 from medseg.config import InferConfig, MedsegConfig, ModelFamily
 from medseg.geometry import Geometry
 from medseg.inference.ensemble import stream_probabilities
+from medseg.inference.outputs import CaseOutputs, CaseWritten
 from medseg.inference.postprocess import keep_largest_component
 from medseg.inference.restore import NativeRestorer
 from medseg.inference.selection import has_prediction
@@ -206,45 +208,73 @@ def predict_case(
     out_dir: Path,
     device: torch.device,
 ) -> Path | None:
-    """Predict one ingested case and write its outputs; returns the DICOM SEG path (None when not written).
+    """Predict one ingested case into the workspace layout of ``out_dir``; returns the DICOM SEG path (or None).
 
     Outputs, in this order (the Zarr store, written last, marks the case as done):
     ``<case_id>.nii.gz`` (source affine), ``dicom-seg/<study_key>/<case_id>/seg.dcm`` (when
     ``cfg.infer.dicom_seg`` and the case came from DICOM; otherwise skipped with a logged reason),
     ``<case_id>.zarr`` (image + ``labels/pred``; ``source`` records the model family and version).
     """
+    outputs = CaseOutputs.in_folder(out_dir, case_id, cfg.infer.dicom_seg)
+    return write_case_prediction(ws, cfg, bundle, case_id, outputs, device).seg_file
+
+
+def write_case_prediction(
+    ws: Workspace,
+    cfg: MedsegConfig,
+    bundle: ModelBundle,
+    case_id: str,
+    outputs: CaseOutputs,
+    device: torch.device,
+) -> CaseWritten:
+    """Predict one ingested case (``ws.volume_path(case_id)``) and write the outputs ``outputs`` names.
+
+    The one prediction path of ``medseg infer`` (workspace layout, :func:`predict_case`) and
+    ``medseg predict`` (files named after the study). Order: NIfTI (source affine), DICOM SEG
+    (DICOM sources only: otherwise skipped, and the reason is logged and returned), Zarr store last.
+
+    Raises:
+        MissingChannelError: the case lacks an input channel of the model (nothing is written).
+    """
     volume = ws.volume_path(case_id)
     meta = read_meta(volume)
     geometry = Geometry.from_dict(meta["geometry"])
     image = open_array(volume, "0")
     channels = input_channels(volume, bundle.plan)  # names a missing channel (MissingChannelError)
-    label = predict_volume(bundle, channels, geometry, cfg.infer, device, spill_dir=out_dir)
+    label = predict_volume(bundle, channels, geometry, cfg.infer, device, spill_dir=outputs.folder)
     label_names = {int(k): str(v) for k, v in bundle.plan.label_names.items()}
-    _write_nifti(out_dir / f"{case_id}.nii.gz", label, geometry)
+    files: list[Path] = []
+    if outputs.nifti is not None:
+        outputs.nifti.parent.mkdir(parents=True, exist_ok=True)
+        _write_nifti(outputs.nifti, label, geometry)
+        files.append(outputs.nifti)
     seg_file: Path | None = None
-    seg_note = "disabled (infer.dicom_seg=false)"
-    if cfg.infer.dicom_seg:
+    seg_note = "not requested (infer.dicom_seg=false, or not in medseg predict --format)"
+    if outputs.dicom_seg:
         try:
-            seg_file = write_prediction_seg(
-                ws.catalog_path, out_dir, case_id, label, geometry, label_names, bundle.family, bundle.version
-            )
+            seg_file = write_prediction_seg(ws.catalog_path, outputs.folder, case_id, label, geometry, label_names,
+                                            bundle.family, bundle.version, path=outputs.seg_file)
             seg_note = str(seg_file)
+            files.append(seg_file)
         except DicomSourceUnavailable as exc:
             seg_note = f"skipped: {exc}"
             log.info("no DICOM SEG for case %s: %s", case_id, exc)
-    source = {
-        "model_family": bundle.family,
-        "model_version": bundle.version,
-        "model": {"family": bundle.family, "version": bundle.version},
-        "bundle": str(bundle.path),
-        "plan_hash": bundle.plan.plan_hash(),
-        "input_volume": str(volume),
-        **({"channel_names": bundle.plan.channel_names} if bundle.plan.channel_names else {}),
-        "infer": cfg.infer.model_dump(mode="json"),
-        "dicom_seg": seg_note,
-    }
-    _write_prediction_store(out_dir / f"{case_id}.zarr", case_id, image, geometry, label, label_names, source)
-    return seg_file
+    if outputs.zarr is not None:
+        source = {
+            "model_family": bundle.family,
+            "model_version": bundle.version,
+            "model": {"family": bundle.family, "version": bundle.version},
+            "bundle": str(bundle.path),
+            "plan_hash": bundle.plan.plan_hash(),
+            "input_volume": str(volume),
+            **({"channel_names": bundle.plan.channel_names} if bundle.plan.channel_names else {}),
+            "infer": cfg.infer.model_dump(mode="json"),
+            "dicom_seg": seg_note,
+        }
+        outputs.zarr.parent.mkdir(parents=True, exist_ok=True)
+        _write_prediction_store(outputs.zarr, case_id, image, geometry, label, label_names, source)
+        files.append(outputs.zarr)
+    return CaseWritten(files=files, seg_file=seg_file, seg_note=seg_note)
 
 
 def run_inference(

@@ -11,6 +11,7 @@ def _flows() -> list[object]:
     from medseg.flows import bulk, nightly, pipeline, stages
 
     return [stages.ingest_flow, stages.preprocess_flow, stages.train_flow, stages.infer_flow, stages.report_flow,
+            stages.predict_flow,
             pipeline.pipeline_flow, nightly.nightly_flow, nightly.batch_infer_flow, bulk.bulk_flow]
 
 

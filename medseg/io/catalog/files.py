@@ -77,6 +77,16 @@ class FilesTable(CatalogConnection):
         with self._connect() as con:
             return int(con.execute("SELECT COUNT(*) FROM files WHERE status = ?", (status,)).fetchone()[0])
 
+    def first_file_of_series(self) -> dict[str, str]:
+        """``{series_uid: first path}`` of every series with a readable file: DICOM series, and the
+        ``"file:<key>"`` series of NIfTI/NRRD files. Tells which source a case or label came from."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT series_uid, MIN(path) AS path FROM files WHERE status = 'ok' AND series_uid IS NOT NULL "
+                "GROUP BY series_uid"
+            ).fetchall()
+        return {str(r["series_uid"]): str(r["path"]) for r in rows}
+
     def file_headers(self, status: str = "ok", study_keys: list[str | None] | None = None) -> list[dict[str, Any]]:
         """Header dicts (as read by :func:`~medseg.ingest.headers.read_header`) of files with ``status``.
 

@@ -316,9 +316,12 @@ def write_prediction_seg(
     label_names: Mapping[int, str],
     family: str,
     version: str,
+    path: Path | None = None,
 ) -> Path:
-    """Find the case's DICOM source, build its SEG, check it and write it (path: see the module docstring).
+    """Find the case's DICOM source, build its SEG, check it and write it.
 
+    ``path`` is where the SEG goes; None: the workspace layout (see the module docstring) under
+    ``prediction_dir`` (``medseg predict`` names its SEG files after the study instead).
     The written file is read back with highdicom and pydicom and checked against the source headers
     and ``label_zyx`` (:func:`~medseg.io.dicom.seg_check.check_seg`) before it takes its place; a
     SEG that fails is not written and an older SEG at the same path (from an earlier prediction of
@@ -331,17 +334,17 @@ def write_prediction_seg(
     """
     source = find_dicom_source(catalog_path, case_id, geometry, label_zyx.shape)
     seg = build_prediction_seg(source, label_zyx, label_names, family, version)
-    path = seg_path(prediction_dir, source.study_key, case_id)
+    target = path or seg_path(prediction_dir, source.study_key, case_id)
     expected = ExpectedSeg(label_zyx=label_zyx, geometry=geometry, label_names=label_names, family=family,
                            version=version)
 
     def verify(written: Path) -> None:
         problems = check_seg(written, source.datasets, expected)
         if problems:
-            raise SegCheckError(path, problems)
+            raise SegCheckError(target, problems)
 
     try:
-        return write_seg_atomic(seg, path, verify)
+        return write_seg_atomic(seg, target, verify)
     except SegCheckError:
-        path.unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
         raise
