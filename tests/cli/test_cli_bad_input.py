@@ -22,8 +22,8 @@ from medseg.workspace import Workspace
 runner = CliRunner()
 
 #: every command of the app (test_every_command_is_covered keeps this list and BAD_INPUTS complete)
-COMMANDS = ("demo", "demo-data", "run", "ingest", "preprocess", "train", "infer", "report", "status", "nightly",
-            "bulk", "serve", "catalog", "export", "config")
+COMMANDS = ("demo", "demo-data", "run", "ingest", "preprocess", "train", "infer", "predict", "report", "status",
+            "nightly", "bulk", "serve", "catalog", "export", "config")
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,13 @@ BAD_INPUTS: list[tuple[str, int, str]] = [
     ("infer -w {root}/ws --model gan", 1, "no gan model"),
     ("report -w {root}/ws", 1, "no predictions"),
     ("serve {root}/good.yaml", 2, "needs a running Prefect server"),
+    # predict: a bad config or format, a missing input, a missing model (checked before anything is ingested)
+    ("predict -i {root}/archive -o {root}/p -m cnn -w {root}/ws --set train.max_epoch=3", 2, "did you mean"),
+    ("predict -i {root}/archive -o {root}/p -m cnn -w {root}/ws --format nifti,nii", 2,
+     "unknown output format 'nii'"),
+    ("predict -i {root}/no-such-archive -o {root}/p -m cnn -w {root}/ws", 1, "DICOM source not found"),
+    ("predict -i {root}/archive -o {root}/p -m gan -w {root}/ws", 1, "no gan champion"),
+    ("predict -i {root}/archive -o {root}/p -m {root}/no-bundle -w {root}/ws", 1, "neither a model family"),
 ]
 
 
