@@ -189,13 +189,13 @@ def test_names_are_unique_and_a_study_with_two_series_gets_one_output_each() -> 
     def case(case_id: str, study: str, source: str, description: str = "") -> InputCase:
         return InputCase(case_id, source, study, f"{source}/{case_id}.dcm", True, description)
 
-    inv = InputInventory(["/a", "/b"], cases=[case("case_1", "study_x", "/a", "AX T1"),
-                                              case("case_2", "study_x", "/a", "AX T1"),
-                                              case("case_3", "study_y", "/b")])
+    a, b = "/no/such/a", "/no/such/b"
+    inv = InputInventory([a, b], cases=[case("case_1", "study_x", a, "AX T1"), case("case_2", "study_x", a, "AX T1"),
+                                        case("case_3", "study_y", b)])
     assert [c.name for c in name_outputs(inv, keep_names=False)] == [
         "study_x_case_1", "study_x_case_2", "study_y"]
     named = name_outputs(inv, keep_names=True, study_uid=lambda path: "1.2.3")
-    # /a holds one study (a folder: named after it; /a does not exist, so the StudyInstanceUID is used)
+    # each input holds one study (a folder would give its name; these do not exist: the StudyInstanceUID)
     assert [c.name for c in named] == ["1.2.3_AX_T1", "1.2.3_AX_T1-2", "1.2.3"]
 
 
@@ -215,10 +215,11 @@ def test_the_cli_prints_the_table_and_exits_1_for_an_input_without_images(
     common = ["-o", str(out), "--model", str(inputs["bundle"]), "--format", "nifti",
               "--set", f"workspace={inputs['root'] / 'site'}", "--set", f"ingest.deid_secret={SECRET}",
               "--set", "dask.n_workers=1", "--set", "train.device=cpu", "--set", "infer.overlap=0.0"]
-    result = CliRunner().invoke(app, ["predict", "-i", str(inputs["nifti"]), "-i", str(junk), *common])
+    result = CliRunner().invoke(app, ["predict", "-i", str(inputs["nifti"]), "-i", str(junk), *common],
+                                env={"COLUMNS": "300"})
     assert result.exit_code == 1, result.output
     assert "predicted 1, skipped 1, failed 0" in result.output and "not_dicom" in result.output
     assert "nothing predicted" in result.output
     assert (out / f"{keyed_hash(SECRET, f'file:{NIFTI_NAME}', prefix='study_')}.nii.gz").is_file()
-    ok = CliRunner().invoke(app, ["predict", "-i", str(inputs["nifti"]), *common])
+    ok = CliRunner().invoke(app, ["predict", "-i", str(inputs["nifti"]), *common], env={"COLUMNS": "300"})
     assert ok.exit_code == 0, ok.output
