@@ -14,9 +14,9 @@ from medseg.config import MedsegConfig, ModelFamily
 from medseg.ops.params import resolve_config
 from medseg.runtime.run_id import new_run_id
 from medseg.tasks.infer import infer_task
-from medseg.tasks.predict import predict_task
 from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
+from medseg.tasks.predict import predict_task
 from medseg.tasks.preprocess import preprocess_task
 from medseg.tasks.report import report_task
 from medseg.tasks.train import train_task
