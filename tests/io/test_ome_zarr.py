@@ -29,7 +29,7 @@ CASES = ["hippocampus_003", "hippocampus_004"]
 
 def _validate(paths: list[Path]) -> dict[str, Any]:
     if not VALIDATORS_PYTHON.is_file():
-        pytest.fail(f"{VALIDATORS_PYTHON} is missing: run `bash deploy/install.sh --dev` (it makes the validators' venv)")
+        pytest.fail(f"{VALIDATORS_PYTHON} is missing: `bash deploy/install.sh --dev` makes the validators' venv")
     done = subprocess.run([str(VALIDATORS_PYTHON), str(Path(__file__).with_name("ome_zarr_check.py")),
                            *map(str, paths)], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
