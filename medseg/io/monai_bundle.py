@@ -7,8 +7,8 @@ Layout (the MONAI bundle specification, run with ``python -m monai.bundle run --
                               (input image, output classes), and a ``medseg`` section (source bundle,
                               plan hash, axis convention)
     configs/inference.json    LoadImaged → EnsureChannelFirstd → CropForegroundd (nonzero) → intensity
-                              normalisation → Spacingd → sliding window (Gaussian) → softmax → Invertd
-                              back to the input grid → argmax → largest component → SaveImaged
+                              normalisation → Spacingd (cubic spline) → sliding window (Gaussian) → softmax
+                              → Invertd back to the input grid → argmax → largest component → SaveImaged
     models/model.pt           state_dict of ``network_def`` (``torch.save``)
 
 **Axes.** MONAI reads a NIfTI image in its voxel order ``(i, j, k)``, the reverse of medseg's ``(z, y, x)``
@@ -84,8 +84,7 @@ def inference_config(spec: BundleInference) -> dict[str, Any]:
                     "select_fn": "$lambda x: x != 0", "margin": 0, "allow_smaller": True})
     pre += [
         _normalisation(spec.normalization),
-        {"_target_": "Spacingd", "keys": "image", "pixdim": list(spec.pixdim), "mode": "bilinear",
-         "scale_extent": True},
+        {"_target_": "Spacingd", "keys": "image", "pixdim": list(spec.pixdim), "mode": 3},  # cubic spline
         {"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32"},
     ]
     window = {"roi_size": list(spec.roi_size), "sw_batch_size": spec.sw_batch_size, "overlap": spec.overlap,

@@ -24,7 +24,7 @@ from medseg.workspace import Workspace
 REPO = Path(__file__).resolve().parents[2]
 VALIDATORS_PYTHON = Path(os.environ.get("MEDSEG_VALIDATORS_PYTHON") or REPO / ".venv-validators" / "bin" / "python")
 HIPPOCAMPUS = REPO.parent / "shared" / "data" / "real" / "msd-hippocampus"
-CASES = ["hippocampus_003", "hippocampus_004", "hippocampus_006", "hippocampus_007"]
+CASES = ["hippocampus_003", "hippocampus_004", "hippocampus_006", "hippocampus_008"]
 DATASET_ID = 987
 PLAN_AND_PREPROCESS = ("import sys; from nnunetv2.experiment_planning.plan_and_preprocess_entrypoints import "
                        "plan_and_preprocess_entry as main; sys.argv[0] = 'nnUNetv2_plan_and_preprocess'; main()")
