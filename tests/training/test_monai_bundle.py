@@ -84,7 +84,6 @@ def test_transposed_weights_give_the_transposed_network(spatial_dims: int) -> No
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.slow  # ~75 s on 2 busy cores, mostly training the network
 @pytest.mark.parametrize("spatial_dims", [3])  # 2D plans (SliceInferer): network equivalence tested above only
 def test_monai_bundle_run_predicts_what_medseg_predicts(tmp_path: Path, spatial_dims: int) -> None:
     from monai.bundle import run
