@@ -112,40 +112,20 @@ print("BENCHJSON " + json.dumps(info), flush=True)
 
 
 def export_raw(prep: dict[str, Any], raw: Path, dataset: str) -> dict[str, str]:
-    """Write the nnU-Net raw dataset of the medseg-ingested train/test cases.
+    """Write the nnU-Net raw dataset of the medseg-ingested train/test cases (medseg's own writer,
+    :func:`medseg.io.nnunet_dataset.write_nnunet_dataset`, as ``medseg export-dataset --format nnunet``).
 
     Returns ``{test case_id: nnU-Net test name}``.
     """
-    from medseg.ingest.export import export_nifti
+    from medseg.io.case_arrays import channel_names
+    from medseg.io.nnunet_dataset import DatasetCase, write_nnunet_dataset
 
-    root = raw / dataset
-    for sub in ("imagesTr", "labelsTr", "imagesTs"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    from medseg.io.case_arrays import channel_names as store_channels
-
-    channels: list[str | None] = list(store_channels(prep["train"][0].volume_path)) or [None]
-
-    def images(ws: Any, case_id: str, stem: Path) -> None:
-        for k, channel in enumerate(channels):  # nnU-Net: one file per channel, _0000, _0001 ...
-            export_nifti(ws, case_id, stem.with_name(f"{stem.name}_{k:04d}.nii.gz"), channel=channel)
-
-    names: dict[int, str] = {}
-    for i, case in enumerate(prep["train"]):
-        images(prep["ws"], case.case_id, root / "imagesTr" / f"case_{i:03d}")
-        export_nifti(prep["ws"], case.case_id, root / "labelsTr" / f"case_{i:03d}.nii.gz", label="gt")
-        names.update({int(k): str(v) for k, v in case.label_names.items()})
-    test_names = {}
-    for i, case in enumerate(prep["test"]):
-        images(prep["ws_test"], case.case_id, root / "imagesTs" / f"test_{i:03d}")
-        test_names[case.case_id] = f"test_{i:03d}"
-    labels = {"background": 0, **{names.get(k, f"class_{k}"): k for k in sorted(names or {1: "foreground"})}}
-    modality = "CT" if str(getattr(prep["train"][0], "modality", "MR")).upper() == "CT" else "MRI"
-    (root / "dataset.json").write_text(json.dumps({
-        "channel_names": {str(k): c or modality for k, c in enumerate(channels)}, "labels": labels,
-        "numTraining": len(prep["train"]),
-        "file_ending": ".nii.gz", "name": dataset,
-    }, indent=2))
-    return test_names
+    first = prep["train"][0]
+    channels = channel_names(first.volume_path) or ["CT" if str(first.modality).upper() == "CT" else "MRI"]
+    training = [DatasetCase(f"case_{i:03d}", c.volume_path) for i, c in enumerate(prep["train"])]
+    test = [DatasetCase(f"test_{i:03d}", c.volume_path) for i, c in enumerate(prep["test"])]
+    write_nnunet_dataset(raw / dataset, training, test, channels, overwrite=True)
+    return {c.case_id: t.name for c, t in zip(prep["test"], test, strict=True)}
 
 
 def environment(work: Path, threads: int, workers: int, processes: int) -> dict[str, str]:

@@ -18,6 +18,18 @@ class ExportFormat(StrEnum):
     NIFTI = "nifti"
 
 
+class DatasetFormat(StrEnum):
+    """``medseg export-dataset --format``."""
+
+    NNUNET = "nnunet"  # nnU-Net v2 raw dataset folder
+
+
+class ModelFormat(StrEnum):
+    """``medseg export-model --format``."""
+
+    MONAI_BUNDLE = "monai-bundle"  # configs/metadata.json, configs/inference.json, models/model.pt
+
+
 class ExampleConfig(StrEnum):
     """``medseg config --example``: the configs shipped with medseg (``configs/<name>.yaml``)."""
 

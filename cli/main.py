@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from medseg import __version__
-from medseg.cli.choices import CaseSelection, ExampleConfig, ExportFormat
+from medseg.cli.choices import CaseSelection, DatasetFormat, ExampleConfig, ExportFormat, ModelFormat
 from medseg.cli.common import (
     CONFIG_DIR,
     build_config,
@@ -405,6 +406,60 @@ def export(
     with friendly_errors():
         path = export_nifti(ws, series, out, channel=channel)
     console.print(f"wrote {path}")
+
+
+@app.command("export-dataset")
+def export_dataset(
+    out: Annotated[Path, typer.Argument(help="dataset folder to create, e.g. $nnUNet_raw/Dataset501_Liver")],
+    fmt: Annotated[DatasetFormat, typer.Option("--format", "-f", help="dataset format")] = DatasetFormat.NNUNET,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing folder")] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Write the labeled cases as an nnU-Net v2 raw dataset (imagesTr/labelsTr, test split and unlabeled cases
+    in imagesTs, dataset.json)."""
+    from medseg.ingest.export import export_nnunet_dataset
+
+    cfg = build_config(config, overrides, workspace)
+    ws = require_workspace(cfg, lambda ws: ws.catalog_path, "medseg ingest SOURCE...")
+    with friendly_errors():
+        summary = export_nnunet_dataset(ws, out, overwrite=force)
+    console.print(f"wrote {summary.root}: {len(summary.training)} training, {len(summary.test)} test cases, "
+                  f"channels {summary.channel_names}, labels {summary.labels}")
+    if not re.fullmatch(r"Dataset\d{3}_\w+", summary.root.name):
+        console.print("note: nnU-Net finds a dataset by id when its folder is $nnUNet_raw/DatasetNNN_Name")
+
+
+@app.command("export-model")
+def export_model(
+    out: Annotated[Path, typer.Argument(help="bundle folder to create")],
+    fmt: Annotated[ModelFormat, typer.Option("--format", "-f", help="model format")] = ModelFormat.MONAI_BUNDLE,
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="a model family (its champion) or a bundle folder")] = ModelFamily.CNN.value,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing folder")] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Write a model bundle as a MONAI bundle (configs/inference.json runs with `python -m monai.bundle run`)."""
+    from medseg.training.bundle import champion
+    from medseg.training.monai_bundle import export_monai_bundle
+
+    cfg = build_config(config, overrides, workspace)
+    if Path(model).is_dir():
+        source = Path(model)
+    else:
+        ws = require_workspace(cfg)
+        found = champion(ws, model) if model in {f.value for f in ModelFamily} else None
+        if found is None:
+            raise fail(f"{model!r} is neither a bundle folder nor a model family with a champion in {ws.root} "
+                       "(families: cnn, gan; run `medseg train` first)", code=1)
+        source = found
+    with friendly_errors():
+        path = export_monai_bundle(source, out, cfg.infer, overwrite=force)
+    console.print(f"wrote {path} (from {source}); run: python -m monai.bundle run --config_file "
+                  f"{path}/configs/inference.json --bundle_root {path} --dataset_dir IMAGES --output_dir OUT")
 
 
 @app.command("config")

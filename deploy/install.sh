@@ -2,7 +2,8 @@
 # Create .venv and install medseg with the pins this machine class needs.
 #   bash deploy/install.sh          # runtime
 #   bash deploy/install.sh --dev    # + test/lint tools, and .venv-validators: the other tools' validators the
-#                                   #   tests run medseg's outputs through (ome-zarr-models pins another pydantic)
+#                                   #   tests run medseg's outputs through (ome-zarr-models pins another pydantic;
+#                                   #   nnunetv2 on the same CPU torch wheel, installed first)
 # torch goes in first (the CPU wheel 2.13.0); the constraints keep every later install on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ if .venv/bin/python -m pip list 2>/dev/null | grep -qi '^nvidia'; then
 fi
 if [ "${1:-}" = "--dev" ]; then
   [ -x .venv-validators/bin/python ] || python3 -m venv .venv-validators
-  .venv-validators/bin/python -m pip install -q -r deploy/validators.txt 2>&1 | quiet
+  .venv-validators/bin/python -m pip install -q "torch==2.13.0" 2>&1 | quiet  # first: nnunetv2 needs torch
+  .venv-validators/bin/python -m pip install -q "torch==2.13.0" -r deploy/validators.txt 2>&1 | quiet
 fi
 .venv/bin/python -c "import torch, medseg; print(f'medseg {medseg.__version__} ready (torch {torch.__version__})')"

@@ -52,8 +52,9 @@ class LabelSource:
 
 @dataclass(frozen=True)
 class ChannelSource:
-    """A non-reference channel of a multi-sequence case: an image stack (``frames``) read and put on the
-    case's grid, or channel ``channel`` of the case's own 4D image file (``image_file``, MSD layout)."""
+    """A non-reference channel of a multi-sequence case: an image stack (``frames``) or channel ``channel`` of
+    an image file (``image_file``: the case's own 4D file, MSD layout, or its own file, nnU-Net layout), read
+    and put on the case's grid."""
 
     name: str
     series_uid: str
@@ -61,6 +62,7 @@ class ChannelSource:
     geometry: Geometry
     image_file: str = ""
     channel: int = 0
+    file_shape: tuple[int, int, int] | None = None  # (z, y, x) of ``image_file`` from its header (size check)
 
 
 @dataclass
@@ -130,7 +132,7 @@ def check_size(job: CaseJob, max_voxels: int) -> None:
     """
     shapes = [(job.where, job.shape)] + [
         (c.frames[0].path, (len(c.frames), c.frames[0].rows, c.frames[0].cols)) for c in job.extra_channels if c.frames
-    ]
+    ] + [(c.image_file, c.file_shape) for c in job.extra_channels if c.image_file and c.file_shape]
     for where, (z, y, x) in shapes:
         if max_voxels and z * y * x > max_voxels:
             raise IngestError(
@@ -159,7 +161,7 @@ def read_channel(
     src: ChannelSource, geometry: Geometry, shape: tuple[int, ...], roots: Sequence[str] = ()
 ) -> NDArray[Any]:
     """Decode a channel; one on another grid is resampled (linear, physical space) onto ``geometry``."""
-    if src.image_file:  # another channel of the case's own 4D file: same grid
+    if src.image_file:  # a channel of a 4D file, or a file of its own (resampled below if on another grid)
         volume: NDArray[Any] = image_values(read_volume(src.image_file, src.channel, roots)[0])
     else:
         volume = read_stack(list(src.frames))

@@ -26,7 +26,7 @@ from typing import Any
 
 from medseg.deid import keyed_hash
 from medseg.ingest.build import CaseJob, LabelSource
-from medseg.ingest.channels import ChannelPlan, RuleTuple, msd_channel_names, plan_channels, plan_file_channels
+from medseg.ingest.channels import ChannelPlan, RuleTuple, apply_file_channels, plan_channels
 from medseg.ingest.masks import is_mask_candidate, pick_target, same_grid
 from medseg.ingest.stacks import Stack, assemble_series
 from medseg.ingest.volume_file_cases import OrphanLabel, plan_volume_files
@@ -277,8 +277,7 @@ def plan_ingest(
         )
     file_plan = plan_volume_files(files, ws, secret, roots or [])
     if channels:
-        file_plan.cases, dropped = plan_file_channels(file_plan.cases, msd_channel_names(files), channels)
-        for st, cid, msg in dropped:
+        for st, cid, msg in apply_file_channels(file_plan, files, channels):
             plan.series_rows.append({**stack_row(st, cid, "quarantined"), "reason": Reason.MISSING_CHANNEL.value,
                                      "message": msg})
             plan.quarantine.append({"path": st.paths[0] if st.paths else "", "series_uid": st.series_uid,
@@ -368,6 +367,7 @@ def content_hash(job: CaseJob, by_path: dict[str, dict[str, Any]]) -> str:
     if job.channel_names:  # multi-channel cases only: single-channel hashes stay as they were
         parts.append([list(job.channel_names)] + [
             [c.name, c.series_uid, [(f.path, f.frame, _stat_key(by_path, f.path)) for f in c.frames]]
+            + ([c.image_file, _stat_key(by_path, c.image_file)] if c.image_file not in ("", job.image_file) else [])
             for c in job.extra_channels
         ])
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()

@@ -13,8 +13,10 @@ when the config has channel rules:
 * a study lacking a channel (or with two series for one channel) builds no case: each of its matched
   series gets a quarantine row ``missing_channel`` (``channel_ambiguous``) naming the study and the channel;
 * series that match no rule are recorded with status ``unused``;
-* an MSD dataset's 4D image (``dataset.json`` ``modality`` names its channels) maps its channels onto the
-  rules by those names (:func:`plan_file_channels`); a case lacking one is quarantined ``missing_channel``.
+* an MSD dataset's 4D image (``dataset.json`` ``modality`` names its channels) and an nnU-Net v2 case's
+  channel files (``channel_names``, ``<case>_0000``, ``_0001`` ...) map their channels onto the rules by
+  those names (:func:`plan_file_channels`: a channel named like the rule first, else the first the rule
+  matches); a case lacking one is quarantined ``missing_channel``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 from medseg.geometry import Geometry
 from medseg.ingest.build import CaseJob, ChannelSource, LabelSource
 from medseg.ingest.stacks import Stack
+from medseg.ingest.volume_file_cases import FilePlan
 from medseg.io.reasons import Reason
 
 #: ``(name, match, exclude)`` of a channel rule (``medseg.config.ChannelRule``), picklable for workers
@@ -133,46 +136,98 @@ def _report(out: ChannelPlan, study: str, matched: list[Stack], found: dict[str,
         out.rows.append((s, "quarantined", reason, msg))
 
 
-def msd_channel_names(headers: Sequence[dict[str, Any]]) -> dict[str, dict[int, str]]:
-    """``{dataset folder: {channel index: name}}`` of the MSD ``dataset.json`` headers (4D images, ``modality``)."""
+def dataset_channel_names(headers: Sequence[dict[str, Any]]) -> dict[str, dict[int, str]]:
+    """``{dataset folder: {channel index: name}}`` of the ``dataset.json`` headers (MSD ``modality``, nnU-Net v2
+    ``channel_names``)."""
     return {
         str(Path(h["path"]).parent): {int(k): str(v) for k, v in (h.get("channels") or {}).items()}
         for h in headers
-        if h.get("kind") == "dataset" and h.get("layout") == "msd"
+        if h.get("kind") == "dataset"
     }
 
 
-def plan_file_channels(
-    cases: list[tuple[CaseJob, Stack]], datasets: dict[str, dict[int, str]], rules: Sequence[RuleTuple]
-) -> tuple[list[tuple[CaseJob, Stack]], list[tuple[Stack, str, str]]]:
-    """Map the channels of MSD 4D images (named by ``dataset.json`` ``modality``) onto the channel rules.
+def pick_channel(names: dict[int, str], rule: RuleTuple) -> int | None:
+    """The dataset channel a rule takes: the one named like the rule (case-insensitive), else the first
+    whose name the rule matches (as a SeriesDescription); None when none fits."""
+    exact = [k for k, n in sorted(names.items()) if n.strip().lower() == rule[0].strip().lower()]
+    if exact:
+        return exact[0]
+    return next((k for k, n in sorted(names.items()) if channel_of(n, [rule]) == rule[0]), None)
 
-    Each rule takes the first dataset channel whose name it matches (as a SeriesDescription); the first
-    rule's channel becomes the case image. Cases of other files are kept as they are.
+
+def plan_file_channels(
+    cases: list[tuple[CaseJob, Stack]],
+    datasets: dict[str, dict[int, str]],
+    rules: Sequence[RuleTuple],
+    channel_files: dict[str, dict[int, dict[str, Any]]] | None = None,
+) -> tuple[list[tuple[CaseJob, Stack]], list[tuple[Stack, str, str]]]:
+    """Map the channels of dataset cases onto the channel rules by their ``dataset.json`` names.
+
+    Two kinds: an MSD 4D image's channels (``modality``), read from the same file, and an nnU-Net v2 case's
+    channel files (``channel_names``; ``<case>_0000``, ``_0001`` ... in ``channel_files``: case_id ->
+    {channel: header}), each read from its own file and resampled if its grid differs. Each rule takes
+    :func:`pick_channel`; the first rule's channel becomes the case image. Other cases are kept as they are.
 
     Returns:
         The cases kept (updated in place) and ``(stack, case_id, message)`` of the cases dropped because
-        a rule matches no channel of their dataset.
+        a rule matches no channel of their dataset (or the case lacks that channel's file).
     """
     kept: list[tuple[CaseJob, Stack]] = []
     dropped: list[tuple[Stack, str, str]] = []
     for job, stack in cases:
         names = datasets.get(str(Path(job.image_file).parent.parent)) if job.image_file else None
-        if not names or int(job.source.get("n_channels") or 1) < 2:
+        files = (channel_files or {}).get(job.case_id, {})
+        if not names or (int(job.source.get("n_channels") or 1) < 2 and len(files) < 2):
             kept.append((job, stack))
             continue
-        picks = {rule[0]: next((k for k, n in sorted(names.items()) if channel_of(n, [rule]) == rule[0]), None)
-                 for rule in rules}
-        missing = [r for r, k in picks.items() if k is None]
+        picks = {rule[0]: pick_channel(names, rule) for rule in rules}
+        missing = [r for r, k in picks.items() if k is None or (files and k not in files)]
         if missing:
-            dropped.append((stack, job.case_id, f"{job.image_file}: no channel of dataset.json modality "
-                            f"{names} matches channel(s) {', '.join(missing)} (ingest.channels)"))
+            dropped.append((stack, job.case_id, f"{job.image_file}: no channel of dataset.json {names} "
+                            f"{'with a file ' if files else ''}matches channel(s) {', '.join(missing)} "
+                            "(ingest.channels)"))
             continue
         order = [(r[0], int(picks[r[0]] or 0)) for r in rules]
-        job.channel = order[0][1]
         job.channel_names = tuple(n for n, _ in order)
-        job.extra_channels = [ChannelSource(name=n, series_uid=job.source.get("series_uid", ""), frames=(),
-                                            geometry=job.geometry, image_file=job.image_file, channel=k)
-                              for n, k in order[1:]]
+        if files:
+            _use_channel_files(job, order, files)
+        else:
+            job.channel = order[0][1]
+            job.extra_channels = [ChannelSource(name=n, series_uid=job.source.get("series_uid", ""), frames=(),
+                                                geometry=job.geometry, image_file=job.image_file, channel=k)
+                                  for n, k in order[1:]]
         kept.append((job, stack))
     return kept, dropped
+
+
+def _use_channel_files(job: CaseJob, order: list[tuple[str, int]], files: dict[int, dict[str, Any]]) -> None:
+    """nnU-Net v2: the first rule's file becomes the case image, the others its channels (their own grids)."""
+    ref = files[order[0][1]]
+    job.image_file, job.channel = str(ref["path"]), 0
+    job.geometry = Geometry.from_dict(ref["geometry"])
+    job.file_shape = _shape(ref)
+    job.extra_channels = [
+        ChannelSource(name=n, series_uid=job.source.get("series_uid", ""), frames=(),
+                      geometry=Geometry.from_dict(files[k]["geometry"]), image_file=str(files[k]["path"]),
+                      channel=0, file_shape=_shape(files[k]))
+        for n, k in order[1:]
+    ]
+
+
+def _shape(header: dict[str, Any]) -> tuple[int, int, int]:
+    z, y, x = (int(v) for v in header["shape"])
+    return (z, y, x)
+
+
+def apply_file_channels(plan: FilePlan, headers: Sequence[dict[str, Any]], rules: Sequence[RuleTuple]
+                        ) -> list[tuple[Stack, str, str]]:
+    """:func:`plan_file_channels` on a :class:`FilePlan`, in place: the channel files a case now uses lose
+    their ``extra_channel`` quarantine rows and point at the case's series. Returns the dropped cases."""
+    plan.cases, dropped = plan_file_channels(plan.cases, dataset_channel_names(headers), rules, plan.channel_files)
+    used = {c.image_file: job.source.get("series_uid", "") for job, _ in plan.cases for c in job.extra_channels
+            if c.image_file and c.image_file != job.image_file}
+    used.update({job.image_file: job.source.get("series_uid", "") for job, _ in plan.cases
+                 if job.case_id in plan.channel_files and job.channel_names})
+    plan.quarantine = [q for q in plan.quarantine if q["path"] not in used]
+    plan.file_series.update(used)
+    return dropped

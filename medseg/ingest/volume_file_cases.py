@@ -7,9 +7,9 @@ Two layouts are recognised:
   dataset.json with ``channel_names``: channel XXXX) or ``imagesTr/<case><ending>`` (MSD, a
   dataset.json with ``modality``: channels in a 4th axis) pairs with
   ``labelsTr/<case><ending>``. Channel 0 is the case image (other channels are quarantined
-  ``extra_channel``; with ``ingest.channels`` an MSD 4D image's channels are mapped by
-  :func:`medseg.ingest.channels.plan_file_channels`). Modality and label names come from
-  ``dataset.json`` (``channel_names``/``modality``, ``labels``).
+  ``extra_channel``); with ``ingest.channels`` an MSD 4D image's channels and an nnU-Net case's channel
+  files are mapped onto the rules by :func:`medseg.ingest.channels.apply_file_channels`. Modality and
+  label names come from ``dataset.json`` (``channel_names``/``modality``, ``labels``).
 * **Standalone pairs** anywhere else: a label file is recognised by its name,
   ``<base>_seg|_label|_labels|_mask|_segmentation|_labelmap|_gt`` (``_`` or ``-``, e.g.
   pyradiomics ``brain1_label.nrrd``, ITK-SNAP ``MRIcrop-seg.nii.gz``) or a BIDS derivative
@@ -65,6 +65,7 @@ class FilePlan:
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     file_series: dict[str, str] = field(default_factory=dict)  # path -> "file:<key>" of images and labels
     orphans: list[OrphanLabel] = field(default_factory=list)  # label files with no image file to pair with
+    channel_files: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # nnU-Net: case_id -> files
 
 
 @dataclass(frozen=True)
@@ -338,13 +339,15 @@ def _plan_dataset(b: _Builder, ds_dir: Path, info: dict[str, Any], headers: list
             channel=0,
             extra={"dataset": str(info.get("name") or ds_dir.name), "dataset_case": case, "n_channels": n_ch},
         )
+        if len(channels) > 1:  # with ingest.channels, plan_file_channels maps them by channel_names
+            b.plan.channel_files[case_id] = dict(channels)
         for ch, h in sorted(channels.items()):
             if ch != main:
                 b.quarantine(
                     h,
                     Reason.EXTRA_CHANNEL,
-                    f"{h['path']}: channel {ch} of dataset case {case!r}; medseg trains single-channel models and "
-                    f"uses channel {main} ({Path(image['path']).name})",
+                    f"{h['path']}: channel {ch} of dataset case {case!r} is not used: the case is single-channel "
+                    f"({Path(image['path']).name}) unless ingest.channels names this channel",
                     case_id,
                 )
     for (_, name), h in sorted(labels.items()):

@@ -14,7 +14,7 @@ def test_help_lists_every_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     for cmd in ("demo", "demo-data", "run", "ingest", "preprocess", "train", "infer", "report", "status",
-                "catalog", "export"):
+                "catalog", "export", "export-dataset", "export-model"):
         assert cmd in result.output
 
 
