@@ -23,7 +23,7 @@ runner = CliRunner()
 
 #: every command of the app (test_every_command_is_covered keeps this list and BAD_INPUTS complete)
 COMMANDS = ("demo", "demo-data", "run", "ingest", "preprocess", "train", "infer", "predict", "report", "status",
-            "nightly", "bulk", "serve", "catalog", "export", "config")
+            "nightly", "bulk", "serve", "catalog", "export", "export-dataset", "export-model", "config")
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,11 @@ BAD_INPUTS: list[tuple[str, int, str]] = [
     ("predict -i {root}/no-such-archive -o {root}/p -m cnn -w {root}/ws", 1, "DICOM source not found"),
     ("predict -i {root}/archive -o {root}/p -m gan -w {root}/ws", 1, "no gan champion"),
     ("predict -i {root}/archive -o {root}/p -m {root}/no-bundle -w {root}/ws", 1, "neither a model family"),
+    # exports: a bad config, no workspace, no model to export
+    ("export-dataset {root}/nn --set train.max_epoch=3", 2, "did you mean"),
+    ("export-dataset {root}/nn -w {root}/missing-ws", 1, "no workspace at"),
+    ("export-model {root}/mb -w {root}/ws --set train.max_epoch=3", 2, "did you mean"),
+    ("export-model {root}/mb -w {root}/ws", 1, "neither a bundle folder nor a model family with a champion"),
 ]
 
 

@@ -61,7 +61,7 @@ def test_shell_completion_is_enabled() -> None:
     ("infer", "<test|pending>"),
     ("infer", "[default: test]"),
     ("export", "<nifti>"),
-    ("config", "<demo|default>"),
+    ("config", "<demo|default|cpu>"),
     ("bulk", "[default: (ops.bulk_files_per_task)]"),
 ])
 def test_help_shows_choices_and_defaults(command: str, shown: str) -> None:
