@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from msd_subset import msd_subset
 
 from medseg.config import IngestConfig
 from medseg.ingest.export import export_nnunet_dataset
@@ -23,23 +24,10 @@ from medseg.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
 VALIDATORS_PYTHON = Path(os.environ.get("MEDSEG_VALIDATORS_PYTHON") or REPO / ".venv-validators" / "bin" / "python")
-HIPPOCAMPUS = REPO.parent / "shared" / "data" / "real" / "msd-hippocampus"
 CASES = ["hippocampus_003", "hippocampus_004", "hippocampus_006", "hippocampus_008"]
 DATASET_ID = 987
 PLAN_AND_PREPROCESS = ("import sys; from nnunetv2.experiment_planning.plan_and_preprocess_entrypoints import "
                        "plan_and_preprocess_entry as main; sys.argv[0] = 'nnUNetv2_plan_and_preprocess'; main()")
-
-
-def _msd_subset(dest: Path) -> Path:
-    meta = json.loads((HIPPOCAMPUS / "dataset.json").read_text())
-    for sub in ("imagesTr", "labelsTr"):
-        (dest / sub).mkdir(parents=True)
-        for case in CASES:
-            (dest / sub / f"{case}.nii.gz").symlink_to(HIPPOCAMPUS / sub / f"{case}.nii.gz")
-    meta.update(numTraining=len(CASES), numTest=0, test=[],
-                training=[{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in CASES])
-    (dest / "dataset.json").write_text(json.dumps(meta))
-    return dest
 
 
 @pytest.mark.slow
@@ -48,7 +36,7 @@ def test_nnunet_plans_and_preprocesses_the_exported_dataset(real_data: Path, tmp
         pytest.fail(f"{VALIDATORS_PYTHON} is missing: run `bash deploy/install.sh --dev` (the validators' venv with "
                     "nnunetv2) or set MEDSEG_VALIDATORS_PYTHON to a Python that has nnunetv2")
     ws = Workspace.at(tmp_path / "ws")
-    assert ingest([_msd_subset(tmp_path / "src" / "Task04_Hippocampus")], ws,
+    assert ingest([msd_subset(tmp_path / "src" / "Task04_Hippocampus", CASES)], ws,
                   IngestConfig(deid_secret="nnunet-acceptance")).labeled_cases == len(CASES)
     raw = tmp_path / "nnUNet_raw"
     name = f"Dataset{DATASET_ID}_MedsegExport"

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from msd_subset import msd_subset
 
 from medseg.config_loader import load_config
 from medseg.geometry import Geometry
@@ -23,7 +24,6 @@ from medseg.io.volume_store import CaseVolume, axis_translation, label_color, re
 
 REPO = Path(__file__).resolve().parents[2]
 VALIDATORS_PYTHON = REPO / ".venv-validators" / "bin" / "python"
-HIPPOCAMPUS = REPO.parent / "shared" / "data" / "real" / "msd-hippocampus"
 CASES = ["hippocampus_003", "hippocampus_004"]
 
 
@@ -35,18 +35,6 @@ def _validate(paths: list[Path]) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout)
     return result
-
-
-def _msd_subset(dest: Path) -> Path:
-    meta = json.loads((HIPPOCAMPUS / "dataset.json").read_text())
-    for sub in ("imagesTr", "labelsTr"):
-        (dest / sub).mkdir(parents=True)
-        for case in CASES:
-            (dest / sub / f"{case}.nii.gz").symlink_to(HIPPOCAMPUS / sub / f"{case}.nii.gz")
-    meta["training"] = [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in CASES]
-    meta["numTraining"] = len(CASES)
-    (dest / "dataset.json").write_text(json.dumps(meta))
-    return dest
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +50,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ws = Workspace.at(tmp / "ws")
     cfg = load_config(None, [f"workspace={ws.root}", "ingest.deid_secret=ome-test", "dask.n_workers=1",
                              "split.test_fraction=0.0", "split.val_fraction=0.0"])
-    ingest([_msd_subset(tmp / "msd")], ws, cfg.ingest)
+    ingest([msd_subset(tmp / "msd", CASES)], ws, cfg.ingest)
     case = Catalog(ws.catalog_path).cases()[0]
     run_preprocess(ws, cfg, None)
     volume = read_case(case.volume_path)
