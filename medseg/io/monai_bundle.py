@@ -24,13 +24,13 @@ plain expression, ``evaluator``).
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from medseg.io.folder_write import folder_written_whole
 
 CONFIGS = "configs"
 MODELS = "models"
@@ -146,16 +146,10 @@ def write_monai_bundle(
     root = Path(root)
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root} exists: choose a new folder or overwrite it (medseg export-model --force)")
-    tmp = root.with_name(f".{root.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        (tmp / CONFIGS).mkdir(parents=True)
+    with folder_written_whole(root) as tmp:
+        (tmp / CONFIGS).mkdir()
         (tmp / MODELS).mkdir()
         (tmp / CONFIGS / INFERENCE_JSON).write_text(json.dumps(inference, indent=2) + "\n", encoding="utf-8")
         (tmp / CONFIGS / METADATA_JSON).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
         torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp / MODELS / MODEL_PT)
-        if root.exists():
-            shutil.rmtree(root)
-        tmp.rename(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return root

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from medseg.io.folder_write import folder_written_whole
 from medseg.io.nifti import write_nifti
 from medseg.io.volume_store import read_case, read_meta
 
@@ -131,10 +130,9 @@ def write_nnunet_dataset(
     _check_names([*training, *test])
     names = [str(n) for n in channel_names] or ["image"]
     labels = _dataset_labels([*training, *test])
-    tmp = root.with_name(f".{root.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
+    with folder_written_whole(root) as tmp:
         for sub in ("imagesTr", "labelsTr"):
-            (tmp / sub).mkdir(parents=True)
+            (tmp / sub).mkdir()
         for case in training:
             _write_case(tmp, "Tr", case, names, labels)
         for case in test:
@@ -148,10 +146,5 @@ def write_nnunet_dataset(
             "description": description,
         }
         (tmp / DATASET_JSON).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        if root.exists():
-            shutil.rmtree(root)
-        tmp.rename(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return DatasetSummary(root=root, training=[c.name for c in training], test=[c.name for c in test],
                           channel_names=names, labels=labels)
