@@ -27,6 +27,7 @@ from typing import Any
 from medseg.evaluation.summary import Summary, load_summary
 from medseg.report.cross_validation import cv_rows
 from medseg.report.deltas import DeltaTable
+from medseg.report.section import Cell, ReportSection
 
 #: Metrics of the report tables and whether higher is better.
 REPORT_METRICS: tuple[tuple[str, bool], ...] = (
@@ -114,7 +115,7 @@ def format_table(summaries: Mapping[str, Summary]) -> str:
 
 # --- table models shared by the markdown and HTML renderers ------------------------------------
 # A cell is (text, bold).
-_Cell = tuple[str, bool]
+_Cell = Cell
 
 
 def _comparison(summaries: Mapping[str, Summary]) -> tuple[list[str], list[list[_Cell]]]:
@@ -248,6 +249,26 @@ def _delta_cells(d: DeltaTable) -> tuple[list[str], list[list[_Cell]]]:
     return headers, rows
 
 
+def _md_section(run_dir: Path, s: ReportSection) -> list[str]:
+    out = [f"## {s.title}", ""]
+    if s.note:
+        out += [s.note, ""]
+    if s.headers:
+        out += [_md_table(s.headers, s.rows), ""]
+    out += [_md_image(run_dir, p, caption) for p, caption in s.images]
+    return out + ([""] if s.images else [])
+
+
+def _html_section(s: ReportSection) -> str:
+    parts = [f'<section id="{html.escape(s.key)}"><h2>{html.escape(s.title)}</h2>']
+    if s.note:
+        parts.append(f"<p>{html.escape(s.note)}</p>")
+    if s.headers:
+        parts.append(_html_table(s.headers, s.rows))
+    parts += [_html_image(p, caption) for p, caption in s.images]
+    return "".join(parts) + "</section>"
+
+
 def _html_warnings(warnings: Sequence[str]) -> str:
     if not warnings:
         return ""
@@ -267,6 +288,7 @@ def build_report(
     csv_files: Mapping[str, Path] | None = None,
     warnings: Sequence[str] = (),
     cross_validation: Mapping[str, Mapping[str, Any]] | None = None,
+    sections: Sequence[ReportSection] = (),
 ) -> ReportFiles:
     """Write ``run_dir/report.md`` and ``run_dir/report.html``.
 
@@ -282,6 +304,7 @@ def build_report(
         warnings: shown first, under "Warnings" (e.g. a model whose training the time cap stopped).
         cross_validation: ``{model name: cv_metrics.json content}`` of k-fold ensemble models, shown as
             a per-fold and pooled Dice table (:func:`medseg.report.cross_validation.cv_rows`).
+        sections: extra sections of other stages (drift, prediction QA); ``lead`` ones come first.
 
     Returns:
         Paths written, the markdown text and the per-model table rows (see :func:`summary_table`).
@@ -290,7 +313,10 @@ def build_report(
     run_dir.mkdir(parents=True, exist_ok=True)
     loaded = _load(summaries)
     curves = dict(curves or {})
-    _check_overlays({**overlays, "boxplots": list(boxplots), **{f"curves {k}": [v] for k, v in curves.items()}})
+    _check_overlays({**overlays, "boxplots": list(boxplots), **{f"curves {k}": [v] for k, v in curves.items()},
+                     **{f"section {sec.key}": [p for p, _ in sec.images] for sec in sections}})
+    lead = [sec for sec in sections if sec.lead]
+    tail = [sec for sec in sections if not sec.lead]
     table = summary_table(loaded)
     per_model_headers = ["model", "class", "Dice", "IoU", "HD95 (mm)", "NSD", "cases"]
     per_model_rows: list[list[_Cell]] = [
@@ -316,6 +342,8 @@ def build_report(
     md: list[str] = [f"# {title}", ""]
     if warnings:
         md += ["## Warnings", "", *[f"- **warning**: {w}" for w in warnings], ""]
+    for sec in lead:
+        md += _md_section(run_dir, sec)
     md += [intro, "", "## Comparison", "", _md_table(cmp_headers, cmp_rows), ""]
     md += ["## Per model", "", _md_table(per_model_headers, per_model_rows), ""]
     md += ["## Per case (foreground-mean Dice)", "", _md_table(case_headers, case_rows), ""]
@@ -331,6 +359,8 @@ def build_report(
         md += ["## Training curves", ""] + [_md_image(run_dir, p, f"{m} curves") for m, p in curves.items()] + [""]
     if csv_files:
         md += ["## Files", ""] + [f"- {m}: [{Path(p).name}]({_rel(run_dir, p)})" for m, p in csv_files.items()] + [""]
+    for sec in tail:
+        md += _md_section(run_dir, sec)
     md += ["## Models", ""]
     for model, s in loaded.items():
         md += [
@@ -352,7 +382,9 @@ def build_report(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>{_html_warnings(warnings)}<p>{html.escape(intro)}</p>",
+        f"<h1>{html.escape(title)}</h1>{_html_warnings(warnings)}",
+        *(_html_section(sec) for sec in lead),
+        f"<p>{html.escape(intro)}</p>",
         "<h2>Comparison</h2>" + _html_table(cmp_headers, cmp_rows),
         "<h2>Per model</h2>" + _html_table(per_model_headers, per_model_rows),
         "<h2>Per case (foreground-mean Dice)</h2>" + _html_table(case_headers, case_rows),
@@ -370,6 +402,7 @@ def build_report(
     if csv_files:
         h.append("<h2>Files</h2><ul>" + "".join(
             f"<li>{html.escape(m)}: {html.escape(_rel(run_dir, p))}</li>" for m, p in csv_files.items()) + "</ul>")
+    h += [_html_section(sec) for sec in tail]
     h.append("<h2>Models</h2>")
     for model, s in loaded.items():
         info_rows = [[(k, False), (v, False)] for k, v in _model_info(model, s)]

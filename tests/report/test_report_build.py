@@ -13,6 +13,7 @@ import pytest
 from medseg.evaluation.summary import CasePair, Summary, evaluate_cases, write_summary
 from medseg.report.build import build_report, format_table, summary_table
 from medseg.report.overlay import overlay_png
+from medseg.report.section import ReportSection
 
 NAMES = {1: "liver", 2: "tumor"}
 SPACING = (2.0, 1.0, 1.0)
@@ -121,3 +122,22 @@ def test_format_table_aligned(report_inputs: Inputs) -> None:
     for line in lines[2:]:
         assert line[dice_col_end - 1] != " "  # numbers right-aligned under the header
     assert f"{summaries['cnn'].mean[1]['Dice']:.4f}" in text
+
+
+def test_extra_sections_lead_or_follow_the_metrics(tmp_path: Path, report_inputs: Inputs) -> None:
+    paths, overlays, _ = report_inputs
+    qa = ReportSection(key="qa", title="Predictions to review", note="flagged first",
+                       headers=("case", "flag"), rows=((("c7", True), ("empty", False)),),
+                       images=((overlays["cnn"][0], "c7 overlay"),), lead=True)
+    drift = ReportSection(key="drift", title="Drift", headers=("case",), rows=((("c9", False),),))
+    rep = build_report(tmp_path / "run", paths, overlays, "t", sections=[drift, qa])
+    md = rep.markdown
+    assert md.index("## Predictions to review") < md.index("## Comparison") < md.index("## Drift")
+    assert "| **c7** | empty |" in md and "![c7 overlay](../ov/cnn_case0.png)" in md
+    text = rep.html_path.read_text()
+    assert '<section id="qa"><h2>Predictions to review</h2><p>flagged first</p><table>' in text
+    assert text.index('id="qa"') < text.index("<h2>Comparison</h2>") < text.index('id="drift"')
+    assert text.count("data:image/png;base64,") == 3  # the section's image beside the two overlays
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        build_report(tmp_path / "run", paths, overlays, "t",
+                     sections=[ReportSection(key="x", title="x", images=((tmp_path / "gone.png", "gone"),))])
