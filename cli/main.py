@@ -169,7 +169,7 @@ def ingest(
     from medseg.flows.stages import ingest_flow
 
     with friendly_errors():
-        print_outcomes([ingest_flow(_flow_config(cfg), force=force)])
+        print_outcomes(ingest_flow(_flow_config(cfg), force=force))
 
 
 @app.command()
