@@ -24,6 +24,7 @@ from medseg.cli.common import (
     start_local_workers,
 )
 from medseg.cli.fast_exit import skip_final_gc
+from medseg.cli.drift import drift_command
 from medseg.cli.predict import predict_command
 from medseg.cli.render import print_outcomes, print_report_table, print_status
 from medseg.config import MedsegConfig, ModelFamily
@@ -239,6 +240,7 @@ def infer(
 
 
 app.command("predict")(predict_command)
+app.command("drift")(drift_command)
 
 
 @app.command()
