@@ -23,8 +23,8 @@ from medseg.cli.common import (
     require_workspace,
     start_local_workers,
 )
-from medseg.cli.fast_exit import skip_final_gc
 from medseg.cli.drift import drift_command
+from medseg.cli.fast_exit import skip_final_gc
 from medseg.cli.predict import predict_command
 from medseg.cli.render import print_outcomes, print_report_table, print_status
 from medseg.config import MedsegConfig, ModelFamily
