@@ -86,10 +86,12 @@ def drift_markdown(report: DriftReport, png_name: str | None = DRIFT_PNG) -> str
     lines += [f"| {r['case']} | {r['out of distribution']} | {r['reasons']} |" for r in report.table()]
     if png_name:
         lines += ["", f"![new cases over the training distribution]({png_name})"]
-    lines += ["", "## Reference (training cases)", "", "| feature | training | allowed |", "|---|---|---|"]
-    lines += [f"| {r.feature} | {r.low:.4g} to {r.high:.4g} | {r.allowed_low:.4g} to {r.allowed_high:.4g} |"
-              for r in report.reference.numeric]
-    lines += [f"| {k} | {', '.join(v) or '(not recorded)'} | same |" for k, v in report.reference.categories.items()]
+    lines += ["", f"## Reference ({len(report.reference.cases)} training cases, appearances from "
+              f"{report.reference_from})", "", "| feature | unit | training | allowed |", "|---|---|---|---|"]
+    lines += [f"| {r.feature} | {r.unit or 'raw'} | {r.low:.4g} to {r.high:.4g} | "
+              f"{r.allowed_low:.4g} to {r.allowed_high:.4g} |" for r in report.reference.numeric]
+    lines += [f"| {k} | | {', '.join(v) or '(not recorded)'} | the same |"
+              for k, v in report.reference.categories.items()]
     if report.notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in report.notes]]
     return "\n".join(lines) + "\n"
