@@ -48,7 +48,8 @@ def ui_command(
     home = prefect_home()
     if stop:
         stopped = stop_remembered(home)
-        console.print(f"stopped the Prefect server at {stopped.ui_url}" if stopped
+        console.print(f"stopped the Prefect server at {stopped.ui_url} (`unset PREFECT_API_URL` in the shells "
+                      "that reported to it)" if stopped
                       else f"no server started by `medseg ui --detach` runs (none recorded in {home})",
                       highlight=False, soft_wrap=True)
         return

@@ -30,9 +30,9 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session (Playwright's sync API)."""
+    """One headless Chromium per test module (Playwright's sync API); closed when the module is done."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

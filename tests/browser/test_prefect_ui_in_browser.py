@@ -1,6 +1,7 @@
 """Watching a run: `eval "$(medseg ui --detach)"` in a shell, then `medseg ingest` there reports to that
 server, and its Prefect UI flow-run page (headless Chromium) shows the run, its state and the medseg
-artifacts; `medseg status` lists the run; `medseg ui --stop` stops the server.
+artifacts; `medseg status` lists the run; `medseg ui --stop` stops the server, and the shell's next
+command says so at once.
 
 The commands run as subprocesses with a private ``PREFECT_HOME``, the server on a free port of 127.0.0.1.
 """
@@ -127,3 +128,6 @@ def test_detach_again_finds_the_server_and_stop_stops_it(shell: WatchedShell) ->
         urllib.request.urlopen(f"{shell.api_url}/health", timeout=5)
     none = medseg(shell.env, "ui", "--stop", timeout=60)
     assert none.returncode == 0 and "no server started by `medseg ui --detach` runs" in none.stdout, none
+    late = medseg(shell.env, "ingest", str(shell.workspace.parent / "archive"), "--workspace", str(shell.workspace))
+    assert late.returncode == 1 and late.stderr.startswith(f"error: no Prefect server answers at PREFECT_API_URL="
+                                                           f"{shell.api_url}"), late  # at once, with what to do
