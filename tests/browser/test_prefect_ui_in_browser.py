@@ -104,8 +104,8 @@ def test_flow_run_page_shows_the_run_and_its_artifacts(shell: WatchedShell, tab:
     page.goto(f"{shell.ui_url}{base}/runs/flow-run/{shell.run['id']}")
     header = page.get_by_text(shell.run["name"], exact=True).first
     header.wait_for(timeout=60_000)
-    assert page.get_by_text("Completed", exact=True).first.is_visible()
-    assert page.get_by_text("medseg-ingest", exact=True).first.is_visible()
+    for text in ("Completed", "medseg-ingest"):  # the state and the flow's name load after the run's name
+        page.get_by_text(text, exact=True).first.wait_for(state="visible", timeout=30_000)
     page.get_by_text("ingest: done in", exact=False).first.wait_for(timeout=30_000)  # the run's logs (first tab)
     page.screenshot(path=str(screenshot_dir / "prefect-flow-run.png"), full_page=True)
 
@@ -113,6 +113,7 @@ def test_flow_run_page_shows_the_run_and_its_artifacts(shell: WatchedShell, tab:
     card = page.get_by_text(re.compile(r"ingest: volumes 3/3 \(100%\)")).first
     card.wait_for(timeout=30_000)
     assert card.is_visible()
+    page.get_by_text("dask-dashboard-ingest", exact=True).first.wait_for(state="visible", timeout=30_000)
     page.screenshot(path=str(screenshot_dir / "prefect-flow-run-artifacts.png"), full_page=True)
     assert tab.page_errors == []  # console errors are the UI's own (a missing icon, the blocked analytics host)
 
