@@ -34,6 +34,12 @@ class DaskConfig(_Strict):
     n_workers: int = Field(2, ge=1)
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "4GiB"
+    dashboard_address: str | None = Field(
+        "127.0.0.1:8787",
+        description="where a LocalCluster serves the Dask dashboard (live task stream, progress, worker memory); "
+        "when the port is taken, Dask picks a free one and the logged link and the Prefect link artifact say "
+        "which. ':8787' serves it on every interface; null: no dashboard",
+    )
     worker_profile: bool = Field(
         False,
         description="Dask's statistical profiler in LocalCluster workers (the dashboard's Profile tab). It samples "

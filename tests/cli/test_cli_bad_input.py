@@ -23,7 +23,8 @@ runner = CliRunner()
 
 #: every command of the app (test_every_command_is_covered keeps this list and BAD_INPUTS complete)
 COMMANDS = ("demo", "demo-data", "run", "ingest", "preprocess", "train", "infer", "predict", "report", "status",
-            "nightly", "bulk", "serve", "catalog", "export", "export-dataset", "export-model", "config", "drift")
+            "nightly", "bulk", "serve", "ui", "catalog", "export", "export-dataset", "export-model", "config",
+            "drift")
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,9 @@ BAD_INPUTS: list[tuple[str, int, str]] = [
     ("infer -w {root}/ws --model gan", 1, "no gan model"),
     ("report -w {root}/ws", 1, "no predictions"),
     ("serve {root}/good.yaml", 2, "needs a running Prefect server"),
+    # ui: contradicting options, an address not of this machine (a busy port: tests/cli/test_cli_ui.py)
+    ("ui --stop --detach", 2, "--stop and --detach exclude each other"),
+    ("ui --detach --host 192.0.2.1", 1, "cannot listen on 192.0.2.1:4200"),
     # predict: a bad config or format, a missing input, a missing model (checked before anything is ingested)
     ("predict -i {root}/archive -o {root}/p -m cnn -w {root}/ws --set train.max_epoch=3", 2, "did you mean"),
     ("predict -i {root}/archive -o {root}/p -m cnn -w {root}/ws --format nifti,nii", 2,
