@@ -80,7 +80,8 @@ def test_slurm_ddp_job_runs_the_rank_entry_point_with_arguments_it_accepts() -> 
     subprocess.run(["bash", "-n", str(path)], check=True)
     text = path.read_text().replace("\\\n", " ")
     launch = next(line for line in text.splitlines() if line.startswith("srun ") and "torchrun" in line)
-    assert "--nproc-per-node=" in launch and "--max-restarts=" in launch and "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in text
+    assert "--nproc-per-node=" in launch and "--max-restarts=" in launch
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in text
     rank_args = launch.split("-m medseg.cli.train_rank", 1)[1].replace('"$CONFIG"', "site.yaml").replace(
         '"$FAMILY"', "gan").split()
     args = parse_args(rank_args)
