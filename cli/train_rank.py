@@ -36,10 +36,6 @@ from medseg.stages.train_distributed import PROGRESS_MARK
 from medseg.training.device import resolve_device
 from medseg.training.distributed import DistContext, backend_for
 
-#: How long a rank waits in a collective, e.g. while rank 0 validates or writes the bundle (a rank that
-#: dies is noticed by torchrun at once; this only bounds a hang).
-COLLECTIVE_TIMEOUT = timedelta(hours=2)
-
 
 def rank_context(environ: dict[str, str] | os._Environ[str] = os.environ) -> DistContext:
     """This process's place in the group, from torchrun's ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``."""
@@ -83,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if ctx.active:
         if device.type == "cuda":
             torch.cuda.set_device(ctx.local_rank)
-        tdist.init_process_group(backend_for(device), timeout=COLLECTIVE_TIMEOUT)
+        timeout = timedelta(minutes=cfg.train.collective_timeout_minutes)
+        tdist.init_process_group(backend_for(device), timeout=timeout)
     try:
         progress = print_progress if args.progress and ctx.is_main else None
         outcome = run_train_stage(cfg, ModelFamily(args.family), force=args.force, progress=progress, ctx=ctx)

@@ -194,6 +194,11 @@ class TrainConfig(_Strict):
         2, ge=0, description="with processes > 1: how often torchrun restarts all processes after one of them "
         "fails; they resume from the last checkpoint (end of the last completed epoch)"
     )
+    collective_timeout_minutes: float = Field(
+        120.0, gt=0, description="with processes > 1: how long a process waits for the others in a collective "
+        "(e.g. while rank 0 validates or writes the bundle) before it fails; only bounds a hang, a process that "
+        "dies is noticed by torchrun at once"
+    )
     gan: GanConfig = Field(default_factory=GanConfig)
 
     @model_validator(mode="after")

@@ -39,7 +39,7 @@ def training_key(ws: Workspace, cfg: MedsegConfig, family: ModelFamily) -> str:
 def train_stage_config(cfg: MedsegConfig) -> dict[str, object]:
     """``cfg.train`` as JSON for the stage key (``folds`` only when > 1: single-model keys are unchanged; not the
     number of processes, which does not change the model)."""
-    data = cfg.train.model_dump(mode="json", exclude={"processes", "max_restarts"})
+    data = cfg.train.model_dump(mode="json", exclude={"processes", "max_restarts", "collective_timeout_minutes"})
     if data.get("folds") == 1:
         del data["folds"]
     return data

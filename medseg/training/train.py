@@ -54,6 +54,7 @@ VALIDATION_ON_TRAIN_CASES = 20
 _NON_MODEL_FIELDS = {
     "max_minutes", "device", "num_threads", "models", "num_workers", "compile_model", "channels_last",
     "promote_capped", "processes", "max_restarts",
+    "collective_timeout_minutes",
 }
 
 

@@ -36,9 +36,10 @@ HERE = Path(__file__).parent
 
 def _cfg(root: Path, **train: object) -> MedsegConfig:
     """2 epochs x 2 steps of the global batch 4 (2 per rank), one thread per process. The learning rate 0.1
-    makes 4 steps tell the right loss from a per-rank batch Dice (weights 3e-4 apart; right: 6e-7)."""
+    makes 4 steps tell the right loss from a per-rank batch Dice (weights 3e-4 apart; right: 6e-7). Ranks
+    that wait for each other in different collectives fail after 1 minute instead of hanging."""
     base: dict[str, object] = {"batch_size": 4, "iterations_per_epoch": 2, "max_epochs": 2, "num_threads": 1,
-                               "max_restarts": 0, "learning_rate": 0.1}
+                               "max_restarts": 0, "learning_rate": 0.1, "collective_timeout_minutes": 1}
     cfg: MedsegConfig = phantom_data.tiny_config(**{**base, **train})
     return cfg.model_copy(update={"workspace": root})
 
@@ -153,3 +154,19 @@ def test_failed_ranks_raise_with_their_error(tmp_path: Path, monkeypatch: pytest
         train_distributed.torchrun_command, entry=[str(HERE / "ddp_killed_rank.py")]))
     with pytest.raises(train_distributed.DistributedTrainingError, match=r"2 processes, 0 restarts\) failed"):
         _train(tmp_path, "failed", ModelFamily.CNN, processes=2, max_epochs=1)
+
+
+@pytest.mark.parametrize(("fast_rank", "stopped", "iterations"), [(1, "iteration_budget", 2), (0, "time_cap", 0)])
+def test_rank_0_clock_decides_the_time_cap_for_all_ranks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_rank: int, stopped: str, iterations: int
+) -> None:
+    """A clock 1e9 times too fast (60 minutes spent in 4 microseconds) on rank 1 changes nothing: rank 0 trains
+    the budget and rank 1 keeps up; on rank 0 it stops both ranks before their first step (the capped run
+    still validates, writes and records its bundle)."""
+    monkeypatch.setenv("FAST_CLOCK_RANK", str(fast_rank))
+    monkeypatch.setenv("FAST_CLOCK_FACTOR", "1e9")
+    monkeypatch.setattr(train_distributed, "torchrun_command", functools.partial(
+        train_distributed.torchrun_command, entry=[str(HERE / "ddp_fast_clock.py")]))
+    outcome = _train(tmp_path, "capped", ModelFamily.CNN, processes=2, max_epochs=1, max_minutes=60)
+    assert outcome.stats["stopped"] == stopped and outcome.stats["iterations"] == iterations
+    assert outcome.stats["time_capped"] is (stopped == "time_cap")
