@@ -10,16 +10,19 @@ of the global batch 2B (``--batch`` B per process):
   each, ``--threads`` torch threads each.
 
 Per row: the wall time of the stage call (torchrun start and imports included), the training loop's
-seconds (from the bundle: K steps plus the final validation) and the loop's seconds per iteration; the
-DDP row adds the max abs difference of its weights after the last step from the one-process weights.
+seconds (from the bundle: K steps plus the final validation), the loop's seconds per iteration, and the
+max abs difference of the weights after the last step from those of the first row (one process, one
+thread). The one-process row at 2 threads is the yardstick of float rounding: its sums run in another
+order too, and SGD with momentum 0.99 carries such differences on.
 CPU model and precision (fp32 on CPUs without bf16 units) are printed with the table.
 
 Usage::
 
-    python bench/scale.py [--iters 20] [--batch 2] [--threads 1] [--cases 4] [--shape 32,96,96]
+    python bench/scale.py [--iters 20] [--batch 2] [--threads 1] [--lr 0.01] [--cases 4] [--shape 32,96,96]
                           [--patch 16,64,64] [--workdir DIR]
 
-Ends with ``RESULT ... ddp_max_abs_diff=... ddp_s_per_it=... single_s_per_it=...``.
+Ends with ``RESULT ddp_max_abs_diff=... threads_max_abs_diff=... ddp_s_per_it=... single_s_per_it=...
+single_2t_s_per_it=...``.
 """
 
 from __future__ import annotations
@@ -67,12 +70,12 @@ def _workspace(root: Path, cases: int, shape: tuple[int, int, int], patch: tuple
     return Path(phantom_data.write_phantom_workspace(root, n_train=cases, n_val=1, shape=shape, plan=plan).root)
 
 
-def _train(ws_root: Path, iters: int, batch: int, processes: int, threads: int) -> dict[str, Any]:
+def _train(ws_root: Path, iters: int, batch: int, processes: int, threads: int, lr: float) -> dict[str, Any]:
     cfg = MedsegConfig.model_validate({
         "seed": 0, "workspace": str(ws_root),
         "train": {"max_epochs": 1, "iterations_per_epoch": iters, "batch_size": batch, "val_every": 1,
                   "filters": [4, 8, 16, 32], "device": "cpu", "num_threads": threads, "processes": processes,
-                  "max_restarts": 0, "learning_rate": 0.1},
+                  "max_restarts": 0, "learning_rate": lr},
     })
     torch.set_num_threads(threads)
     started = time.perf_counter()
@@ -89,12 +92,12 @@ def _max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> flo
 
 
 def ddp_rows(iters: int, batch: int, threads: int, cases: int, shape: tuple[int, int, int],
-             patch: tuple[int, int, int], workdir: Path) -> list[dict[str, Any]]:
+             patch: tuple[int, int, int], workdir: Path, lr: float = 0.01) -> list[dict[str, Any]]:
     """(b) 2 gloo processes x batch ``batch`` vs 1 process x batch ``2 * batch``, ``iters`` iterations each.
 
     Returns:
         one dict per row: ``setup``, ``processes``, ``threads`` (per process), ``batch`` (per process),
-        ``wall_s``, ``loop_s``, ``s_per_it`` and, for the DDP row, ``max_abs_diff`` from the first row.
+        ``wall_s``, ``loop_s``, ``s_per_it`` and (after the first row) ``max_abs_diff`` from the first row.
     """
     runs = [("1 x 2B", 1, threads, 2 * batch), ("1 x 2B", 1, 2 * threads, 2 * batch), ("2 x B (gloo)", 2, threads,
                                                                                         batch)]
@@ -102,19 +105,20 @@ def ddp_rows(iters: int, batch: int, threads: int, cases: int, shape: tuple[int,
     reference: dict[str, torch.Tensor] | None = None
     for i, (setup, processes, n_threads, per_process) in enumerate(runs):
         ws = _workspace(workdir / f"ws{i}", cases, shape, patch)
-        result = _train(ws, iters, 2 * batch, processes, n_threads)
+        result = _train(ws, iters, 2 * batch, processes, n_threads, lr)
         weights = result.pop("weights")
-        reference = weights if reference is None else reference
         row = {"setup": setup, "processes": processes, "threads": n_threads, "batch": per_process, **result}
-        if processes > 1:
+        if reference is None:
+            reference = weights
+        else:
             row["max_abs_diff"] = _max_abs_diff(weights, reference)
         rows.append(row)
     return rows
 
 
-def print_ddp_table(rows: list[dict[str, Any]], iters: int) -> None:
+def print_ddp_table(rows: list[dict[str, Any]], iters: int, lr: float) -> None:
     precision = "bf16" if uses_amp(torch.device("cpu")) else "fp32"
-    print(f"\n(b) data-parallel training, {iters} iterations, CPU: {cpu_model()}, precision {precision}")
+    print(f"\n(b) data-parallel training, {iters} iterations at lr {lr}, CPU: {cpu_model()}, precision {precision}")
     print(f"{'setup':<14}{'procs':>6}{'threads':>8}{'batch':>6}{'wall s':>9}{'loop s':>9}{'s/it':>8}"
           f"{'max|dw|':>11}")
     for r in rows:
@@ -128,6 +132,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20, help="training iterations K")
     ap.add_argument("--batch", type=int, default=2, help="batch B of each DDP process (one process: 2B)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per DDP process")
+    ap.add_argument("--lr", type=float, default=0.01, help="learning rate (train.learning_rate)")
     ap.add_argument("--cases", type=int, default=4)
     ap.add_argument("--shape", type=_ints, default=(32, 96, 96))
     ap.add_argument("--patch", type=_ints, default=(16, 64, 64))
@@ -135,15 +140,16 @@ def main() -> None:
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="medseg-scale-"))
     try:
-        rows = ddp_rows(args.iters, args.batch, args.threads, args.cases, args.shape, args.patch, workdir)
+        rows = ddp_rows(args.iters, args.batch, args.threads, args.cases, args.shape, args.patch, workdir, args.lr)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    print_ddp_table(rows, args.iters)
+    print_ddp_table(rows, args.iters, args.lr)
     ddp = next(r for r in rows if r["processes"] > 1)
-    single = rows[0]
-    print(f"\nRESULT ddp_max_abs_diff={ddp['max_abs_diff']:.3e} ddp_s_per_it={ddp['s_per_it']:.3f} "
-          f"single_s_per_it={single['s_per_it']:.3f} single_2t_s_per_it={rows[1]['s_per_it']:.3f}")
+    single, threads = rows[0], rows[1]
+    print(f"\nRESULT ddp_max_abs_diff={ddp['max_abs_diff']:.3e} threads_max_abs_diff={threads['max_abs_diff']:.3e} "
+          f"ddp_s_per_it={ddp['s_per_it']:.3f} single_s_per_it={single['s_per_it']:.3f} "
+          f"single_2t_s_per_it={threads['s_per_it']:.3f}")
 
 
 if __name__ == "__main__":
