@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -190,7 +190,34 @@ class TrainConfig(_Strict):
     channels_last: bool = Field(False, description="channels-last(-3d) memory format on CUDA")
     gpu_augmentation: bool = Field(False, description="run patch augmentation on the training device")
     num_workers: int | None = Field(None, ge=0, description="DataLoader workers; None = 0 on CPU, up to 8 on CUDA")
+    processes: int = Field(
+        1, ge=1, description="data-parallel training processes (DDP over torch.distributed: NCCL on GPUs, one GPU "
+        "each; gloo on CPU), started by torchrun from the train stage. batch_size stays the global batch: each "
+        "process trains batch_size / processes samples of every step, so the model equals the one-process model "
+        "(to float rounding). 1 = train in the stage's own process"
+    )
+    max_restarts: int = Field(
+        2, ge=0, description="with processes > 1: how often torchrun restarts all processes after one of them "
+        "fails; they resume from the last checkpoint (end of the last completed epoch)"
+    )
+    collective_timeout_minutes: float = Field(
+        120.0, gt=0, description="with processes > 1: how long a process waits for the others in a collective "
+        "(e.g. while rank 0 validates or writes the bundle) before it fails; only bounds a hang, a process that "
+        "dies is noticed by torchrun at once"
+    )
     gan: GanConfig = Field(default_factory=GanConfig)
+
+    @model_validator(mode="after")
+    def _data_parallel_fits(self) -> TrainConfig:
+        if self.processes > 1:
+            if self.batch_size % self.processes:
+                raise ValueError(f"batch_size={self.batch_size} cannot be split over processes={self.processes}: "
+                                 "the global batch must be a multiple of the number of processes")
+            if self.folds > 1:
+                raise ValueError(f"folds={self.folds} cannot train data-parallel yet: set processes=1 or folds=1")
+            if self.fit_minutes is not None:
+                raise ValueError("fit_minutes cannot plan a data-parallel run yet: set max_epochs (or processes=1)")
+        return self
 
 
 class InferConfig(_Strict):

@@ -3,6 +3,10 @@
 With ``train.folds`` > 1 the bundle is a k-fold ensemble (:mod:`medseg.training.cross_validation`);
 the outcome's stats then add ``folds``, ``cv_mean_dice``, ``cv_dice_per_class``, ``cv_fold_mean_dice``
 and ``cv_metrics`` (the path of the bundle's ``cv_metrics.json``).
+
+With ``train.processes`` > 1 the stage runs as that many ``torchrun`` processes
+(:mod:`medseg.stages.train_distributed`); each of them calls :func:`run_train_stage` with its
+:class:`~medseg.training.distributed.DistContext`, and rank 0 promotes and records.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from medseg.splits import Splits
 from medseg.stage_record import hash_inputs, save_record, up_to_date
 from medseg.stages.outcome import ProgressFn, StageOutcome, event_progress
 from medseg.stages.preprocess import stores_key
+from medseg.stages.train_distributed import run_train_stage_distributed
 from medseg.training.bundle import promote
+from medseg.training.distributed import SINGLE, DistContext, broadcast_object
 from medseg.training.train import TrainResult, train_model
 from medseg.workspace import Workspace
 
@@ -31,8 +37,9 @@ def training_key(ws: Workspace, cfg: MedsegConfig, family: ModelFamily) -> str:
 
 
 def train_stage_config(cfg: MedsegConfig) -> dict[str, object]:
-    """``cfg.train`` as JSON for the stage key (``folds`` only when > 1: single-model keys are unchanged)."""
-    data = cfg.train.model_dump(mode="json")
+    """``cfg.train`` as JSON for the stage key (``folds`` only when > 1: single-model keys are unchanged; not the
+    number of processes, which does not change the model)."""
+    data = cfg.train.model_dump(mode="json", exclude={"processes", "max_restarts", "collective_timeout_minutes"})
     if data.get("folds") == 1:
         del data["folds"]
     return data
@@ -51,14 +58,27 @@ def cv_stats(result: TrainResult) -> dict[str, Any]:
 
 
 def run_train_stage(cfg: MedsegConfig, family: ModelFamily, force: bool = False,
-                    progress: ProgressFn | None = None, hold_promotion: str | None = None) -> StageOutcome:
-    """Train ``family`` and promote the bundle if it beats the champion.
+                    progress: ProgressFn | None = None, hold_promotion: str | None = None,
+                    ctx: DistContext | None = None) -> StageOutcome:
+    """Train ``family`` unless its stage record is up to date; promote the new bundle when it is better.
 
-    ``hold_promotion``: why the new bundle must not be promoted, whatever its score (the nightly drift
-    gate). It is kept in the registry, the stats say ``promotion_held`` and a warning, and the stage key
-    records the hold, so a later run without one trains again and may promote (e.g. ``medseg train``
-    after the drift was reviewed).
+    Args:
+        hold_promotion: why the new bundle must not be promoted, whatever its score (the nightly drift
+            gate). It is kept in the registry, the stats say ``promotion_held`` and a warning, and the stage
+            key records the hold, so a later run without one trains again and may promote (e.g.
+            ``medseg train`` after the drift was reviewed).
+        ctx: None in the stage's own process: with ``train.processes`` > 1 it starts the torchrun processes
+            and returns rank 0's outcome. A rank of such a run passes its context (it trains its part).
     """
+    if ctx is None and cfg.train.processes > 1:
+        return run_train_stage_distributed(cfg, family, force, progress, hold_promotion)
+    if ctx is not None and ctx.active:
+        return broadcast_object(ctx, _train_stage(cfg, family, force, progress, hold_promotion, ctx))
+    return _train_stage(cfg, family, force, progress, hold_promotion, ctx)
+
+
+def _train_stage(cfg: MedsegConfig, family: ModelFamily, force: bool, progress: ProgressFn | None,
+                 hold_promotion: str | None, ctx: DistContext | None) -> StageOutcome:
     started = time.time()
     stage = f"train-{family.value}"
     ws = Workspace.at(cfg.workspace).ensure()
@@ -71,8 +91,9 @@ def run_train_stage(cfg: MedsegConfig, family: ModelFamily, force: bool = False,
     if rec is not None:
         return StageOutcome(stage=stage, skipped=True, reason="same data, plan and training config as the last model",
                             stats=rec.stats, outputs=rec.outputs)
-    result = train_model(ws, cfg, family, progress=event_progress(progress, family.value))
-
+    result = train_model(ws, cfg, family, progress=event_progress(progress, family.value), ctx=ctx or SINGLE)
+    if ctx is not None and not ctx.is_main:  # rank 0 promotes and records; its outcome is broadcast
+        return StageOutcome(stage=stage)
     held = hold_promotion is not None
     promoted = False if held else promote(ws, family.value, result.bundle_path, allow_capped=cfg.train.promote_capped)
     warnings = list(result.warnings) + ([f"not promoted: {hold_promotion}"] if held else [])

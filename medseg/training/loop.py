@@ -11,6 +11,10 @@
 * Resume: when ``run_dir/last.pt`` exists the loop continues from it.
 * A NaN/inf loss raises :class:`TrainingDivergedError` naming epoch and iteration; the checkpoints
   on disk (the last good state) are left untouched.
+* Data parallel (``ctx`` active, :mod:`medseg.training.distributed`): every rank runs this loop on its
+  slice of each global batch; rank 0 alone validates, writes ``best.pt``/``last.pt`` and reports
+  progress, then sends the updated :class:`LoopState` to the others, and rank 0's clock decides the
+  time cap, so all ranks stop at the same iteration. Every rank resumes from the same ``last.pt``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from medseg.config import InferConfig, TrainConfig
 from medseg.plan import Plan
 from medseg.training.budget import StopReason, time_cap_warning
 from medseg.training.checkpoint import BEST, LAST, load_checkpoint, restore_rng, save_checkpoint
+from medseg.training.distributed import SINGLE, DistContext, barrier, broadcast_flag, broadcast_object
 from medseg.training.patches import PatchDataset
+from medseg.training.rank_sampler import RankSliceSampler
 from medseg.training.steppers import CnnStepper, GanStepper, NonFiniteLossError
 from medseg.training.validate import ValidationResult, validate
 
@@ -73,19 +79,29 @@ def loader_workers(device: torch.device, cfg: TrainConfig | None = None) -> int:
 
 
 def make_loader(
-    dataset: PatchDataset, batch_size: int, device: torch.device, cfg: TrainConfig | None = None
+    dataset: PatchDataset,
+    batch_size: int,
+    device: torch.device,
+    cfg: TrainConfig | None = None,
+    ctx: DistContext = SINGLE,
 ) -> DataLoader[dict[str, Any]]:
     """Sequential loader (the dataset is already random per epoch), see :func:`loader_workers`.
 
     Samples depend only on ``(seed, epoch, index)``, so the batches are identical whatever the number
     of workers. Workers start from a fork server, not by forking this process: a fork inherits the
     OpenMP pool of torch, Zarr's I/O thread and Prefect's threads in whatever state they are, and
-    such children can die at random.
+    such children can die at random. With an active ``ctx``, ``batch_size`` is the global batch and
+    the loader yields this rank's slice of each (:class:`~medseg.training.rank_sampler.RankSliceSampler`).
     """
     workers = loader_workers(device, cfg)
+    sampler = None
+    if ctx.active:
+        sampler = RankSliceSampler(len(dataset), batch_size, ctx.rank, ctx.world_size)
+        batch_size = sampler.local_batch
     return DataLoader(
         dataset,
         batch_size=batch_size,
+        sampler=sampler,
         shuffle=False,
         num_workers=workers,
         pin_memory=device.type == "cuda",
@@ -107,6 +123,31 @@ def _save_last(run_dir: Path, stepper: CnnStepper, state: LoopState, run_info: d
 
 
 def _validate_now(
+    stepper: CnnStepper,
+    state: LoopState,
+    val_paths: dict[str, Path],
+    plan: Plan,
+    device: torch.device,
+    run_dir: Path,
+    run_info: dict[str, Any],
+    record: dict[str, Any] | None,
+    ctx: DistContext = SINGLE,
+) -> None:
+    """Validate on rank 0 (``best.pt`` when better); every rank then holds rank 0's ``state`` and ``record``."""
+    if ctx.is_main:
+        _validate_main(stepper, state, val_paths, plan, device, run_dir, run_info, record)
+    if ctx.active:
+        synced_state, synced_record = broadcast_object(ctx, (asdict(state), record))
+        if ctx.is_main:
+            return
+        for key, value in synced_state.items():
+            setattr(state, key, value)
+        if record is not None:
+            record.clear()
+            record.update(synced_record or {})
+
+
+def _validate_main(
     stepper: CnnStepper,
     state: LoopState,
     val_paths: dict[str, Path],
@@ -149,10 +190,12 @@ def run_loop(
     run_info: dict[str, Any],
     progress: Progress | None = None,
     clock: Callable[[], float] = time.monotonic,
+    ctx: DistContext = SINGLE,
 ) -> LoopState:
     """Train ``stepper`` for its iteration budget (or until the time cap); returns the final :class:`LoopState`.
 
     ``clock`` (seconds) measures the time cap and the reported rates; it never changes the weights.
+    ``ctx``: this rank of a data-parallel run (every rank calls this; see the module notes).
 
     Raises:
         TrainingDivergedError: a loss became NaN/inf (checkpoints on disk are the last good state).
@@ -166,7 +209,7 @@ def run_loop(
         restore_rng(ck["rng"])
         state.resumed_from_epoch = state.epoch
         log.info("resuming %s training from %s (epoch %d)", stepper.family, last_path, state.epoch)
-    emit = progress or (lambda _event: None)
+    emit = (progress if ctx.is_main else None) or (lambda _event: None)
     total_iters = cfg.max_epochs * cfg.iterations_per_epoch
     cap = cfg.max_minutes * 60.0 if cfg.max_minutes else None
     t0 = clock() - state.elapsed
@@ -176,8 +219,9 @@ def run_loop(
         return clock() - t0
 
     def capped() -> bool:
-        """True (and the run marked as stopped by the cap, with its warning) once ``max_minutes`` is spent."""
-        if cap is None or elapsed() < cap:
+        """True (and the run marked as stopped by the cap, with its warning) once ``max_minutes`` is spent
+        (by rank 0's clock: every rank stops at the same iteration)."""
+        if cap is None or not broadcast_flag(ctx, elapsed() >= cap, device):
             return False
         state.stopped_reason = StopReason.TIME_CAP.value
         warning = time_cap_warning(state.iteration, total_iters, float(cfg.max_minutes or 0))
@@ -185,7 +229,7 @@ def run_loop(
         state.warnings.append(warning)
         return True
 
-    loader = make_loader(dataset, cfg.batch_size, device, cfg)
+    loader = make_loader(dataset, cfg.batch_size, device, cfg, ctx)
     report_every = max(1, cfg.iterations_per_epoch // 10)
     while state.stopped_reason is None and state.epoch < cfg.max_epochs:
         epoch = state.epoch
@@ -249,15 +293,16 @@ def run_loop(
             capped()
         final = state.stopped_reason is not None or state.epoch >= cfg.max_epochs
         if state.epoch % cfg.val_every == 0 or final:
-            _validate_now(stepper, state, val_paths, plan, device, run_dir, run_info, record)
+            _validate_now(stepper, state, val_paths, plan, device, run_dir, run_info, record, ctx)
         state.history.append(record)
         state.elapsed = elapsed()
-        _save_last(run_dir, stepper, state, run_info)
+        if ctx.is_main:
+            _save_last(run_dir, stepper, state, run_info)
         emit({"event": "epoch", "family": stepper.family, "max_epochs": cfg.max_epochs,
               "global_iteration": state.iteration, "total_iterations": total_iters, **record})
     if state.stopped_reason is None:
         state.stopped_reason = StopReason.ITERATION_BUDGET.value
-    if state.validated_epoch != state.epoch or not (run_dir / BEST).is_file():
+    if broadcast_flag(ctx, state.validated_epoch != state.epoch or not (run_dir / BEST).is_file(), device):
         _validate_now(
             stepper,
             state,
@@ -267,7 +312,10 @@ def run_loop(
             run_dir,
             run_info,
             state.history[-1] if state.history else None,
+            ctx,
         )
         state.elapsed = elapsed()
-        _save_last(run_dir, stepper, state, run_info)
+        if ctx.is_main:
+            _save_last(run_dir, stepper, state, run_info)
+    barrier(ctx)  # the other ranks read best.pt once rank 0 has written it
     return state

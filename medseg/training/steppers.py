@@ -3,6 +3,12 @@
 A stepper owns its networks, optimisers and LR schedulers; :mod:`medseg.training.loop` drives it.
 ``train_step`` returns float metrics (always ``"loss"``) and raises :class:`NonFiniteLossError`
 *before* any weight update when a loss is NaN/inf.
+
+In a data-parallel run (a :class:`~medseg.training.distributed.DistContext` with ``active``) each
+network is wrapped in ``DistributedDataParallel`` (gradients averaged over the ranks), the
+segmentation loss sums its batch-Dice terms over the ranks, and every reported metric is the mean
+over the ranks: the metrics and the NaN check are the same on every rank (all ranks stop together)
+and equal those of one process training on the whole batch.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from torch import nn
 from medseg.config import GanConfig, TrainConfig
 from medseg.plan import Plan
 from medseg.training.device import autocast, memory_format
+from medseg.training.distributed import SINGLE, DistContext, mean_over_ranks
 from medseg.training.gpu_augment import augment_batch
 from medseg.training.losses import (
     SegmentationLoss,
@@ -38,11 +45,21 @@ class NonFiniteLossError(RuntimeError):
         super().__init__(f"{name} is {value} at epoch {epoch}, iteration {iteration}")
 
 
-def _check(loss: torch.Tensor, name: str, epoch: int, iteration: int) -> float:
-    value = float(loss.detach())
-    if not torch.isfinite(loss.detach()).all():
+def _check(loss: torch.Tensor, name: str, epoch: int, iteration: int, ctx: DistContext = SINGLE) -> float:
+    """``loss`` (its mean over the ranks) as a float; NonFiniteLossError when it is NaN/inf (on every rank)."""
+    mean = mean_over_ranks(ctx, loss)
+    value = float(mean)
+    if not torch.isfinite(mean).all():
         raise NonFiniteLossError(name, value, epoch, iteration)
     return value
+
+
+def data_parallel(module: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
+    """``module`` wrapped in ``DistributedDataParallel`` for an active ``ctx`` (else ``module`` itself)."""
+    if not ctx.active:
+        return module
+    ids = [device.index] if device.type == "cuda" and device.index is not None else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
 class CnnStepper:
@@ -50,17 +67,17 @@ class CnnStepper:
 
     family = "cnn"
 
-    def __init__(self, plan: Plan, cfg: TrainConfig, device: torch.device) -> None:
-        self.plan, self.cfg, self.device = plan, cfg, device
+    def __init__(self, plan: Plan, cfg: TrainConfig, device: torch.device, ctx: DistContext = SINGLE) -> None:
+        self.plan, self.cfg, self.device, self.ctx = plan, cfg, device, ctx
         self.memory_format = memory_format(device, plan.spatial_dims, cfg.channels_last)
         self.model = build_segmenter(plan, cfg.deep_supervision).to(device)
         if self.memory_format != torch.contiguous_format:
             self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
-        #: what the step calls: the model, or its ``torch.compile`` wrapper (same parameters)
-        self.forward_model: nn.Module = self.model
+        #: what the step calls: the model, its DDP wrapper and/or its ``torch.compile`` wrapper (same parameters)
+        self.forward_model: nn.Module = data_parallel(self.model, ctx, device)
         if cfg.compile_model:
-            self.forward_model = torch.compile(self.model)  # type: ignore[assignment]
-        self.loss_fn = SegmentationLoss()
+            self.forward_model = torch.compile(self.forward_model)  # type: ignore[assignment]
+        self.loss_fn = SegmentationLoss(ctx)
         self.optimizer = build_sgd(self.model.parameters(), cfg)
         self.scheduler = PolyLR(self.optimizer, cfg.learning_rate)
 
@@ -108,7 +125,7 @@ class CnnStepper:
         with autocast(self.device, self.cfg.amp):
             out = self.forward_model(x)
         loss = self.loss_fn(out, y)
-        value = _check(loss, "segmentation loss", epoch, iteration)
+        value = _check(loss, "segmentation loss", epoch, iteration, self.ctx)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -144,12 +161,15 @@ class GanStepper(CnnStepper):
     #: consecutive epochs a condition must hold before it is reported (once per run).
     PATIENCE = 3
 
-    def __init__(self, plan: Plan, cfg: TrainConfig, device: torch.device) -> None:
-        super().__init__(plan, cfg, device)
+    def __init__(self, plan: Plan, cfg: TrainConfig, device: torch.device, ctx: DistContext = SINGLE) -> None:
+        super().__init__(plan, cfg, device, ctx)
         self.gan = cfg.gan
         self.discriminator = build_discriminator(
             plan.in_channels + plan.num_classes, cfg.gan.discriminator_channels, plan.spatial_dims
         ).to(device)
+        #: the discriminator's own step goes through DDP (its gradients are averaged over the ranks); the
+        #: generator's step calls the frozen ``discriminator`` itself (no gradient of D to synchronise)
+        self.d_forward = data_parallel(self.discriminator, ctx, device)
         self.d_optimizer = build_discriminator_optimizer(self.discriminator.parameters(), cfg.gan)
         self.d_scheduler = PolyLR(self.d_optimizer, cfg.gan.discriminator_lr)
         self.lam = 0.0
@@ -187,11 +207,11 @@ class GanStepper(CnnStepper):
         # discriminator step first (generator output detached)
         self.discriminator.requires_grad_(True)
         with autocast(self.device, self.cfg.amp):
-            d_real = self.discriminator(real)
-            d_fake = self.discriminator(torch.cat([x, probs.detach()], dim=1))
+            d_real = self.d_forward(real)
+            d_fake = self.d_forward(torch.cat([x, probs.detach()], dim=1))
         d_loss = lsgan_discriminator_loss(d_real, d_fake)
-        d_value = _check(d_loss, "discriminator loss", epoch, iteration)
-        d_acc = discriminator_accuracy(d_real, d_fake)
+        d_value = _check(d_loss, "discriminator loss", epoch, iteration, self.ctx)
+        d_acc = float(mean_over_ranks(self.ctx, torch.tensor(discriminator_accuracy(d_real, d_fake))))
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(), self.cfg.grad_clip)
@@ -199,15 +219,15 @@ class GanStepper(CnnStepper):
 
         # generator step against the updated, frozen discriminator
         seg = self.loss_fn(out, y)
-        seg_value = _check(seg, "segmentation loss", epoch, iteration)
+        seg_value = _check(seg, "segmentation loss", epoch, iteration, self.ctx)
         self.discriminator.requires_grad_(False)
         try:
             with autocast(self.device, self.cfg.amp):
                 g_scores = self.discriminator(torch.cat([x, probs], dim=1))
             adv = lsgan_generator_loss(g_scores)
-            adv_value = _check(adv, "adversarial loss", epoch, iteration)
+            adv_value = _check(adv, "adversarial loss", epoch, iteration, self.ctx)
             g_loss = seg + self.lam * adv if self.lam > 0 else seg
-            g_value = _check(g_loss, "generator loss", epoch, iteration)
+            g_value = _check(g_loss, "generator loss", epoch, iteration, self.ctx)
             self.optimizer.zero_grad(set_to_none=True)
             g_loss.backward()
         finally:
@@ -256,10 +276,12 @@ class GanStepper(CnnStepper):
         return warnings
 
 
-def build_stepper(family: str, plan: Plan, cfg: TrainConfig, device: torch.device) -> CnnStepper:
-    """The stepper of ``family`` ("cnn" or "gan")."""
+def build_stepper(
+    family: str, plan: Plan, cfg: TrainConfig, device: torch.device, ctx: DistContext = SINGLE
+) -> CnnStepper:
+    """The stepper of ``family`` ("cnn" or "gan"); data-parallel over the ranks of ``ctx`` when active."""
     if family == "cnn":
-        return CnnStepper(plan, cfg, device)
+        return CnnStepper(plan, cfg, device, ctx)
     if family == "gan":
-        return GanStepper(plan, cfg, device)
+        return GanStepper(plan, cfg, device, ctx)
     raise ValueError(f"unknown model family {family!r}; expected 'cnn' or 'gan'")

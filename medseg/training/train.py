@@ -6,6 +6,9 @@ directory ``models/<family>/.runs/<run_key>`` (resumable), then writes an immuta
 (:mod:`medseg.training.bundle`) and removes the run directory. With ``train.folds`` > 1 it hands over
 to :func:`medseg.training.cross_validation.train_folds` (k fold models, one ensemble bundle), which
 trains each fold with :func:`train_on_split` like a single run.
+
+Data parallel (``ctx`` active, one call per rank, :mod:`medseg.training.distributed`): every rank
+trains; rank 0 writes the bundle and removes the run directory, and every rank returns its result.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from medseg.training.budget import StopReason
 from medseg.training.bundle import save_bundle
 from medseg.training.checkpoint import BEST, LAST, load_checkpoint
 from medseg.training.device import configure_threads, resolve_device, uses_amp
+from medseg.training.distributed import SINGLE, DistContext, broadcast_object
 from medseg.training.fit_budget import fit_epochs, fitted_config
 from medseg.training.loop import LoopState, Progress, run_loop
 from medseg.training.patches import PatchDataset, load_cases
@@ -49,7 +53,8 @@ VALIDATION_ON_TRAIN_CASES = 20
 #: Fields of ``cfg.train`` that do not change the trained model (excluded from the run key).
 _NON_MODEL_FIELDS = {
     "max_minutes", "device", "num_threads", "models", "num_workers", "compile_model", "channels_last",
-    "promote_capped",
+    "promote_capped", "processes", "max_restarts",
+    "collective_timeout_minutes",
 }
 
 
@@ -126,6 +131,7 @@ def train_model(
     family: ModelFamily | str,
     device: str | None = None,
     progress: Progress | None = None,
+    ctx: DistContext = SINGLE,
 ) -> TrainResult:
     """Train one model family on the workspace's preprocessed data and save a new bundle.
 
@@ -135,7 +141,8 @@ def train_model(
         family: "cnn" or "gan".
         device: overrides ``cfg.train.device`` ("cpu", "cuda", "auto").
         progress: called with event dicts (``event`` = "iteration" | "epoch", epoch, loss, lr,
-            seconds, val_mean_dice ...).
+            seconds, val_mean_dice ...); on rank 0 only.
+        ctx: this rank of a data-parallel run (called on every rank; rank 0 writes the bundle).
 
     Returns:
         TrainResult with the bundle path and validation Dice of the shipped (best) weights; with
@@ -146,6 +153,8 @@ def train_model(
         TrainingDivergedError: NaN/inf loss (checkpoints of the last good epoch are kept).
     """
     family = str(ModelFamily(str(family)))
+    if cfg.train.folds > 1 and ctx.active:
+        raise ValueError(f"train.folds={cfg.train.folds} cannot train data-parallel yet: set train.processes=1")
     if cfg.train.folds > 1:
         from medseg.training.cross_validation import train_folds  # imports this module
 
@@ -165,18 +174,60 @@ def train_model(
     if warm.active:  # nightly fine-tuning: old + new cases, smaller budget
         tcfg = tcfg.model_copy(update={"max_epochs": min(tcfg.max_epochs, tcfg.warm_start_max_epochs)})
     configure_threads(tcfg)
-    dev = resolve_device(device if device is not None else tcfg.device)
+    dev = ctx.device(resolve_device(device if device is not None else tcfg.device))
     key = run_key(family, plan, splits, cfg, warm_from=warm.version)
     run_dir = run_dir_for(ws, family, key)
     run = train_on_split(ws, family, plan, tcfg, list(splits.train), val_ids, cfg.seed, dev, run_dir,
-                         {"run_key": key, "warm_started_from": warm.version}, warm, progress)
+                         {"run_key": key, "warm_started_from": warm.version}, warm, progress, ctx)
     state, best, tcfg = run.state, run.best, run.tcfg
     validation = dict(best["validation"])
     training = {
         **training_record(run, dev, cfg.seed, key, warm),
         "validation_on_train_cases": validation_on_train,
         "wall_seconds_this_session": time.time() - started,
+        "processes": ctx.world_size,
     }
+    bundle_path = broadcast_object(ctx, _save_bundle_main(
+        ctx, ws, family, plan, best, tcfg, validation, training, splits, val_ids, state, run_dir))
+    assert bundle_path is not None  # rank 0 always returns the bundle it wrote
+    return TrainResult(
+        family=family,
+        bundle_path=bundle_path,
+        version=bundle_path.name,
+        val_mean_dice=validation.get("mean_dice"),
+        val_dice_per_class=dict(validation.get("mean_dice_per_class", {})),
+        epochs=state.epoch,
+        iterations=state.iteration,
+        seconds=state.elapsed,
+        stopped_reason=str(state.stopped_reason),
+        planned_iterations=tcfg.max_epochs * tcfg.iterations_per_epoch,
+        best_epoch=state.best_epoch,
+        device=str(dev),
+        warnings=list(state.warnings),
+        resumed_from_epoch=state.resumed_from_epoch,
+        warm_started_from=warm.version,
+        warm_start_reason=warm.reason,
+    )
+
+
+def _save_bundle_main(
+    ctx: DistContext,
+    ws: Workspace,
+    family: str,
+    plan: Plan,
+    best: dict[str, Any],
+    tcfg: TrainConfig,
+    validation: dict[str, Any],
+    training: dict[str, Any],
+    splits: Splits,
+    val_ids: list[str],
+    state: LoopState,
+    run_dir: Path,
+) -> Path | None:
+    """On rank 0: write the bundle (with ``best``'s weights), remove the run directory, return the bundle;
+    None on the other ranks."""
+    if not ctx.is_main:
+        return None
     bundle_path = save_bundle(
         ws,
         family,
@@ -192,25 +243,7 @@ def train_model(
         checkpoint_files={BEST: run_dir / BEST, LAST: run_dir / LAST},
     )
     remove_run_dir(run_dir)
-    per_class: dict[str, Any] = validation.get("mean_dice_per_class", {})
-    return TrainResult(
-        family=family,
-        bundle_path=bundle_path,
-        version=bundle_path.name,
-        val_mean_dice=validation.get("mean_dice"),
-        val_dice_per_class=per_class,
-        epochs=state.epoch,
-        iterations=state.iteration,
-        seconds=state.elapsed,
-        stopped_reason=str(state.stopped_reason),
-        planned_iterations=tcfg.max_epochs * tcfg.iterations_per_epoch,
-        best_epoch=state.best_epoch,
-        device=str(dev),
-        warnings=list(state.warnings),
-        resumed_from_epoch=state.resumed_from_epoch,
-        warm_started_from=warm.version,
-        warm_start_reason=warm.reason,
-    )
+    return bundle_path
 
 
 def load_splits(ws: Workspace) -> Splits:
@@ -243,11 +276,13 @@ def train_on_split(
     run_info: dict[str, Any],
     warm: WarmStart,
     progress: Progress | None,
+    ctx: DistContext = SINGLE,
 ) -> SplitRun:
     """Train one network of ``family`` on ``train_ids``, validating on ``val_ids``, inside ``run_dir``.
 
     The torch and numpy RNGs are seeded with ``seed`` first, so the weights depend only on the config,
-    the cases and ``seed`` (a resumed run continues from ``run_dir/last.pt``).
+    the cases and ``seed`` (a resumed run continues from ``run_dir/last.pt``). With an active ``ctx``
+    every rank calls this and trains its slice of each batch (``train.fit_minutes`` is then refused).
 
     Returns:
         the final loop state, the best checkpoint and the config trained with (see :class:`SplitRun`).
@@ -258,7 +293,7 @@ def train_on_split(
     np.random.seed(seed % 2**32)
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {"family": family, "plan_hash": plan.plan_hash(), "seed": seed, **run_info}
-    stepper = build_stepper(family, plan, tcfg, dev)
+    stepper = build_stepper(family, plan, tcfg, dev, ctx)
     load_into(stepper.model, warm)  # a resumed run then overwrites this with its own last.pt
     dataset = PatchDataset(
         load_cases(train_paths),
@@ -271,8 +306,11 @@ def train_on_split(
         defer_augmentation=tcfg.gpu_augmentation,
         batch_size=tcfg.batch_size,
     )
+    if ctx.active and tcfg.fit_minutes is not None:
+        raise ValueError("train.fit_minutes cannot plan a data-parallel run yet: set train.max_epochs instead "
+                         "(or train.processes=1)")
     tcfg, fitted = fitted_config(tcfg, run_dir, lambda: fit_epochs(stepper, dataset, val_paths, plan, tcfg, dev))
-    state = run_loop(stepper, dataset, val_paths, plan, tcfg, run_dir, dev, info, progress)
+    state = run_loop(stepper, dataset, val_paths, plan, tcfg, run_dir, dev, info, progress, ctx=ctx)
     return SplitRun(state, load_checkpoint(run_dir / BEST), tcfg, fitted)
 
 

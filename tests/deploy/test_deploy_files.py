@@ -73,6 +73,21 @@ def test_kubernetes_and_slurm_material_parse() -> None:
     assert "#SBATCH --gres=gpu:1" in (DEPLOY / "slurm" / "medseg-nightly.sbatch").read_text()
 
 
+def test_slurm_ddp_job_runs_the_rank_entry_point_with_arguments_it_accepts() -> None:
+    from medseg.cli.train_rank import parse_args
+
+    path = DEPLOY / "slurm" / "medseg-train-ddp.sbatch"
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    text = path.read_text().replace("\\\n", " ")
+    launch = next(line for line in text.splitlines() if line.startswith("srun ") and "torchrun" in line)
+    assert "--nproc-per-node=" in launch and "--max-restarts=" in launch
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in text
+    rank_args = launch.split("-m medseg.cli.train_rank", 1)[1].replace('"$CONFIG"', "site.yaml").replace(
+        '"$FAMILY"', "gan").split()
+    args = parse_args(rank_args)
+    assert args.config == Path("site.yaml") and args.family == "gan" and args.overrides == ["train.device=cuda"]
+
+
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cuda"])
 def test_dockerfiles_copy_existing_folders_and_use_the_constraints(name: str) -> None:
     text = (DEPLOY / name).read_text()
