@@ -3,7 +3,8 @@
 incremental ingest of the watched sources → (nothing new: stop, say so) → preprocess with the
 frozen plan → warm-start (or full) training of each family within the time budget; the train
 stage evaluates challenger vs champion on the fixed validation cases and promotes a better one →
-inference of every ingested case the champion has not predicted yet → report.
+inference of every ingested case the champion has not predicted yet → prediction QA of those predictions
+(no ground truth needed: new studies are unlabeled) → metrics report on the held-out labeled cases.
 
 Champion bundles are verified first, so a corrupt bundle fails the run before anything changes.
 Every stage task retries transient errors (backoff + jitter) and fails fast on permanent ones;
@@ -30,6 +31,7 @@ from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
 from medseg.tasks.ops import artifact_key, check_champions_task, publish_table
 from medseg.tasks.preprocess import preprocess_task
+from medseg.tasks.qa import qa_task
 from medseg.tasks.report import report_task
 from medseg.tasks.train import train_task
 from medseg.workspace import Workspace
@@ -115,6 +117,9 @@ def nightly_flow(
         outcomes.append(train(cfg, family))
     inferred, predictions = _infer_pending(cfg, list(cfg.train.models))
     outcomes += inferred
+    qa = qa_task(cfg, predictions, run_id) if predictions else None
+    if qa is not None:
+        outcomes.append(qa)
     report = _report(cfg, predictions, run_id)
     if report is not None:
         outcomes.append(report)
@@ -132,6 +137,8 @@ def nightly_flow(
         "champions_before": champions_before,
         "champions": champions_after,
         "report": report.outputs[0] if report is not None else None,
+        "qa": qa.outputs[0] if qa is not None else None,
+        "qa_flagged": qa.stats["flagged"] if qa is not None else 0,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     result.update(_publish(cfg, run_id, f"medseg nightly {run_id}", headline, outcomes,
@@ -146,12 +153,17 @@ def batch_infer_flow(
     overrides: list[str] | None = None,
     families: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Predict every ingested case that the champion of each family (default: ``train.models``) has not yet."""
+    """Predict every ingested case that the champion of each family (default: ``train.models``) has not yet, then
+    QA the predictions (``reports/batch-infer-<time>/qa.*``)."""
     cfg = resolve_config(config, config_path, overrides)
     selected = [ModelFamily(f) for f in families] if families else list(cfg.train.models)
     check_champions_task(cfg)
     outcomes, predictions = _infer_pending(cfg, selected)
-    return {"stages": [o.brief() for o in outcomes], "predictions": predictions}
+    qa = qa_task(cfg, predictions, new_run_id("batch-infer")) if predictions else None
+    if qa is not None:
+        outcomes.append(qa)
+    return {"stages": [o.brief() for o in outcomes], "predictions": predictions,
+            "qa": qa.outputs[0] if qa is not None else None}
 
 
 __all__ = ["batch_infer_flow", "nightly_flow"]

@@ -16,7 +16,9 @@ from medseg.report.build import build_report
 from medseg.report.deltas import best_and_worst, delta_table, previous_summary
 from medseg.report.overlay import overlay_case_png
 from medseg.report.plots import boxplots
+from medseg.report.qa_section import qa_section
 from medseg.stages.outcome import StageOutcome
+from medseg.stages.qa import qa_for_report
 from medseg.training.budget import capped_warning
 from medseg.workspace import Workspace
 
@@ -68,6 +70,8 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
     tables, deltas between the models (e.g. CNN vs GAN, paired over shared cases) and against the
     previous champion's report of each model (the newest earlier report of another version), the
     plots and the bundles' training curves embedded. NSD tolerance: ``cfg.infer.nsd_tolerance_mm``.
+    The prediction QA of the run (``qa.json``, written by the QA stage, else here: every predicted case,
+    labeled or not) leads the report: flagged cases first, with overlays.
     """
     started = time.time()
     ws = Workspace.at(cfg.workspace).ensure()
@@ -117,15 +121,16 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
             deltas.append(delta_table(summary, previous[1], f"{name} {version}", f"{name} {prev_version}",
                                       title=f"{name}: new model vs previous champion ({prev_version})"))
     plots = boxplots(loaded, run_dir / "plots")
+    qa = qa_for_report(cfg, predictions, run_id)
     files = build_report(run_dir, summaries, overlays, title=f"medseg report · {cfg.name} · {run_id}",
                          deltas=deltas, boxplots=plots, curves=curves, csv_files=csvs, warnings=warnings,
-                         cross_validation=cross_validation)
+                         cross_validation=cross_validation, sections=[qa_section(qa, run_dir)])
     delta_rows = [{"comparison": d.title, **{k: _json_number(v) for k, v in r.items()}} for d in deltas for r in d.rows]
     return StageOutcome(
         stage="report",
         seconds=time.time() - started,
         stats={"table": files.table, "markdown": files.markdown, "deltas": delta_rows, "cases": n_cases,
-               "warnings": warnings},
+               "warnings": warnings, "qa_flagged": len(qa.flagged)},
         outputs=[str(files.markdown_path), str(files.html_path), *map(str, [*summaries.values(), *csvs.values()])],
     )
 
