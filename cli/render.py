@@ -57,7 +57,7 @@ def print_qa(outcomes: Sequence[dict[str, Any]]) -> None:
         style = "bold yellow" if flagged else "green"
         where = escape(str((o.get("outputs") or ["?"])[0]))
         console.print(f"[{style}]QA: {flagged} of {cases} predicted case(s) flagged 'look at this'[/]"
-                      + (f" (flagged first: {where})" if flagged else f" ({where})"))
+                      + (f" (flagged first: {where})" if flagged else f" ({where})"), soft_wrap=True)  # a whole path
 
 
 def print_report_table(rows: Sequence[dict[str, Any]]) -> None:
