@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medseg.io.json_file import write_text_atomic
-from medseg.report.build import _CSS, _html_section, _md_section
+from medseg.report.build import REPORT_CSS, section_html, section_markdown
 from medseg.report.section import ReportSection
 
 
@@ -38,14 +38,14 @@ def write_section_page(run_dir: Path, name: str, title: str, sections: Sequence[
                 raise FileNotFoundError(f"image {image} of report section {sec.key!r} does not exist")
     md = [f"# {title}", ""]
     for sec in sections:
-        md += _md_section(run_dir, sec)
+        md += section_markdown(run_dir, sec)
     markdown = "\n".join(md).rstrip() + "\n"
     page = "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        *(_html_section(sec) for sec in sections),
+        *(section_html(sec) for sec in sections),
         "</body></html>",
     ]) + "\n"
     md_path, html_path = run_dir / f"{name}.md", run_dir / f"{name}.html"
