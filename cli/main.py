@@ -262,6 +262,9 @@ def report(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrides: 
     with friendly_errors():
         outcome = report_flow(_flow_config(cfg), predictions=predictions, run_id=new_run_id())
     print_report_table(outcome["stats"]["table"])
+    if outcome["stats"].get("qa_flagged"):
+        console.print(f"[bold yellow]QA: {outcome['stats']['qa_flagged']} predicted case(s) flagged 'look at this' "
+                      "(the report lists them first)[/]")
     console.print(f"report: {outcome['outputs'][0]}")
 
 
