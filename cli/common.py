@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,9 +45,35 @@ def prefect_env() -> None:
     Also starts the child reaper once per process: the temporary Prefect server and the LocalCluster
     this command starts die with it, even after ``kill -9`` (:mod:`medseg.cli.child_reaper`).
     """
+    check_api_reachable()
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     guard_children()
+
+
+def check_api_reachable() -> None:
+    """Fail at once when ``PREFECT_API_URL`` names a server nothing answers at (refused, no such host),
+    e.g. a shell still set up for a server that ``medseg ui --stop`` stopped; Prefect would retry for
+    ~20 s first. A slow server (a timeout) is left to Prefect's own retries.
+
+    Raises:
+        typer.Exit: one line naming the URL and what to do (code 1).
+    """
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        return
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except (ConnectionRefusedError, socket.gaierror) as exc:
+        if isinstance(exc, socket.gaierror) and exc.errno != socket.EAI_NONAME:
+            return  # a DNS hiccup (EAI_AGAIN): Prefect's retries may still get through
+        raise fail(f"no Prefect server answers at PREFECT_API_URL={url} ({exc.strerror or exc}): start it "
+                   "(`eval \"$(medseg ui --detach)\"` for a local one) or `unset PREFECT_API_URL` to run "
+                   "on a temporary server", code=1) from None
+    except OSError:
+        return
 
 
 _REAPER: list[int | None] = []

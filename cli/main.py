@@ -23,9 +23,11 @@ from medseg.cli.common import (
     require_workspace,
     start_local_workers,
 )
+from medseg.cli.drift import drift_command
 from medseg.cli.fast_exit import skip_final_gc
 from medseg.cli.predict import predict_command
 from medseg.cli.render import print_outcomes, print_qa, print_report_table, print_status
+from medseg.cli.ui import ui_command
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.config_loader import dump_config
 from medseg.ingest.workers import INGEST_WORKER_MODULES
@@ -171,7 +173,7 @@ def ingest(
     from medseg.flows.stages import ingest_flow
 
     with friendly_errors():
-        print_outcomes([ingest_flow(_flow_config(cfg), force=force)])
+        print_outcomes(ingest_flow(_flow_config(cfg), force=force))
 
 
 @app.command()
@@ -243,6 +245,7 @@ def infer(
 
 
 app.command("predict")(predict_command)
+app.command("drift")(drift_command)
 
 
 @app.command()
@@ -358,8 +361,8 @@ def serve(
     """
     cfg = build_config(config, None)
     if not os.environ.get("PREFECT_API_URL"):
-        raise fail("`medseg serve` needs a running Prefect server: start `prefect server start` and "
-                   "export PREFECT_API_URL=http://127.0.0.1:4200/api")
+        raise fail("`medseg serve` needs a running Prefect server: start one with `eval \"$(medseg ui --detach)\"` "
+                   "(or export PREFECT_API_URL=http://HOST:4200/api of your site's server)")
     prefect_env()
     from prefect import serve as prefect_serve
 
@@ -369,6 +372,9 @@ def serve(
         console.print(ensure_gpu_limit(gpu_slots))
         console.print(f"nightly-retrain: cron {cfg.ops.nightly_cron!r} ({cfg.ops.timezone})")
         prefect_serve(*served_deployments(config, cfg))
+
+
+app.command("ui")(ui_command)
 
 
 @app.command()

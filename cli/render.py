@@ -17,7 +17,7 @@ from medseg.workspace import Workspace
 _SHOWN = (
     "files_indexed", "files_skipped", "series_ingested", "series_unchanged", "quarantined",
     "cases_processed", "cases_skipped", "val_mean_dice", "folds", "cv_mean_dice", "epochs", "stopped", "promoted",
-    "predicted", "skipped", "failed", "seconds_per_case", "cases", "flagged",
+    "predicted", "skipped", "failed", "seconds_per_case", "cases", "out_of_distribution", "flagged",
 )
 
 

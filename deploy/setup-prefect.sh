@@ -27,8 +27,8 @@ DEPLOYMENTS="${MEDSEG_DEPLOYMENTS:-nightly-retrain bulk-ingest batch-infer}"
 CONFIG="$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")"
 
 if [ -z "${PREFECT_API_URL:-}" ]; then
-  echo "error: PREFECT_API_URL is not set (e.g. http://127.0.0.1:4200/api); start a server with" \
-       "'prefect server start' first" >&2
+  echo "error: PREFECT_API_URL is not set (e.g. http://127.0.0.1:4200/api); start a server first:" \
+       "'eval \"\$(.venv/bin/medseg ui --detach)\"' (local, with the UI) or 'prefect server start'" >&2
   exit 2
 fi
 "$PREFECT" --no-prompt work-pool inspect "$POOL" >/dev/null 2>&1 \

@@ -22,6 +22,7 @@ from medseg.ops.params import resolve_config
 from medseg.runtime.run_id import new_run_id
 from medseg.tasks.bulk import bulk_assemble_task, bulk_batch_task, bulk_scan_task
 from medseg.tasks.common import run_logger, with_transient_retries
+from medseg.tasks.dashboard import dashboard_artifact
 from medseg.tasks.notify import FAILURE_HOOKS
 from medseg.tasks.ops import artifact_key, publish_table
 from medseg.workspace import Workspace
@@ -78,7 +79,7 @@ def bulk_flow(
         artifact = _progress(artifact, done, manifest.n_batches, manifest.key)
 
     t1 = time.perf_counter()
-    with cluster_address(cfg.dask, preload=INGEST_WORKER_MODULES) as address:
+    with dashboard_artifact("bulk"), cluster_address(cfg.dask, preload=INGEST_WORKER_MODULES) as address:
         run_cfg = cfg.model_copy(update={"dask": cfg.dask.model_copy(update={"address": address})})
         records = run_batches(todo, lambda batch: batch_task.submit(run_cfg, manifest, batch, run_id),
                               cfg.ops.bulk_tasks_in_flight, progress, done_before=len(done_before))

@@ -1,10 +1,12 @@
 """Nightly retrain flow (and the batch-infer flow it shares its inference step with).
 
-incremental ingest of the watched sources → (nothing new: stop, say so) → preprocess with the
-frozen plan → warm-start (or full) training of each family within the time budget; the train
-stage evaluates challenger vs champion on the fixed validation cases and promotes a better one →
-inference of every ingested case the champion has not predicted yet → prediction QA of those predictions
-(no ground truth needed: new studies are unlabeled) → metrics report on the held-out labeled cases.
+incremental ingest of the watched sources → (nothing new: stop, say so) → drift check of the new
+cases against the plan's training cases → preprocess with the frozen plan → warm-start (or full)
+training of each family within the time budget; the train stage evaluates challenger vs champion on
+the fixed validation cases and promotes a better one (unless more than ``ops.drift_max_share`` of the
+new cases are out of distribution: then no promotion, and the headline says why) → inference of every
+ingested case the champion has not predicted yet → prediction QA of those predictions (no ground truth
+needed: new studies are unlabeled) → report (with the drift and QA sections) on the held-out labeled cases.
 
 Champion bundles are verified first, so a corrupt bundle fails the run before anything changes.
 Every stage task retries transient errors (backoff + jitter) and fails fast on permanent ones;
@@ -19,13 +21,21 @@ from typing import Any
 from prefect import flow
 
 from medseg.config import MedsegConfig, ModelFamily
-from medseg.ops.nightly import NOTHING_NEW, changes_of, nightly_config, nothing_new_result, pending_cases
+from medseg.ops.nightly import (
+    NOTHING_NEW,
+    changes_of,
+    drift_hold,
+    nightly_config,
+    nothing_new_result,
+    pending_cases,
+)
 from medseg.ops.params import resolve_config
 from medseg.ops.summary import markdown_table, stage_rows, totals_row, write_run_summary
 from medseg.runtime.run_id import new_run_id
 from medseg.splits import Splits
 from medseg.stages.outcome import StageOutcome
 from medseg.tasks.common import run_logger, with_transient_retries
+from medseg.tasks.drift import drift_task
 from medseg.tasks.infer import infer_task
 from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
@@ -111,10 +121,12 @@ def nightly_flow(
                                [ingest], {"status": NOTHING_NEW}))
         quiet["champions"] = champions_before
         return quiet
-    outcomes: list[StageOutcome] = [ingest, with_transient_retries(preprocess_task, *retry)(cfg)]
+    drift = with_transient_retries(drift_task, *retry)(cfg, run_id, ingest_run=str(ingest.stats["run_id"]))
+    hold = drift_hold(drift, cfg.ops.drift_max_share)
+    outcomes: list[StageOutcome] = [ingest, drift, with_transient_retries(preprocess_task, *retry)(cfg)]
     train = with_transient_retries(train_task, *retry)
     for family in cfg.train.models:
-        outcomes.append(train(cfg, family))
+        outcomes.append(train(cfg, family, hold_promotion=hold))
     inferred, predictions = _infer_pending(cfg, list(cfg.train.models))
     outcomes += inferred
     qa = qa_task(cfg, predictions, run_id) if predictions else None
@@ -127,7 +139,7 @@ def nightly_flow(
     promoted = [o.stage.removeprefix("train-") for o in outcomes if o.stage.startswith("train-")
                 and o.stats.get("promoted")]
     headline = (f"retrained on new data ({', '.join(f'{k}={v}' for k, v in changes_of(ingest).items())}); "
-                f"promoted: {', '.join(promoted) or 'none'}")
+                f"promoted: {', '.join(promoted) or 'none'}" + (f" (promotion held: {hold})" if hold else ""))
     log.info(headline)
     result: dict[str, Any] = {
         "run_id": run_id,
@@ -137,12 +149,14 @@ def nightly_flow(
         "champions_before": champions_before,
         "champions": champions_after,
         "report": report.outputs[0] if report is not None else None,
+        "drift": drift.outputs[0] if drift.outputs else None,
+        "promotion_held": hold,
         "qa": qa.outputs[0] if qa is not None else None,
         "qa_flagged": qa.stats["flagged"] if qa is not None else 0,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     result.update(_publish(cfg, run_id, f"medseg nightly {run_id}", headline, outcomes,
-                           {"status": "retrained", "champions": champions_after}))
+                           {"status": "retrained", "champions": champions_after, "promotion_held": hold}))
     return result
 
 

@@ -1,4 +1,5 @@
-"""The end-to-end pipeline flow: ingest → preprocess → train CNN and GAN → infer held-out cases → QA → report."""
+"""The end-to-end pipeline flow: ingest → drift check → preprocess → train CNN and GAN → infer held-out cases
+→ prediction QA → report."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from prefect import flow
 from medseg.config import MedsegConfig
 from medseg.ops.params import resolve_config
 from medseg.runtime.run_id import new_run_id
+from medseg.tasks.drift import drift_task
 from medseg.tasks.infer import infer_task
 from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
@@ -32,7 +34,11 @@ def pipeline_flow(config: MedsegConfig | dict[str, Any] | None = None, config_pa
     """
     cfg = resolve_config(config, config_path, overrides)
     run_id = run_id or new_run_id()
-    outcomes = [ingest_task(cfg, force=force), preprocess_task(cfg, force=force)]
+    ingest = ingest_task(cfg, force=force)
+    outcomes = [ingest]
+    if not ingest.skipped:  # new cases vs the previous plan's training cases, before preprocess re-plans
+        outcomes.append(drift_task(cfg, run_id, ingest_run=str(ingest.stats["run_id"])))
+    outcomes.append(preprocess_task(cfg, force=force))
     predictions: dict[str, str] = {}
     for family in cfg.train.models:
         trained = train_task(cfg, family, force=force)

@@ -13,6 +13,7 @@ from prefect import flow
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.ops.params import resolve_config
 from medseg.runtime.run_id import new_run_id
+from medseg.tasks.drift import drift_task
 from medseg.tasks.infer import infer_task
 from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
@@ -31,8 +32,15 @@ def _families(cfg: MedsegConfig, families: list[str] | None) -> list[ModelFamily
 
 @flow(name="medseg-ingest", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
 def ingest_flow(config: ConfigParam = None, config_path: str | None = None, overrides: list[str] | None = None,
-                force: bool = False) -> dict[str, Any]:
-    return ingest_task(resolve_config(config, config_path, overrides), force=force).brief()
+                force: bool = False) -> list[dict[str, Any]]:
+    """Ingest, then check the new and changed cases for drift (``reports/<ingest run id>/drift.md``)."""
+    cfg = resolve_config(config, config_path, overrides)
+    ingest = ingest_task(cfg, force=force)
+    outcomes = [ingest]
+    if not ingest.skipped:
+        ingest_run = str(ingest.stats["run_id"])
+        outcomes.append(drift_task(cfg, ingest_run, ingest_run=ingest_run))
+    return [o.brief() for o in outcomes]
 
 
 @flow(name="medseg-preprocess", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)

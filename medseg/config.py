@@ -34,6 +34,12 @@ class DaskConfig(_Strict):
     n_workers: int = Field(2, ge=1)
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "4GiB"
+    dashboard_address: str | None = Field(
+        "127.0.0.1:8787",
+        description="where a LocalCluster serves the Dask dashboard (live task stream, progress, worker memory); "
+        "when the port is taken, Dask picks a free one and the logged link and the Prefect link artifact say "
+        "which. ':8787' serves it on every interface; null: no dashboard",
+    )
     worker_profile: bool = Field(
         False,
         description="Dask's statistical profiler in LocalCluster workers (the dashboard's Profile tab). It samples "
@@ -258,6 +264,15 @@ class NightlyTraining(StrEnum):
     FULL = "full"
 
 
+class DriftCategory(StrEnum):
+    """A categorical feature the drift report compares with the training cases (DICOM attribute in brackets)."""
+
+    MODALITY = "modality"  # Modality
+    MANUFACTURER = "manufacturer"  # Manufacturer
+    MODEL = "model"  # ManufacturerModelName
+    PROTOCOL = "protocol"  # ProtocolName
+
+
 class OpsConfig(_Strict):
     """Unattended operation: schedules, failure notifications, bulk batching (see docs/OPERATIONS.md)."""
 
@@ -275,6 +290,21 @@ class OpsConfig(_Strict):
     bulk_tasks_in_flight: int = Field(2, ge=1, description="bulk batch tasks running at once (each fans out on Dask)")
     transient_retries: int = Field(3, ge=0, description="retries of a task failing with a transient error")
     retry_backoff_s: float = Field(10.0, ge=0, description="first retry delay; doubles per retry, with jitter")
+    drift_max_share: float | None = Field(
+        None, ge=0, le=1, description="nightly: hold promotion when more than this share of the new cases is out "
+        "of distribution (drift report); None = report only"
+    )
+    drift_geometry_factor: float = Field(
+        1.5, gt=1, description="drift: spacing and shape may be up to this factor outside the training range"
+    )
+    drift_intensity_margin: float = Field(
+        0.25, ge=0, description="drift: intensity statistics may lie this share of the training intensity range "
+        "(median p99 - p1) outside the training range"
+    )
+    drift_categories: list[DriftCategory] = Field(
+        default_factory=lambda: list(DriftCategory),
+        description="drift: categorical features flagged when a new case has a value no training case has",
+    )
 
 
 class MedsegConfig(_Strict):

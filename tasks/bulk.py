@@ -15,6 +15,7 @@ from medseg.runtime.cluster import shared_client
 from medseg.stages.ingest import check_sources, run_ingest_stage
 from medseg.stages.outcome import StageOutcome
 from medseg.tasks.common import RETRY_JITTER, retry_delays, retry_on_transient, run_logger
+from medseg.tasks.dashboard import dashboard_artifact
 from medseg.tasks.progress import TaskProgress
 from medseg.workspace import Workspace
 
@@ -45,6 +46,7 @@ def bulk_batch_task(cfg: MedsegConfig, manifest: BulkManifest, batch: int, run_i
 def bulk_assemble_task(cfg: MedsegConfig) -> StageOutcome:
     """Plan series and write volume stores for the indexed files: the ingest stage (incremental; it
     records its input key like ``medseg ingest``)."""
-    outcome = run_ingest_stage(cfg, progress=TaskProgress("bulk-assemble"))
+    with dashboard_artifact("bulk-assemble"):
+        outcome = run_ingest_stage(cfg, progress=TaskProgress("bulk-assemble"))
     run_logger().info("bulk assemble: %s", outcome.stats)
     return outcome

@@ -9,6 +9,7 @@ from medseg.config import MedsegConfig
 from medseg.stages.ingest import run_ingest_stage
 from medseg.stages.outcome import StageOutcome
 from medseg.tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
+from medseg.tasks.dashboard import dashboard_artifact
 from medseg.tasks.progress import TaskProgress
 
 
@@ -17,4 +18,5 @@ from medseg.tasks.progress import TaskProgress
       retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
 def ingest_task(cfg: MedsegConfig, force: bool = False) -> StageOutcome:
     """Index new files, assemble and write new/changed series; skipped when the sources are unchanged."""
-    return log_outcome(run_ingest_stage(cfg, progress=TaskProgress("ingest"), force=force))
+    with dashboard_artifact("ingest"):
+        return log_outcome(run_ingest_stage(cfg, progress=TaskProgress("ingest"), force=force))

@@ -9,6 +9,7 @@ from medseg.config import MedsegConfig
 from medseg.stages.outcome import StageOutcome
 from medseg.stages.predict import run_predict_stage
 from medseg.tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
+from medseg.tasks.dashboard import dashboard_artifact
 from medseg.tasks.progress import TaskProgress
 
 
@@ -17,5 +18,6 @@ from medseg.tasks.progress import TaskProgress
 def predict_task(cfg: MedsegConfig, inputs: list[str], output: str, model: str, formats: str = "nifti,dicom-seg",
                  keep_names: bool = False, temporary_workspace: bool = True) -> StageOutcome:
     """Ingest ``inputs`` (DICOM folders, NIfTI/NRRD files) and predict every case of them into ``output``."""
-    return log_outcome(run_predict_stage(cfg, inputs, output, model, formats, keep_names=keep_names,
-                                         temporary_workspace=temporary_workspace, progress=TaskProgress("predict")))
+    with dashboard_artifact("predict"):
+        return log_outcome(run_predict_stage(cfg, inputs, output, model, formats, keep_names=keep_names,
+                                             temporary_workspace=temporary_workspace, progress=TaskProgress("predict")))

@@ -19,6 +19,9 @@ from medseg.tasks.progress import TaskProgress
 @task(name="train", task_run_name="train-{family}", tags=["medseg", "train", "gpu"], retries=1,
       retry_delay_seconds=RETRY_DELAYS, retry_jitter_factor=RETRY_JITTER, retry_condition_fn=retry_on_transient,
       cache_policy=NO_CACHE)
-def train_task(cfg: MedsegConfig, family: ModelFamily, force: bool = False) -> StageOutcome:
-    """Train ``family`` into a new bundle; skipped when data, plan and config are unchanged."""
-    return log_outcome(run_train_stage(cfg, family, force=force, progress=TaskProgress(f"train-{family.value}")))
+def train_task(cfg: MedsegConfig, family: ModelFamily, force: bool = False,
+               hold_promotion: str | None = None) -> StageOutcome:
+    """Train ``family`` into a new bundle; skipped when data, plan and config are unchanged.
+    ``hold_promotion``: why the bundle must not be promoted (the nightly drift gate)."""
+    return log_outcome(run_train_stage(cfg, family, force=force, progress=TaskProgress(f"train-{family.value}"),
+                                       hold_promotion=hold_promotion))

@@ -59,6 +59,14 @@ class IngestPlan:
     claims: dict[str, tuple[str, str]] = field(default_factory=dict)  # orphan path -> (reason or "", message)
 
 
+def acquisition_source(info: dict[str, Any]) -> dict[str, str]:
+    """The scanner descriptors a case's store keeps in ``source`` (``manufacturer``, ``model``, ``protocol``;
+    absent from older headers and from NIfTI/NRRD cases), read by the drift report."""
+    found = {"manufacturer": info.get("manufacturer"), "model": info.get("model_name"),
+             "protocol": info.get("protocol")}
+    return {k: str(v) for k, v in found.items() if v}
+
+
 def case_id_for(secret: str, stack: Stack) -> str:
     """``keyed_hash(secret, SeriesInstanceUID, "case_")``; split series add their stack key."""
     value = stack.series_uid if not stack.stack_key else f"{stack.series_uid}/{stack.stack_key}"
@@ -212,6 +220,7 @@ def plan_ingest(
                     "study_key": s.info.get("study_key"),
                     "patient_key": s.info.get("patient_key"),
                     "modality": s.info.get("modality"),
+                    **acquisition_source(s.info),
                     "n_instances": len(s.paths),
                     "stack_key": s.stack_key,
                 },

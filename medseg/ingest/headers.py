@@ -8,7 +8,8 @@ ingest-specific files and the file's own fields.
 Header dict (``status == "ok"``)::
 
     path, size, mtime_ns, status, kind ("image" | "seg" | "rtstruct"), sop_class, sop_uid, series_uid,
-    study_key, patient_key, modality, description, series_number, for_uid, image_type,
+    study_key, patient_key, modality, description, manufacturer, model_name, protocol, series_number,
+    for_uid, image_type,
     rows, cols, samples, transfer_syntax, n_frames,
     frames: [{"ipp": [x, y, z] | None, "iop": [6] | None, "spacing": [row, col] | None}, ...]
     (image only), for SEG: ref_series_uids, ref_sop_uids, for RTSTRUCT also ref_for_uids

@@ -116,6 +116,9 @@ def _series_info(header: dict[str, Any]) -> dict[str, Any]:
     keys = (
         "modality",
         "description",
+        "manufacturer",
+        "model_name",
+        "protocol",
         "series_number",
         "study_key",
         "patient_key",

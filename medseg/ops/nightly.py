@@ -41,6 +41,18 @@ def changes_of(ingest: StageOutcome) -> dict[str, int]:
     return {k: int(ingest.stats.get(k) or 0) for k in _CHANGE_STATS if int(ingest.stats.get(k) or 0) > 0}
 
 
+def drift_hold(drift: StageOutcome, max_share: float | None) -> str | None:
+    """Why the nightly run must not promote (``ops.drift_max_share``): more than ``max_share`` of the new
+    cases are out of distribution. None: promotion may go ahead (no limit, no check, or within it)."""
+    if max_share is None or drift.skipped:
+        return None
+    share = float(drift.stats.get("share") or 0.0)
+    if share <= max_share:
+        return None
+    return (f"drift: {drift.stats.get('out_of_distribution')} of {drift.stats.get('cases')} new case(s) out of "
+            f"distribution ({share:.0%} > ops.drift_max_share {max_share:.0%}), see drift.md of this run")
+
+
 def is_nothing_new(ingest: StageOutcome) -> bool:
     """True when the incremental ingest indexed no file and (re)wrote or removed no case."""
     return not changes_of(ingest)

@@ -15,6 +15,7 @@ COUNT_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("files indexed", ("files_indexed", "indexed")),
     ("series ingested", ("series_ingested",)),
     ("quarantined", ("quarantined",)),
+    ("out of distribution", ("out_of_distribution",)),
     ("cases preprocessed", ("cases_processed",)),
     ("predictions written", ("predicted",)),
     ("promoted", ("promoted",)),

@@ -1,4 +1,4 @@
-"""Dataset fingerprint (nnU-Net): per-case geometry, foreground intensities and class counts.
+"""Dataset fingerprint (nnU-Net): per-case geometry, foreground intensities, class counts and appearance.
 
 Computed once per labeled case (in parallel on Dask workers) and aggregated into what the planner
 needs: median spacing, median cropped shape, pooled foreground intensity statistics and modality.
@@ -18,6 +18,7 @@ from medseg.geometry import Geometry
 from medseg.io.case_arrays import GT_LABEL, label_volume_names, open_channels, open_image, open_label, slabs
 from medseg.io.json_file import read_versioned_json, write_text_atomic
 from medseg.io.volume_store import read_meta
+from medseg.preprocess.appearance import AppearanceSampler, CaseAppearance, appearance_of
 from medseg.preprocess.crop import bbox_shape
 from medseg.preprocess.fanout import fan_out
 from medseg.preprocess.source import case_seed, source_hash
@@ -56,6 +57,9 @@ class CaseFingerprint(BaseModel):
     channel_names: list[str] = Field(default_factory=list, description="multi-channel store: its channels")
     channel_intensity: list[IntensityStats | None] = Field(
         default_factory=list, description="multi-channel store: foreground statistics of each channel"
+    )
+    appearance: CaseAppearance | None = Field(
+        None, description="whole-image appearance (drift reference); None in fingerprints of older medseg versions"
     )
 
 
@@ -145,12 +149,15 @@ def fingerprint_case(
     arrays = open_channels(path)
     counts = np.zeros(256, dtype=np.int64)
     fg_parts: list[list[NDArray[np.generic]]] = [[] for _ in arrays]
+    sampler = AppearanceSampler(case_id, image.shape, len(arrays))  # whole-image sample (drift reference)
     for z0, z1 in slabs(image):
         gt_slab = np.asarray(gt[z0:z1], dtype=np.uint8)
         c = label_counts(gt_slab)
         counts[: len(c)] += c
-        for parts, arr in zip(fg_parts, arrays, strict=True):
-            parts.append(np.asarray(arr[z0:z1])[gt_slab > 0])
+        slab_channels = [np.asarray(arr[z0:z1]) for arr in arrays]
+        sampler.take(z0, slab_channels)
+        for parts, slab in zip(fg_parts, slab_channels, strict=True):
+            parts.append(slab[gt_slab > 0])
     fgs = [np.concatenate(p) if p else np.zeros(0, dtype=a.dtype) for p, a in zip(fg_parts, arrays, strict=True)]
     fg = fgs[0]
     rng = np.random.default_rng(case_seed(case_id, "fingerprint"))
@@ -171,6 +178,7 @@ def fingerprint_case(
         label_names={int(k): str(v) for k, v in meta.get("label_names", {}).items()},
         channel_names=[str(n) for n in meta.get("channel_names") or []],
         channel_intensity=[intensity_stats(f) for f in fgs] if meta.get("channel_names") else [],
+        appearance=appearance_of(meta, image.shape, sampler.intensity(), int(sampler.flat.size)),
     )
     return fp, samples
 
@@ -192,7 +200,8 @@ def fingerprint_case_cached(
                 with np.load(cached) as z:
                     fp = CaseFingerprint.model_validate_json(str(z["fingerprint"]))
                     samples = np.asarray(z["samples"], dtype=np.float32)
-                if fp.source_hash == src and (samples.shape[-1] if samples.size else 0) in (0, num_samples):
+                fresh = fp.source_hash == src and fp.appearance is not None  # older entries lack the appearance
+                if fresh and (samples.shape[-1] if samples.size else 0) in (0, num_samples):
                     return fp, samples
             except (OSError, ValueError, KeyError):
                 pass  # unreadable cache entry: recompute

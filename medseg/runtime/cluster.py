@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import logging
 import math
 import threading
@@ -19,6 +20,7 @@ from distributed import Client, LocalCluster, Scheduler, Worker, WorkerPlugin
 from distributed.core import Status
 
 from medseg.config import DaskConfig
+from medseg.runtime.cluster_events import ClusterStarted, announce
 from medseg.runtime.fork_server import (
     WORKER_MALLOC_ENV,
     blas_environ,
@@ -114,7 +116,8 @@ def dask_client(cfg: DaskConfig, *, preload: Sequence[str] = (), workers_in_back
 def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
     if cfg.address:
         client = Client(cfg.address, timeout="30s")
-        log.info("connected to Dask scheduler %s (dashboard: %s)", cfg.address, client.dashboard_link)
+        announce(ClusterStarted(cfg.address, _dashboard(client), local=False,
+                                n_workers=len(client.scheduler_info().get("workers", {}))))
         try:
             yield client
         finally:
@@ -134,7 +137,7 @@ def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
             threads_per_worker=cfg.threads_per_worker,
             processes=True,
             memory_limit=cfg.memory_limit,
-            dashboard_address=":0",
+            dashboard_address=cfg.dashboard_address,
             silence_logs=logging.WARNING,
         )
         if workers_in_background:
@@ -143,12 +146,26 @@ def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
             _STARTING[client] = _Starting(cfg.n_workers, cast(Scheduler, cluster.scheduler))
         else:
             client = Client(cluster)
-        log.info("started LocalCluster with %d workers (dashboard: %s)", cfg.n_workers, client.dashboard_link)
+        served = cfg.dashboard_address is not None and importlib.util.find_spec("bokeh") is not None
+        announce(ClusterStarted(str(cluster.scheduler_address), _dashboard(client, served), local=True,
+                                n_workers=cfg.n_workers))
         try:
             yield client
         finally:
             client.close()
             cluster.close()
+
+
+def _dashboard(client: Client, served: bool = True) -> str | None:
+    """The dashboard's status page of ``client``'s scheduler; None when ``served`` is False (a LocalCluster
+    started without one) or the link cannot be read. The scheduler's HTTP server also runs without a dashboard
+    (``/health``, ``/metrics``), so its presence says nothing."""
+    if not served:
+        return None
+    try:
+        return str(client.dashboard_link)
+    except Exception:  # noqa: BLE001 - a link for humans; never fail the stage over it
+        return None
 
 
 #: How long :func:`worker_threads` waits for the workers of a LocalCluster that is still starting.

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.config import MedsegConfig
+from medseg.drift.section import run_drift_section
 from medseg.evaluation.summary import CasePair, Summary, evaluate_cases, write_summary
 from medseg.evaluation.table import CSV_NAME, write_summary_csv
 from medseg.io.bundle import ENSEMBLE, BundleError, bundle_kind, read_cv_metrics, read_metadata
@@ -69,9 +70,10 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
     box plots per metric (``plots/box_<metric>.png``), and ``report.md`` / ``report.html`` with the
     tables, deltas between the models (e.g. CNN vs GAN, paired over shared cases) and against the
     previous champion's report of each model (the newest earlier report of another version), the
-    plots and the bundles' training curves embedded. NSD tolerance: ``cfg.infer.nsd_tolerance_mm``.
-    The prediction QA of the run (``qa.json``, written by the QA stage, else here: every predicted case,
-    labeled or not) leads the report: flagged cases first, with overlays.
+    plots and the bundles' training curves embedded, and the drift check of the same run (``drift.json`` in
+    ``reports/<run_id>/``, :mod:`medseg.drift.section`) when there is one. NSD tolerance:
+    ``cfg.infer.nsd_tolerance_mm``. The prediction QA of the run (``qa.json``, written by the QA stage, else
+    here: every predicted case, labeled or not) leads the report: flagged cases first, with overlays.
     """
     started = time.time()
     ws = Workspace.at(cfg.workspace).ensure()
@@ -122,9 +124,11 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
                                       title=f"{name}: new model vs previous champion ({prev_version})"))
     plots = boxplots(loaded, run_dir / "plots")
     qa = qa_for_report(cfg, predictions, run_id)
+    sections = [s for s in (run_drift_section(run_dir),) if s is not None]  # the same run's drift check
+    sections.append(qa_section(qa, run_dir))
     files = build_report(run_dir, summaries, overlays, title=f"medseg report · {cfg.name} · {run_id}",
                          deltas=deltas, boxplots=plots, curves=curves, csv_files=csvs, warnings=warnings,
-                         cross_validation=cross_validation, sections=[qa_section(qa, run_dir)])
+                         cross_validation=cross_validation, sections=sections)
     delta_rows = [{"comparison": d.title, **{k: _json_number(v) for k, v in r.items()}} for d in deltas for r in d.rows]
     return StageOutcome(
         stage="report",

@@ -51,20 +51,31 @@ def cv_stats(result: TrainResult) -> dict[str, Any]:
 
 
 def run_train_stage(cfg: MedsegConfig, family: ModelFamily, force: bool = False,
-                    progress: ProgressFn | None = None) -> StageOutcome:
+                    progress: ProgressFn | None = None, hold_promotion: str | None = None) -> StageOutcome:
+    """Train ``family`` and promote the bundle if it beats the champion.
+
+    ``hold_promotion``: why the new bundle must not be promoted, whatever its score (the nightly drift
+    gate). It is kept in the registry, the stats say ``promotion_held`` and a warning, and the stage key
+    records the hold, so a later run without one trains again and may promote (e.g. ``medseg train``
+    after the drift was reviewed).
+    """
     started = time.time()
     stage = f"train-{family.value}"
     ws = Workspace.at(cfg.workspace).ensure()
     if not ws.plan_path.is_file():
         raise FileNotFoundError(f"no plan at {ws.plan_path}: run `medseg preprocess` first")
     key = training_key(ws, cfg, family)
+    if hold_promotion is not None:
+        key = hash_inputs(key, "promotion held")
     rec = None if force else up_to_date(ws, stage, key)
     if rec is not None:
         return StageOutcome(stage=stage, skipped=True, reason="same data, plan and training config as the last model",
                             stats=rec.stats, outputs=rec.outputs)
     result = train_model(ws, cfg, family, progress=event_progress(progress, family.value))
 
-    promoted = promote(ws, family.value, result.bundle_path, allow_capped=cfg.train.promote_capped)
+    held = hold_promotion is not None
+    promoted = False if held else promote(ws, family.value, result.bundle_path, allow_capped=cfg.train.promote_capped)
+    warnings = list(result.warnings) + ([f"not promoted: {hold_promotion}"] if held else [])
     stats: dict[str, Any] = {
         "version": result.version,
         "val_mean_dice": result.val_mean_dice,
@@ -76,11 +87,13 @@ def run_train_stage(cfg: MedsegConfig, family: ModelFamily, force: bool = False,
         "time_capped": result.time_capped,
         "device": result.device,
         "promoted": promoted,
-        "warnings": result.warnings,
+        "warnings": warnings,
         "resumed_from_epoch": result.resumed_from_epoch,
         "warm_started_from": result.warm_started_from,
         "warm_start_reason": result.warm_start_reason,
     }
+    if held:
+        stats["promotion_held"] = hold_promotion
     if result.folds > 1:  # k-fold ensemble: val_mean_dice is the pooled cross-validation Dice
         stats.update(cv_stats(result))
     rec = save_record(ws, stage, key, [result.bundle_path], stats, started)

@@ -23,7 +23,8 @@ runner = CliRunner()
 
 #: every command of the app (test_every_command_is_covered keeps this list and BAD_INPUTS complete)
 COMMANDS = ("demo", "demo-data", "run", "ingest", "preprocess", "train", "infer", "predict", "report", "status",
-            "nightly", "bulk", "serve", "catalog", "export", "export-dataset", "export-model", "config")
+            "nightly", "bulk", "serve", "ui", "catalog", "export", "export-dataset", "export-model", "config",
+            "drift")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ BAD_INPUTS: list[tuple[str, int, str]] = [
         "demo --dir {root}/d", "run {root}/good.yaml", "ingest {root}/archive -w {root}/ws", "preprocess -w {root}/ws",
         "train -w {root}/ws", "infer -w {root}/ws", "report -w {root}/ws", "status -w {root}/ws",
         "nightly {root}/good.yaml", "bulk {root}/good.yaml", "catalog -w {root}/ws", "export x -o {root}/x.nii.gz",
-        "config")],
+        "config", "drift -w {root}/ws")],
     ("config --config {root}/typo.yaml", 2, "field 'train.max_epoch': unknown key; did you mean 'train.max_epochs'"),
     ("status -w {root}/ws --set trian.max_epochs=3", 2, "did you mean 'train'"),
     ("train -w {root}/ws --config {root}/invalid.yaml", 2, "field 'train.max_epochs'"),
@@ -70,17 +71,23 @@ BAD_INPUTS: list[tuple[str, int, str]] = [
     ("demo-data {root}/good.yaml", 1, "not a folder"),
     # missing workspace
     *[(f"{cmd} -w {{root}}/missing-ws", 1, "no workspace at") for cmd in (
-        "preprocess", "train", "infer", "report", "status", "catalog", "export x -o {root}/x.nii.gz")],
+        "preprocess", "train", "infer", "report", "status", "catalog", "export x -o {root}/x.nii.gz", "drift")],
     # an earlier stage has not run
     ("preprocess -w {root}/empty", 1, "run `medseg ingest SOURCE..."),
     ("catalog -w {root}/empty", 1, "run `medseg ingest SOURCE..."),
     ("train -w {root}/ws", 1, "run `medseg preprocess"),
+    ("drift -w {root}/empty", 1, "run `medseg ingest SOURCE..."),
+    ("drift -w {root}/ws", 1, "run `medseg preprocess"),
     # unknown ids, missing model
     ("export no-such-case -o {root}/x.nii.gz -w {root}/ws", 1, "no-such-case"),
     ("infer --case no-such-case -w {root}/ws", 1, "unknown case id(s) no-such-case"),
+    ("drift --case no-such-case -w {root}/ws", 1, "unknown case id(s) no-such-case"),
     ("infer -w {root}/ws --model gan", 1, "no gan model"),
     ("report -w {root}/ws", 1, "no predictions"),
     ("serve {root}/good.yaml", 2, "needs a running Prefect server"),
+    # ui: contradicting options, an address not of this machine (a busy port: tests/cli/test_cli_ui.py)
+    ("ui --stop --detach", 2, "--stop and --detach exclude each other"),
+    ("ui --detach --host 192.0.2.1", 1, "cannot listen on 192.0.2.1:4200"),
     # predict: a bad config or format, a missing input, a missing model (checked before anything is ingested)
     ("predict -i {root}/archive -o {root}/p -m cnn -w {root}/ws --set train.max_epoch=3", 2, "did you mean"),
     ("predict -i {root}/archive -o {root}/p -m cnn -w {root}/ws --format nifti,nii", 2,

@@ -71,7 +71,7 @@ def test_serve_without_a_server_says_how_to_start_one(tmp_path: Path, monkeypatc
     cfg_file = tmp_path / "site.yaml"
     cfg_file.write_text("name: x\n")
     result = runner.invoke(app, ["serve", str(cfg_file)])
-    assert result.exit_code == 2 and "prefect server start" in result.output
+    assert result.exit_code == 2 and "eval \"$(medseg ui --detach)\"" in result.output
 
 
 @pytest.mark.parametrize("command", ["nightly", "bulk"])

@@ -171,3 +171,42 @@ def test_corrupt_champion_bundle_fails_fast_and_keeps_the_champion(
     assert len(posted) == 1 and posted[0]["state"] == "Failed"
     assert posted[0]["error"].startswith("BundleError: champion cnn bundle")
     assert posted[0]["flow"] == "medseg-nightly-retrain"
+
+
+@pytest.mark.slow
+def test_a_night_whose_new_cases_drift_trains_but_holds_promotion(first_night: dict[str, Any], tmp_path: Path) -> None:
+    """ops.drift_max_share: more new cases out of distribution than allowed -> the champions stay, the headline,
+    the stage table and the metrics report say why, and drift.json/png sit next to the report."""
+    from drift_series import ood_series
+
+    from medseg.demo.archive import generate_demo_archive
+    from medseg.drift.report import DriftReport
+    from medseg.flows.nightly import nightly_flow
+
+    ws_dir = tmp_path / "ws"
+    shutil.copytree(first_night["root"] / "ws", ws_dir)
+    ws = Workspace.at(ws_dir)
+    champions = {f: ws.champion_path(f).read_text() for f in ("cnn", "gan")}
+    new = tmp_path / "new-studies"
+    generate_demo_archive(new, cases=3, seed=13)
+    ood = tmp_path / "other-scanner"
+    ood_series(ood, "thin", (16, 256, 256), (8.0, 0.6, 0.6))
+    config = tiny_config(ws_dir, [first_night["archive"], new, ood], "ops.drift_max_share=0.1")
+    result = nightly_flow(config=config, run_id="night-drift")
+    assert result["status"] == "retrained"
+    held = result["promotion_held"]
+    assert held is not None and held.startswith("drift: ") and "> ops.drift_max_share 10%" in held
+    assert "promoted: none (promotion held: drift: " in result["message"]
+    stages = {s["stage"]: s for s in result["stages"]}
+    assert stages["drift"]["stats"]["cases"] == 4 and stages["drift"]["stats"]["out_of_distribution"] >= 1
+    for family in ("cnn", "gan"):
+        assert stages[f"train-{family}"]["stats"]["promoted"] is False
+        assert ws.champion_path(family).read_text() == champions[family]  # the champions stay
+    rows = {r["stage"]: r for r in result["table"]}
+    assert rows["drift"]["out of distribution"] == stages["drift"]["stats"]["out_of_distribution"]
+    run_dir = ws.reports_dir / "night-drift"
+    report = DriftReport.load(run_dir / "drift.json")
+    assert any(f.feature == "spacing z" for c in report.cases for f in c.flags)
+    assert (run_dir / "drift.png").is_file() and "promotion held" in (run_dir / "operations.md").read_text()
+    if result["report"] is not None:  # the metrics report of the same run carries the drift section
+        assert "Data drift: new cases vs the training cases" in Path(result["report"]).read_text()

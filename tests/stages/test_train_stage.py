@@ -81,3 +81,19 @@ def test_a_cross_validated_stage_shows_its_cv_metrics_and_promotes_the_ensemble(
     assert again.skipped  # same data, plan and config
     # folds=1 keeps the stage key of the versions before cross-validation (no retraining after an upgrade)
     assert "folds" not in train_stage_config(_cfg(ws.root)) and train_stage_config(_cfg(ws.root, folds=2))["folds"] == 2
+
+
+def test_a_held_promotion_keeps_the_champion_and_a_later_run_without_hold_trains_again(tmp_path: Path) -> None:
+    """The nightly drift gate: the new bundle is trained and kept, never promoted; the record says why."""
+    torch.set_num_threads(2)
+    ws = phantom_data.write_phantom_workspace(tmp_path / "ws")
+    held = run_train_stage(_cfg(ws.root, max_epochs=1), ModelFamily.CNN, hold_promotion="drift: 2 of 3 new cases")
+    assert held.stats["promoted"] is False and held.stats["promotion_held"] == "drift: 2 of 3 new cases"
+    assert champion(ws, "cnn") is None  # not even a first model is promoted
+    assert (ws.model_family_dir("cnn") / held.stats["version"]).is_dir()  # the bundle is kept for review
+    assert "not promoted: drift: 2 of 3 new cases" in held.warnings
+    again = run_train_stage(_cfg(ws.root, max_epochs=1), ModelFamily.CNN, hold_promotion="drift: 2 of 3 new cases")
+    assert again.skipped  # same data, same hold: nothing to do
+    reviewed = run_train_stage(_cfg(ws.root, max_epochs=1), ModelFamily.CNN)  # e.g. `medseg train` after review
+    assert not reviewed.skipped and reviewed.stats["promoted"] is True
+    assert champion(ws, "cnn").name == reviewed.stats["version"]  # type: ignore[union-attr]

@@ -131,6 +131,28 @@ class Catalog(FilesTable):
             ).fetchall()
         return [_case(dict(r)) for r in rows if Path(r["volume_path"]).is_dir()]
 
+    def cases_written_by(self, run_id: str) -> list[str]:
+        """Case ids whose volume store ingest run ``run_id`` wrote (new or changed cases), sorted.
+
+        A case left unchanged keeps the run id of the run that last wrote it.
+        """
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT case_id FROM series WHERE kind = 'image' AND status = 'ingested' AND run_id = ? "
+                "AND volume_path IS NOT NULL ORDER BY case_id", (run_id,)
+            ).fetchall()
+        return [str(r["case_id"]) for r in rows]
+
+    def newest_writing_run(self) -> str | None:
+        """The id of the newest ingest run that wrote a case store still in the catalog (None: no case)."""
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT s.run_id FROM series s JOIN ingest_runs r ON r.run_id = s.run_id "
+                "WHERE s.kind = 'image' AND s.status = 'ingested' AND s.volume_path IS NOT NULL "
+                "ORDER BY r.started_at DESC LIMIT 1"
+            ).fetchone()
+        return str(row["run_id"]) if row else None
+
     def case(self, key: str) -> CaseRecord:
         """The case whose case_id or SeriesInstanceUID is ``key``.
 

@@ -8,7 +8,9 @@ not usable); a :class:`TagSource` says how the tags are read. Two sources feed i
 
 Identifying attributes (PatientID, StudyInstanceUID) are replaced by keyed hashes *here*, so they
 never leave the worker that read the file. SeriesInstanceUID / SOPInstanceUID are kept: the catalog
-needs them to resolve DICOM SEG references and to write DICOM SEG back later.
+needs them to resolve DICOM SEG references and to write DICOM SEG back later. The acquisition descriptors
+(Manufacturer, ManufacturerModelName, ProtocolName) are kept in clear like SeriesDescription: they identify
+a scanner type and protocol, not a patient, and feed the drift report (:mod:`medseg.drift`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class InstanceHeader:
     patient_key: str
     modality: str
     description: str
+    manufacturer: str
+    model_name: str
+    protocol: str
     series_number: int | None
     for_uid: str
     image_type: list[str]
@@ -96,6 +101,9 @@ class InstanceHeader:
             "patient_key": self.patient_key,
             "modality": self.modality,
             "description": self.description,
+            "manufacturer": self.manufacturer,
+            "model_name": self.model_name,
+            "protocol": self.protocol,
             "series_number": self.series_number,
             "for_uid": self.for_uid,
             "image_type": self.image_type,
@@ -213,6 +221,9 @@ def describe(tags: TagSource, path: str | Path, secret: str) -> InstanceHeader:
         patient_key=patient_key,
         modality=modality,
         description=tags.text("SeriesDescription"),
+        manufacturer=tags.text("Manufacturer"),
+        model_name=tags.text("ManufacturerModelName"),
+        protocol=tags.text("ProtocolName"),
         series_number=tags.integer("SeriesNumber"),
         for_uid=tags.text("FrameOfReferenceUID"),
         image_type=tags.strings("ImageType"),
