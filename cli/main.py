@@ -26,7 +26,7 @@ from medseg.cli.common import (
 from medseg.cli.drift import drift_command
 from medseg.cli.fast_exit import skip_final_gc
 from medseg.cli.predict import predict_command
-from medseg.cli.render import print_outcomes, print_report_table, print_status
+from medseg.cli.render import print_outcomes, print_qa, print_report_table, print_status
 from medseg.cli.ui import ui_command
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.config_loader import dump_config
@@ -137,6 +137,7 @@ def demo(
     result = _run_pipeline(cfg, force)
     print_outcomes(result["stages"])
     print_report_table(result["table"])
+    print_qa(result["stages"])
     console.print(f"report: {result['report']}")
 
 
@@ -152,6 +153,7 @@ def run(
     result = _run_pipeline(cfg, force)
     print_outcomes(result["stages"])
     print_report_table(result["table"])
+    print_qa(result["stages"])
     console.print(f"report: {result['report']}")
 
 
@@ -228,7 +230,8 @@ def infer(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Predict cases with each family's champion model (Zarr, NIfTI and DICOM SEG outputs)."""
+    """Predict cases with each family's champion model (Zarr, NIfTI and DICOM SEG outputs), then QA the predictions
+    (prints how many cases are flagged; reports/infer-<time>/qa.md lists them first, with overlays)."""
     cfg = build_config(config, overrides, workspace)
     _check_infer_inputs(require_workspace(cfg, lambda ws: ws.catalog_path, "medseg ingest SOURCE..."),
                         _families(cfg, model), cases, str(cfg.workspace))
@@ -236,8 +239,9 @@ def infer(
     from medseg.flows.stages import infer_flow
 
     with friendly_errors():
-        print_outcomes(infer_flow(_flow_config(cfg), families=_families(cfg, model), case_ids=cases,
-                                  cases=select.value))
+        outcomes = infer_flow(_flow_config(cfg), families=_families(cfg, model), case_ids=cases, cases=select.value)
+    print_outcomes(outcomes)
+    print_qa(outcomes)
 
 
 app.command("predict")(predict_command)
@@ -261,6 +265,9 @@ def report(workspace: WorkspaceOpt = None, config: ConfigOpt = None, overrides: 
     with friendly_errors():
         outcome = report_flow(_flow_config(cfg), predictions=predictions, run_id=new_run_id())
     print_report_table(outcome["stats"]["table"])
+    if outcome["stats"].get("qa_flagged"):
+        console.print(f"[bold yellow]QA: {outcome['stats']['qa_flagged']} predicted case(s) flagged 'look at this' "
+                      "(the report lists them first)[/]")
     console.print(f"report: {outcome['outputs'][0]}")
 
 
@@ -296,6 +303,7 @@ def nightly(
     with friendly_errors():
         result = nightly_flow(config=build_config(config, overrides))  # a --set key never becomes a parameter
     print_outcomes(result["stages"])
+    print_qa(result["stages"])
     console.print(result["message"])
     console.print(f"summary: {result['summary_md']}")
 

@@ -72,9 +72,12 @@ def print_predictions(outcome: dict[str, Any]) -> None:
     for row in stats["rows"]:
         style = _STATUS_STYLE[row["status"]]
         status = row["status"] + (f" ×{row['count']}" if row["count"] > 1 else "")
-        details = f"{row['reason']}: {row['detail']}" if row["reason"] else row["detail"]
-        table.add_row(escape(Path(row["input"]).name), f"[{style}]{status}[/]", escape(row["name"]), escape(details))
+        details = escape(f"{row['reason']}: {row['detail']}" if row["reason"] else row["detail"])
+        if row.get("qa_flagged"):
+            details += f"\n[bold yellow]QA flagged:[/] {escape('; '.join(row.get('qa_reasons') or []))}"
+        table.add_row(escape(Path(row["input"]).name), f"[{style}]{status}[/]", escape(row["name"]), details)
     console.print(table)
-    console.print(f"predicted {stats['predicted']}, skipped {stats['skipped']}, failed {stats['failed']} "
-                  f"in {outcome['seconds']:.1f}s; summary: {Path(outcome['outputs'][0]) / 'predict.json'}",
-                  highlight=False)
+    flagged = stats.get("qa_flagged", 0)
+    console.print(f"predicted {stats['predicted']}, skipped {stats['skipped']}, failed {stats['failed']}, "
+                  f"QA flagged {flagged} in {outcome['seconds']:.1f}s; "
+                  f"summary: {Path(outcome['outputs'][0]) / 'predict.json'}", highlight=False)

@@ -17,7 +17,7 @@ from medseg.workspace import Workspace
 _SHOWN = (
     "files_indexed", "files_skipped", "series_ingested", "series_unchanged", "quarantined",
     "cases_processed", "cases_skipped", "val_mean_dice", "folds", "cv_mean_dice", "epochs", "stopped", "promoted",
-    "predicted", "skipped", "failed", "seconds_per_case", "cases", "out_of_distribution",
+    "predicted", "skipped", "failed", "seconds_per_case", "cases", "out_of_distribution", "flagged",
 )
 
 
@@ -45,6 +45,19 @@ def print_outcomes(outcomes: Sequence[dict[str, Any]]) -> None:
         details = o.get("reason") or ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items())
         table.add_row(str(o["stage"]), state, f"{o.get('seconds', 0.0):.1f}", _warned(details, o.get("warnings")))
     console.print(table)
+
+
+def print_qa(outcomes: Sequence[dict[str, Any]]) -> None:
+    """One line per QA outcome among ``outcomes``: how many predicted cases were flagged, and where to look."""
+    for o in outcomes:
+        if o.get("stage") != "qa" or o.get("skipped"):
+            continue
+        stats = o.get("stats") or {}
+        flagged, cases = int(stats.get("flagged", 0)), int(stats.get("cases", 0))
+        style = "bold yellow" if flagged else "green"
+        where = escape(str((o.get("outputs") or ["?"])[0]))
+        console.print(f"[{style}]QA: {flagged} of {cases} predicted case(s) flagged 'look at this'[/]"
+                      + (f" (flagged first: {where})" if flagged else f" ({where})"), soft_wrap=True)  # a whole path
 
 
 def print_report_table(rows: Sequence[dict[str, Any]]) -> None:

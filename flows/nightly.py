@@ -5,7 +5,8 @@ cases against the plan's training cases → preprocess with the frozen plan → 
 training of each family within the time budget; the train stage evaluates challenger vs champion on
 the fixed validation cases and promotes a better one (unless more than ``ops.drift_max_share`` of the
 new cases are out of distribution: then no promotion, and the headline says why) → inference of every
-ingested case the champion has not predicted yet → report (with the drift section).
+ingested case the champion has not predicted yet → prediction QA of those predictions (no ground truth
+needed: new studies are unlabeled) → report (with the drift and QA sections) on the held-out labeled cases.
 
 Champion bundles are verified first, so a corrupt bundle fails the run before anything changes.
 Every stage task retries transient errors (backoff + jitter) and fails fast on permanent ones;
@@ -40,6 +41,7 @@ from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
 from medseg.tasks.ops import artifact_key, check_champions_task, publish_table
 from medseg.tasks.preprocess import preprocess_task
+from medseg.tasks.qa import qa_task
 from medseg.tasks.report import report_task
 from medseg.tasks.train import train_task
 from medseg.workspace import Workspace
@@ -127,6 +129,9 @@ def nightly_flow(
         outcomes.append(train(cfg, family, hold_promotion=hold))
     inferred, predictions = _infer_pending(cfg, list(cfg.train.models))
     outcomes += inferred
+    qa = qa_task(cfg, predictions, run_id) if predictions else None
+    if qa is not None:
+        outcomes.append(qa)
     report = _report(cfg, predictions, run_id)
     if report is not None:
         outcomes.append(report)
@@ -146,6 +151,8 @@ def nightly_flow(
         "report": report.outputs[0] if report is not None else None,
         "drift": drift.outputs[0] if drift.outputs else None,
         "promotion_held": hold,
+        "qa": qa.outputs[0] if qa is not None else None,
+        "qa_flagged": qa.stats["flagged"] if qa is not None else 0,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     result.update(_publish(cfg, run_id, f"medseg nightly {run_id}", headline, outcomes,
@@ -160,12 +167,17 @@ def batch_infer_flow(
     overrides: list[str] | None = None,
     families: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Predict every ingested case that the champion of each family (default: ``train.models``) has not yet."""
+    """Predict every ingested case that the champion of each family (default: ``train.models``) has not yet, then
+    QA the predictions (``reports/batch-infer-<time>/qa.*``)."""
     cfg = resolve_config(config, config_path, overrides)
     selected = [ModelFamily(f) for f in families] if families else list(cfg.train.models)
     check_champions_task(cfg)
     outcomes, predictions = _infer_pending(cfg, selected)
-    return {"stages": [o.brief() for o in outcomes], "predictions": predictions}
+    qa = qa_task(cfg, predictions, new_run_id("batch-infer")) if predictions else None
+    if qa is not None:
+        outcomes.append(qa)
+    return {"stages": [o.brief() for o in outcomes], "predictions": predictions,
+            "qa": qa.outputs[0] if qa is not None else None}
 
 
 __all__ = ["batch_infer_flow", "nightly_flow"]

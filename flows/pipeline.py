@@ -1,5 +1,5 @@
 """The end-to-end pipeline flow: ingest → drift check → preprocess → train CNN and GAN → infer held-out cases
-→ report."""
+→ prediction QA → report."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from medseg.tasks.infer import infer_task
 from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
 from medseg.tasks.preprocess import preprocess_task
+from medseg.tasks.qa import qa_task
 from medseg.tasks.report import report_task
 from medseg.tasks.train import train_task
 
@@ -44,13 +45,16 @@ def pipeline_flow(config: MedsegConfig | dict[str, Any] | None = None, config_pa
         inferred = infer_task(cfg, family, bundle_path=trained.outputs[0])
         predictions[family.value] = inferred.outputs[0]
         outcomes += [trained, inferred]
+    qa = qa_task(cfg, predictions, run_id)
     report = report_task(cfg, predictions, run_id)
-    outcomes.append(report)
+    outcomes += [qa, report]
     return {
         "run_id": run_id,
         "stages": [o.brief() for o in outcomes],
         "table": report.stats["table"],
         "report": report.outputs[0],
+        "qa": qa.outputs[0],
+        "qa_flagged": qa.stats["flagged"],
     }
 
 

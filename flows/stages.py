@@ -19,6 +19,7 @@ from medseg.tasks.ingest import ingest_task
 from medseg.tasks.notify import FAILURE_HOOKS
 from medseg.tasks.predict import predict_task
 from medseg.tasks.preprocess import preprocess_task
+from medseg.tasks.qa import qa_task
 from medseg.tasks.report import report_task
 from medseg.tasks.train import train_task
 
@@ -59,10 +60,16 @@ def train_flow(config: ConfigParam = None, config_path: str | None = None, overr
 @flow(name="medseg-infer", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)
 def infer_flow(config: ConfigParam = None, config_path: str | None = None, overrides: list[str] | None = None,
                families: list[str] | None = None, case_ids: list[str] | None = None,
-               cases: str = "test") -> list[dict[str, Any]]:
-    """Predict ``case_ids`` or the ``cases`` selection ("test" split or "pending": no prediction from the champion)."""
+               cases: str = "test", run_id: str | None = None) -> list[dict[str, Any]]:
+    """Predict ``case_ids`` or the ``cases`` selection ("test" split or "pending": no prediction from the champion),
+    then QA the models' predictions (of ``case_ids`` only, when given) into ``reports/<run_id>/qa.*``; the last
+    outcome is the QA's."""
     cfg = resolve_config(config, config_path, overrides)
-    return [infer_task(cfg, f, case_ids=case_ids, cases=cases).brief() for f in _families(cfg, families)]
+    selected = _families(cfg, families)
+    inferred = [infer_task(cfg, f, case_ids=case_ids, cases=cases) for f in selected]
+    predictions = {f.value: o.outputs[0] for f, o in zip(selected, inferred, strict=True)}
+    qa = qa_task(cfg, predictions, run_id or new_run_id("infer"), cases=case_ids)
+    return [o.brief() for o in [*inferred, qa]]
 
 
 @flow(name="medseg-predict", on_failure=FAILURE_HOOKS, on_crashed=FAILURE_HOOKS)

@@ -239,6 +239,46 @@ class InferConfig(_Strict):
     nsd_tolerance_mm: float = Field(2.0, ge=0, description="tolerance of the normalised surface Dice in reports")
 
 
+#: bin width of the per-case confidence histogram (:mod:`medseg.qa.confidence`); QA thresholds on it are multiples
+CONFIDENCE_BIN = 0.05
+
+
+class QAConfig(_Strict):
+    """Prediction QA: when a case is flagged "look at this" (see docs/ARCHITECTURE.md, prediction QA).
+
+    Each signal is scored against its threshold (score 1.0 = the threshold); a case is flagged when any
+    signal reaches 1.0 and ranked by its highest score.
+    """
+
+    low_confidence_below: float = Field(
+        0.75, gt=0, le=1, description="a predicted-foreground voxel whose winning class has a softmax probability "
+        "below this is 'low confidence' (a multiple of 0.05: the stored histogram's bin width)",
+    )
+    low_confidence_share: float = Field(
+        0.5, gt=0, le=1, description="flag a case when more than this share of its predicted-foreground voxels "
+        "are low confidence",
+    )
+    volume_factor: float = Field(
+        3.0, gt=1, description="flag a class (and the whole foreground) whose predicted volume is above this times "
+        "the largest training label volume, or below the smallest divided by it (an empty mask where every "
+        "training case has some)",
+    )
+    min_model_dice: float = Field(
+        0.5, ge=0, lt=1, description="flag a case whose predictions by two models (CNN vs GAN) agree less than "
+        "this (foreground-mean Dice)",
+    )
+    max_overlays: int = Field(20, ge=0, description="overlay PNGs (image + predictions) of the top flagged cases")
+
+    @field_validator("low_confidence_below")
+    @classmethod
+    def _on_a_bin_edge(cls, value: float) -> float:
+        bins = value / CONFIDENCE_BIN
+        if abs(bins - round(bins)) > 1e-6:
+            raise ValueError(f"{value} is not a multiple of {CONFIDENCE_BIN} (the confidence histogram's bin "
+                             f"width): use e.g. {round(bins) * CONFIDENCE_BIN:.2f}")
+        return value
+
+
 class SplitConfig(_Strict):
     test_fraction: float = Field(0.25, ge=0, lt=1, description="held-out cases, never trained on")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="of the remaining training cases")
@@ -308,6 +348,7 @@ class MedsegConfig(_Strict):
     infer: InferConfig = Field(default_factory=InferConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
+    qa: QAConfig = Field(default_factory=QAConfig)
 
     @field_serializer("sources", when_used="json")
     def _hide_sources(self, sources: list[Path]) -> list[str]:

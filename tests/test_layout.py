@@ -14,8 +14,8 @@ MAX_LINES = 450
 #: the installed package of every repository folder (setup.py's package_dir)
 PACKAGES = {"medseg": "medseg", "tasks": "medseg.tasks", "flows": "medseg.flows", "cli": "medseg.cli"}
 #: packages of medseg/ that are stages or build on them; nothing below them imports them
-STAGE_PACKAGES = ("ingest", "preprocess", "training", "inference", "evaluation", "report", "drift", "stages", "ops",
-                  "demo")
+STAGE_PACKAGES = ("ingest", "preprocess", "training", "inference", "evaluation", "report", "drift", "qa", "stages",
+                  "ops", "demo")
 
 
 def _modules(*folders: str) -> list[Path]:

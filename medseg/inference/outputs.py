@@ -11,8 +11,10 @@ Two layouts use the same writer (:func:`medseg.inference.predict.write_case_pred
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from medseg.qa.confidence import Confidence
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,12 @@ class CaseWritten:
         files: every file or store written, in writing order.
         seg_file: the DICOM SEG, or None.
         seg_note: the SEG's path, or why there is none (``"skipped: ..."``, ``"not requested"``).
+        confidence: the winning probability of the predicted foreground (QA, :mod:`medseg.qa.confidence`).
+        volumes_ml: ``{class name: ml}`` of the label map, with ``"foreground"`` (:mod:`medseg.qa.volumes`).
     """
 
     files: list[Path]
     seg_file: Path | None
     seg_note: str
+    confidence: Confidence | None = None
+    volumes_ml: dict[str, float] = field(default_factory=dict)

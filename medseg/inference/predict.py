@@ -35,18 +35,20 @@ from medseg.inference.restore import NativeRestorer
 from medseg.inference.selection import has_prediction
 from medseg.inference.spill import SpillVolume
 from medseg.inference.stream import stream_logits
+from medseg.io.case_arrays import PRED_LABEL
 from medseg.io.dicom.seg_writer import DicomSourceUnavailable, write_prediction_seg
 from medseg.io.nifti import write_nifti
 from medseg.io.volume_store import case_writer, open_array, read_meta
 from medseg.preprocess.case import case_layout, input_channels, preprocess_image_into
 from medseg.preprocess.stream import ArraySource
+from medseg.qa.confidence import ConfidenceTally, confidence_source
+from medseg.qa.volumes import label_volumes_ml
 from medseg.training.bundle import ModelBundle, champion, load_bundle
 from medseg.training.device import configure_threads, resolve_device
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-PRED_LABEL = "pred"
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -98,6 +100,7 @@ def predict_volume(
     cfg: InferConfig,
     device: torch.device | str = "cpu",
     spill_dir: Path | None = None,
+    confidence: ConfidenceTally | None = None,
 ) -> NDArray[np.uint8]:
     """Label map ``(z, y, x)`` uint8 on the native grid of ``image_zyx`` (values = the bundle's classes).
 
@@ -117,6 +120,7 @@ def predict_volume(
         cfg: overlap, windows per batch, mirror TTA, keep_largest_component, spill_mib.
         device: where the network runs (the bundle's network is moved there).
         spill_dir: folder of the temporary on-disk preprocessed image (large cases only).
+        confidence: counts the winning probability of the predicted foreground, slab by slab (QA).
     """
     plan = bundle.plan
     channels: list[ArraySource] = (
@@ -137,6 +141,8 @@ def predict_volume(
         restorer = NativeRestorer(layout.new_shape, layout.crop_bbox, label, layout.anisotropic_axis)
         for z0, scores in bundle_scores(bundle, pres if len(pres) > 1 else pres[0], cfg, dev):
             restorer.feed(z0, scores)
+            if confidence is not None:
+                confidence.feed(scores)
     if not restorer.done:
         raise RuntimeError(f"inference produced an incomplete label map (shape {native}); this is a bug")
     classes = largest_component_classes(bundle, cfg)
@@ -241,7 +247,9 @@ def write_case_prediction(
     geometry = Geometry.from_dict(meta["geometry"])
     image = open_array(volume, "0")
     channels = input_channels(volume, bundle.plan)  # names a missing channel (MissingChannelError)
-    label = predict_volume(bundle, channels, geometry, cfg.infer, device, spill_dir=outputs.folder)
+    tally = ConfidenceTally(probabilities=bundle.is_ensemble)
+    label = predict_volume(bundle, channels, geometry, cfg.infer, device, spill_dir=outputs.folder, confidence=tally)
+    confidence = tally.result()
     label_names = {int(k): str(v) for k, v in bundle.plan.label_names.items()}
     files: list[Path] = []
     if outputs.nifti is not None:
@@ -270,11 +278,13 @@ def write_case_prediction(
             **({"channel_names": bundle.plan.channel_names} if bundle.plan.channel_names else {}),
             "infer": cfg.infer.model_dump(mode="json"),
             "dicom_seg": seg_note,
+            **confidence_source(confidence),
         }
         outputs.zarr.parent.mkdir(parents=True, exist_ok=True)
         _write_prediction_store(outputs.zarr, case_id, image, geometry, label, label_names, source)
         files.append(outputs.zarr)
-    return CaseWritten(files=files, seg_file=seg_file, seg_note=seg_note)
+    return CaseWritten(files=files, seg_file=seg_file, seg_note=seg_note, confidence=confidence,
+                       volumes_ml=label_volumes_ml(label, geometry.spacing, label_names))
 
 
 def run_inference(

@@ -8,18 +8,20 @@ outputs named after the study (:func:`medseg.inference.input_cases.name_outputs`
     OUT/<name>.nii.gz     label map, affine = the input's (``nifti``)
     OUT/<name>.seg.dcm    DICOM SEG referencing the source series (``dicom-seg``; DICOM inputs only)
     OUT/<name>.zarr       OME-Zarr prediction store: image + labels/pred (``zarr``)
-    OUT/predict.json      what was predicted, skipped and why (:class:`PredictSummary`)
+    OUT/predict.json      what was predicted, skipped and why, and each case's QA flags (:class:`PredictSummary`)
 
 A case is skipped when it lacks an input channel of the model; a case that fails is reported and the
-others still run. :attr:`PredictSummary.problems` lists why the command should exit non-zero: an
-input that yields no prediction, or a failed case.
+others still run. Each predicted case is scored for QA as it is written (:func:`medseg.qa.assess.assess_measured`:
+its volumes against the label volumes of ``cfg.workspace``'s fingerprint, and the model's confidence); a
+flagged case is still a prediction, not a problem. :attr:`PredictSummary.problems` lists why the command
+should exit non-zero: an input that yields no prediction, or a failed case.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +35,8 @@ from medseg.inference.outputs import CaseOutputs
 from medseg.inference.predict import write_case_prediction
 from medseg.io.json_file import write_json
 from medseg.preprocess.case import MissingChannelError
+from medseg.qa.assess import assess_measured, workspace_training_volumes
+from medseg.qa.volumes import VolumeRange
 from medseg.training.bundle import ModelBundle
 from medseg.workspace import Workspace
 
@@ -88,6 +92,9 @@ class PredictRow(BaseModel):
     detail: str = Field("", description="files written, or what was skipped and why")
     count: int = Field(1, description="entries this row stands for")
     files: list[str] = Field(default_factory=list)
+    qa_score: float | None = Field(None, description="QA score of a predicted case (>= 1: flagged, see qa_reasons)")
+    qa_flagged: bool = Field(False, description="the QA says 'look at this'")
+    qa_reasons: list[str] = Field(default_factory=list, description="why it is flagged, strongest first")
 
 
 class PredictSummary(BaseModel):
@@ -100,6 +107,7 @@ class PredictSummary(BaseModel):
     inputs: list[str]
     rows: list[PredictRow] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list, description="why the command exits non-zero (empty: success)")
+    qa_notes: list[str] = Field(default_factory=list, description="QA signals that could not be measured, and why")
     seconds: float = 0.0
 
     def count(self, status: str) -> int:
@@ -146,8 +154,9 @@ def predict_inventory(
     summary = PredictSummary(model={"family": bundle.family, "version": bundle.version, "bundle": str(bundle.path)},
                              output_dir=str(out_dir), formats=[f.value for f in formats], inputs=list(inv.sources))
     dev = torch.device(device)
+    training, summary.qa_notes = workspace_training_volumes(Workspace.at(cfg.workspace))
     for n, case in enumerate(cases, start=1):
-        row = _predict_one(ws, cfg, bundle, case, out_dir, formats, dev)
+        row = _predict_one(ws, cfg, bundle, case, out_dir, formats, dev, training)
         summary.rows.append(row)
         if progress is not None:
             progress({"event": "case", "case_id": case.case_id, "status": row.status, "done": n, "total": len(cases)})
@@ -162,7 +171,8 @@ def predict_inventory(
 
 
 def _predict_one(ws: Workspace, cfg: MedsegConfig, bundle: ModelBundle, case: InputCase, out_dir: Path,
-                 formats: Sequence[OutputFormat], device: torch.device) -> PredictRow:
+                 formats: Sequence[OutputFormat], device: torch.device,
+                 training: Mapping[str, VolumeRange]) -> PredictRow:
     row = PredictRow(input=case.source, status="predicted", name=case.name, case_id=case.case_id)
     try:
         written = write_case_prediction(ws, cfg, bundle, case.case_id, case_outputs(out_dir, case, formats), device)
@@ -175,7 +185,9 @@ def _predict_one(ws: Workspace, cfg: MedsegConfig, bundle: ModelBundle, case: In
     if OutputFormat.DICOM_SEG in formats and written.seg_file is None:
         why = "a NIfTI/NRRD input has no DICOM source" if not case.from_dicom else written.seg_note
         notes.append(f"dicom-seg skipped: {why.removeprefix('skipped: ')}")
-    return row.model_copy(update={"detail": ", ".join(notes), "files": [str(p) for p in written.files]})
+    qa = assess_measured(case.case_id, bundle.family, written.volumes_ml, written.confidence, training, cfg.qa)
+    return row.model_copy(update={"detail": ", ".join(notes), "files": [str(p) for p in written.files],
+                                  "qa_score": qa.score, "qa_flagged": qa.flagged, "qa_reasons": qa.reasons})
 
 
 def _problems(summary: PredictSummary) -> list[str]:

@@ -4,7 +4,8 @@
   holds its first channel there and the others at ``channels/<k>`` (:func:`open_channels`), named by the
   ``channel_names`` attribute (:func:`channel_names`);
 * label volumes ``labels/<name>/0`` (:func:`label_array_name`, :func:`open_label`); the ground truth
-  is :data:`GT_LABEL` (``"gt"``), the only label a preprocessed case has;
+  is :data:`GT_LABEL` (``"gt"``), the only label a preprocessed case has; a prediction store's label map is
+  :data:`PRED_LABEL` (``"pred"``);
 * foreground voxel locations per class (training oversamples patches centred on them): one int
   array ``fg/<class>`` of shape ``(N, 3)`` (``(z, y, x)`` voxel indices) per class, written by
   :func:`write_foreground_locations` and read by :func:`read_foreground_locations`. Stores made
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # zarr-python is imported on first use, as in volume_store
 
 IMAGE_ARRAY = "0"
 GT_LABEL = "gt"
+PRED_LABEL = "pred"
 FOREGROUND_GROUP = "fg"
 FOREGROUND_SOURCE_KEY = "foreground_locations"
 

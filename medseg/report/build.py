@@ -190,7 +190,8 @@ def _model_info(model: str, s: Summary) -> list[tuple[str, str]]:
     return info
 
 
-_CSS = " ".join(
+#: the stylesheet inlined in every report page
+REPORT_CSS = " ".join(
     [
         "body{font-family:system-ui,Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1100px}",
         "table{border-collapse:collapse;margin:0.8em 0 1.6em}",
@@ -249,7 +250,8 @@ def _delta_cells(d: DeltaTable) -> tuple[list[str], list[list[_Cell]]]:
     return headers, rows
 
 
-def _md_section(run_dir: Path, s: ReportSection) -> list[str]:
+def section_markdown(run_dir: Path, s: ReportSection) -> list[str]:
+    """Markdown lines of a section (images linked relative to ``run_dir``)."""
     out = [f"## {s.title}", ""]
     if s.note:
         out += [s.note, ""]
@@ -259,7 +261,8 @@ def _md_section(run_dir: Path, s: ReportSection) -> list[str]:
     return out + ([""] if s.images else [])
 
 
-def _html_section(s: ReportSection) -> str:
+def section_html(s: ReportSection) -> str:
+    """HTML of a section (``<section id=key>``; images embedded)."""
     parts = [f'<section id="{html.escape(s.key)}"><h2>{html.escape(s.title)}</h2>']
     if s.note:
         parts.append(f"<p>{html.escape(s.note)}</p>")
@@ -343,7 +346,7 @@ def build_report(
     if warnings:
         md += ["## Warnings", "", *[f"- **warning**: {w}" for w in warnings], ""]
     for sec in lead:
-        md += _md_section(run_dir, sec)
+        md += section_markdown(run_dir, sec)
     md += [intro, "", "## Comparison", "", _md_table(cmp_headers, cmp_rows), ""]
     md += ["## Per model", "", _md_table(per_model_headers, per_model_rows), ""]
     md += ["## Per case (foreground-mean Dice)", "", _md_table(case_headers, case_rows), ""]
@@ -360,7 +363,7 @@ def build_report(
     if csv_files:
         md += ["## Files", ""] + [f"- {m}: [{Path(p).name}]({_rel(run_dir, p)})" for m, p in csv_files.items()] + [""]
     for sec in tail:
-        md += _md_section(run_dir, sec)
+        md += section_markdown(run_dir, sec)
     md += ["## Models", ""]
     for model, s in loaded.items():
         md += [
@@ -381,9 +384,9 @@ def build_report(
     h: list[str] = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>{_html_warnings(warnings)}",
-        *(_html_section(sec) for sec in lead),
+        *(section_html(sec) for sec in lead),
         f"<p>{html.escape(intro)}</p>",
         "<h2>Comparison</h2>" + _html_table(cmp_headers, cmp_rows),
         "<h2>Per model</h2>" + _html_table(per_model_headers, per_model_rows),
@@ -402,7 +405,7 @@ def build_report(
     if csv_files:
         h.append("<h2>Files</h2><ul>" + "".join(
             f"<li>{html.escape(m)}: {html.escape(_rel(run_dir, p))}</li>" for m, p in csv_files.items()) + "</ul>")
-    h += [_html_section(sec) for sec in tail]
+    h += [section_html(sec) for sec in tail]
     h.append("<h2>Models</h2>")
     for model, s in loaded.items():
         info_rows = [[(k, False), (v, False)] for k, v in _model_info(model, s)]

@@ -135,6 +135,7 @@ def run_predict_stage(
         "ingest": ingested.brief(),
         "rows": [r.model_dump(mode="json") for r in summary.rows],
         "problems": summary.problems,
+        "qa_flagged": sum(r.qa_flagged for r in summary.rows),
         "workspace": "temporary (removed)" if temporary_workspace else str(root),
     }
     return StageOutcome(stage=STAGE, seconds=time.time() - started, stats=stats, outputs=[str(out)])

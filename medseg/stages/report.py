@@ -17,7 +17,9 @@ from medseg.report.build import build_report
 from medseg.report.deltas import best_and_worst, delta_table, previous_summary
 from medseg.report.overlay import overlay_case_png
 from medseg.report.plots import boxplots
+from medseg.report.qa_section import qa_section
 from medseg.stages.outcome import StageOutcome
+from medseg.stages.qa import qa_for_report
 from medseg.training.budget import capped_warning
 from medseg.workspace import Workspace
 
@@ -70,7 +72,8 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
     previous champion's report of each model (the newest earlier report of another version), the
     plots and the bundles' training curves embedded, and the drift check of the same run (``drift.json`` in
     ``reports/<run_id>/``, :mod:`medseg.drift.section`) when there is one. NSD tolerance:
-    ``cfg.infer.nsd_tolerance_mm``.
+    ``cfg.infer.nsd_tolerance_mm``. The prediction QA of the run (``qa.json``, written by the QA stage, else
+    here: every predicted case, labeled or not) leads the report: flagged cases first, with overlays.
     """
     started = time.time()
     ws = Workspace.at(cfg.workspace).ensure()
@@ -120,7 +123,9 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
             deltas.append(delta_table(summary, previous[1], f"{name} {version}", f"{name} {prev_version}",
                                       title=f"{name}: new model vs previous champion ({prev_version})"))
     plots = boxplots(loaded, run_dir / "plots")
+    qa = qa_for_report(cfg, predictions, run_id)
     sections = [s for s in (run_drift_section(run_dir),) if s is not None]  # the same run's drift check
+    sections.append(qa_section(qa, run_dir))
     files = build_report(run_dir, summaries, overlays, title=f"medseg report · {cfg.name} · {run_id}",
                          deltas=deltas, boxplots=plots, curves=curves, csv_files=csvs, warnings=warnings,
                          cross_validation=cross_validation, sections=sections)
@@ -129,7 +134,7 @@ def run_report_stage(cfg: MedsegConfig, predictions: dict[str, str], run_id: str
         stage="report",
         seconds=time.time() - started,
         stats={"table": files.table, "markdown": files.markdown, "deltas": delta_rows, "cases": n_cases,
-               "warnings": warnings},
+               "warnings": warnings, "qa_flagged": len(qa.flagged)},
         outputs=[str(files.markdown_path), str(files.html_path), *map(str, [*summaries.values(), *csvs.values()])],
     )
 

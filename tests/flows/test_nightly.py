@@ -66,6 +66,11 @@ def test_first_night_trains_promotes_predicts_and_reports(first_night: dict[str,
     assert rows["preprocess"]["cases preprocessed"] == 3
     summary = Path(result["summary_md"]).read_text()
     assert "| infer-cnn | done |" in summary and "promoted: cnn, gan" in summary
+    # prediction QA of every predicted case (labeled or not), before the report, which it leads
+    assert stages["qa"]["stats"]["cases"] == 3 and result["qa"].endswith("night-1/qa.md")
+    qa = json.loads((ws.reports_dir / "night-1" / "qa.json").read_text())
+    assert [c["case_id"] for c in qa["cases"]] and set(qa["models"]) == {"cnn", "gan"}
+    assert "## Prediction QA" in (ws.reports_dir / "night-1" / "report.md").read_text()
     # the metrics report covers the held-out test cases only, not the cases the models trained on
     from medseg.splits import Splits
 

@@ -28,7 +28,7 @@ def test_pipeline_runs_every_stage_then_skips_unchanged_ones(tmp_path: Path, pre
     first = pipeline_flow(cfg)
     stages = {s["stage"]: s for s in first["stages"]}
     assert set(stages) == {"ingest", "drift", "preprocess", "train-cnn", "infer-cnn", "train-gan", "infer-gan",
-                           "report"}
+                           "qa", "report"}
     assert stages["drift"]["skipped"] and stages["drift"]["reason"].startswith("no plan yet")  # nothing to compare
     assert not any(s["skipped"] for s in first["stages"] if s["stage"] != "drift")
     for family in ("cnn", "gan"):
@@ -47,6 +47,9 @@ def test_pipeline_runs_every_stage_then_skips_unchanged_ones(tmp_path: Path, pre
     assert cnn_fg["Dice"] >= 0.8, f"CNN did not learn the demo task: {cnn_fg}"
     html = (Path(first["report"]).parent / "report.html").read_text()
     assert "<img" in html
+    # prediction QA of the held-out predictions leads the report
+    assert stages["qa"]["stats"]["cases"] == len(summary["metric_per_case"]) and first["qa"].endswith("qa.md")
+    assert html.index('<section id="prediction-qa">') < html.index("<h2>Comparison</h2>")
 
     second = pipeline_flow(cfg)
     again = {s["stage"]: s for s in second["stages"]}

@@ -7,6 +7,7 @@ in this process (no LocalCluster); the CLI test runs the whole command and is ma
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,13 @@ def test_two_dicom_studies_and_a_nifti_file_give_three_aligned_outputs(
     assert set(predicted) == {*by_name, nifti_name}
     assert not list(out.glob(".medseg-predict-*"))  # the temporary workspace is gone
     assert (out / "predict.json").is_file()
+    # each predicted case carries its QA score and flags (no fingerprint in the site workspace: no volume check)
+    written = json.loads((out / "predict.json").read_text())
+    assert any("no dataset fingerprint" in note for note in written["qa_notes"])
+    for row in (r for r in written["rows"] if r["status"] == "predicted"):
+        assert row["qa_score"] is not None and row["qa_flagged"] == (row["qa_score"] >= 1.0)
+        assert bool(row["qa_reasons"]) == row["qa_flagged"]
+    assert stats["qa_flagged"] == sum(r["qa_flagged"] for r in written["rows"])
     # what was not predicted, and why: the ground-truth SEG series are no images
     skipped = {r["reason"]: r for r in stats["rows"] if r["status"] == "skipped"}
     assert skipped["not_image"]["count"] == 2 and "seg series" in skipped["not_image"]["detail"]
