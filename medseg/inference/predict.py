@@ -47,6 +47,9 @@ from medseg.workspace import Workspace
 log = logging.getLogger(__name__)
 
 PRED_LABEL = "pred"
+#: ``infer`` settings that place the work, not shape the prediction: left out of a store's ``source.infer``,
+#: so the outputs are the same files whatever the layout (medseg.inference.layout)
+LAYOUT_SETTINGS = frozenset({"workers"})
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -64,6 +67,9 @@ class InferSummary:
     case_seconds: dict[str, float] = field(default_factory=dict)
     dicom_seg: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    layout: str = "in-process"  # or "LocalCluster 2 workers", "cluster" (medseg.inference.layout)
+    workers: dict[str, str] = field(default_factory=dict)  # case id -> Dask worker that predicted it
+    worker_peak_rss_mib: dict[str, float] = field(default_factory=dict)  # Dask worker -> its peak RSS
 
 
 @contextmanager
@@ -268,7 +274,7 @@ def write_case_prediction(
             "plan_hash": bundle.plan.plan_hash(),
             "input_volume": str(volume),
             **({"channel_names": bundle.plan.channel_names} if bundle.plan.channel_names else {}),
-            "infer": cfg.infer.model_dump(mode="json"),
+            "infer": cfg.infer.model_dump(mode="json", exclude=LAYOUT_SETTINGS),
             "dicom_seg": seg_note,
         }
         outputs.zarr.parent.mkdir(parents=True, exist_ok=True)
