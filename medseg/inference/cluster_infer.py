@@ -18,7 +18,7 @@ from distributed import Client
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.inference.case_tasks import CaseRun, fan_out_cases, on_worker, peak_rss_mib
 from medseg.inference.model_cache import BundleRef, cached_bundle
-from medseg.inference.predict import InferSummary, Progress, _already_done, predict_case
+from medseg.inference.predict import InferSummary, Progress, already_predicted, predict_case
 from medseg.io.volume_store import clean_partial_stores
 from medseg.preprocess.fanout import Outcome
 from medseg.workspace import Workspace
@@ -33,7 +33,7 @@ def bundle_version(bundle_path: Path) -> str:
 
 def pending_cases(out_dir: Path, case_ids: list[str], family: str, version: str) -> list[str]:
     """The cases of ``case_ids`` without a finished prediction of ``family``/``version`` in ``out_dir``."""
-    return [c for c in case_ids if not _already_done(out_dir, c, family, version)]
+    return [c for c in case_ids if not already_predicted(out_dir, c, family, version)]
 
 
 def infer_case_task(case_id: str, *, workspace: str, cfg: MedsegConfig, bundle_path: str, out_dir: str,
@@ -47,7 +47,7 @@ def infer_case_task(case_id: str, *, workspace: str, cfg: MedsegConfig, bundle_p
     bundle = cached_bundle(bundle_path, place.device)
     out = Path(out_dir)
     seg_file = None
-    if _already_done(out, case_id, bundle.family, bundle.version):
+    if already_predicted(out, case_id, bundle.family, bundle.version):
         status = "skipped"
     else:
         seg_file = predict_case(Workspace.at(workspace), cfg, bundle, case_id, out, place.device)
@@ -92,6 +92,7 @@ def run_inference_on_cluster(
     summary = InferSummary(family=family, version=version, bundle_path=Path(bundle_path), output_dir=out_dir,
                            layout=layout)
     emit = progress or (lambda _e: None)
+    case_ids = list(dict.fromkeys(case_ids))  # one task per case
     total = len(case_ids)
     todo = pending_cases(out_dir, case_ids, family, version)
     for n, case_id in enumerate(sorted(set(case_ids) - set(todo), key=case_ids.index), start=1):

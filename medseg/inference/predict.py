@@ -202,7 +202,8 @@ def _write_prediction_store(
         writer.labels[PRED_LABEL][...] = label
 
 
-def _already_done(out_dir: Path, case_id: str, family: str, version: str) -> bool:
+def already_predicted(out_dir: Path, case_id: str, family: str, version: str) -> bool:
+    """The case's NIfTI and its complete prediction store of ``family``/``version`` are in ``out_dir``."""
     return (out_dir / f"{case_id}.nii.gz").is_file() and has_prediction(out_dir, case_id, family, version)
 
 
@@ -327,7 +328,7 @@ def run_inference(
     for n, case_id in enumerate(case_ids, start=1):
         t0 = time.perf_counter()
         status = "predicted"
-        if _already_done(out_dir, case_id, family, bundle.version):
+        if already_predicted(out_dir, case_id, family, bundle.version):
             summary.skipped.append(case_id)
             status = "skipped"
         else:
