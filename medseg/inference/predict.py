@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 PRED_LABEL = "pred"
 #: ``infer`` settings that place the work, not shape the prediction: left out of a store's ``source.infer``,
 #: so the outputs are the same files whatever the layout (medseg.inference.layout)
-LAYOUT_SETTINGS = frozenset({"workers"})
+LAYOUT_SETTINGS: set[str] = {"workers"}
 Progress = Callable[[dict[str, Any]], None]
 
 
