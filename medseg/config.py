@@ -210,8 +210,8 @@ class InferConfig(_Strict):
         "after the other in this process; n > 1 = a LocalCluster of n workers x dask.threads_per_worker threads "
         "(one case per thread, one torch thread each), or on a GPU node one worker per GPU (at most n), each "
         "pinned to its GPU; auto = the cluster at dask.address if set, else one worker per GPU on a node with "
-        "several, else dask.n_workers on CPU once there are 2 cases per worker, else in this process. Outputs "
-        "are the same files whatever the layout (medseg.inference.layout)",
+        "several, else on CPU dask.n_workers when they cover every core and have 2 cases each, else in this "
+        "process. Outputs are the same files whatever the number of workers (medseg.inference.layout)",
     )
 
 

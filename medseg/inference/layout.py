@@ -12,9 +12,11 @@ GPUs, the number of cases), :func:`infer_client` opens the Dask client it names.
   pinned to its own (:mod:`medseg.runtime.gpu_workers`); ``infer.workers: n`` uses at most n of
   them; one GPU: in this process.
 * a CPU node: ``infer.workers: n`` (n > 1): a LocalCluster of n workers × ``dask.threads_per_worker``
-  threads, one case per thread. ``auto``: ``dask.n_workers`` workers once there are at least
-  :data:`AUTO_MIN_CASES_PER_WORKER` cases per worker (the cluster's start, ~1 s per worker for its
-  imports and model load, then pays for itself; ``bench/scale.py``), else in this process.
+  threads, one case per thread on one torch thread. ``auto``: the LocalCluster of ``dask.n_workers``
+  workers when it covers every core (``n_workers × threads_per_worker >= cores``: with fewer, one
+  process on all cores is faster) and there are at least :data:`AUTO_MIN_CASES_PER_WORKER` cases per
+  worker (its start, ~7 s on a busy 2-core machine for the imports and the model load, then pays
+  for itself; ``bench/scale.py``), else in this process.
 
 Worker counts never exceed the cases. The outputs do not depend on the layout (same files, byte
 for byte: ``tests/inference/test_infer_fanout.py``).
@@ -22,6 +24,7 @@ for byte: ``tests/inference/test_infer_fanout.py``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,6 +75,7 @@ def choose_layout(
     gpu_ids: Sequence[str],
     n_cases: int,
     cluster_has_gpu_workers: bool | None = None,
+    cores: int = 1,
 ) -> InferLayout:
     """The layout of a run (see the module doc for the rule).
 
@@ -83,6 +87,7 @@ def choose_layout(
         n_cases: cases to predict (those not already done).
         cluster_has_gpu_workers: whether a worker of ``dask.address`` advertises ``GPU`` (None:
             not asked, e.g. no address).
+        cores: this machine's cores (``infer.workers: auto`` on CPU).
     """
     choice = DeviceChoice.AUTO if device is None else DeviceChoice(str(device))
     local_gpus = list(gpu_ids) if choice != DeviceChoice.CPU else []
@@ -102,7 +107,11 @@ def choose_layout(
             return InferLayout("in-process", reason="one GPU")
         return InferLayout("local", workers=n, gpus=tuple(local_gpus[:n]), reason=f"{n} GPUs, one worker each")
     if workers == "auto":
-        if n_cases < AUTO_MIN_CASES_PER_WORKER * dask.n_workers or dask.n_workers <= 1:
+        threads = dask.n_workers * dask.threads_per_worker
+        if dask.n_workers <= 1 or threads < cores:
+            return InferLayout("in-process", reason=f"infer.workers=auto: dask.n_workers × threads_per_worker = "
+                               f"{threads} thread(s) for {cores} cores (this process uses them all)")
+        if n_cases < AUTO_MIN_CASES_PER_WORKER * dask.n_workers:
             return InferLayout("in-process", reason=f"infer.workers=auto: {n_cases} cases < "
                                f"{AUTO_MIN_CASES_PER_WORKER} per worker of dask.n_workers={dask.n_workers}")
         n = dask.n_workers
@@ -124,6 +133,14 @@ def infer_client(cfg: MedsegConfig, layout: InferLayout) -> Iterator[Client | No
         return
     with dask_client(cfg.dask, preload=INFER_WORKER_MODULES, gpus=layout.gpus, n_workers=layout.workers) as client:
         yield client
+
+
+def machine_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def cluster_gpu_workers(cfg: DaskConfig) -> bool | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.inference.cluster_infer import bundle_version, pending_cases, run_inference_on_cluster
-from medseg.inference.layout import choose_layout, cluster_gpu_workers, infer_client
+from medseg.inference.layout import choose_layout, cluster_gpu_workers, infer_client, machine_cores
 from medseg.inference.predict import run_inference
 from medseg.inference.selection import CaseSelection, select_cases
 from medseg.runtime.gpu_workers import node_gpu_ids
@@ -57,7 +57,7 @@ def run_infer_stage(
     todo = pending_cases(ws.prediction_dir(family.value, version), case_ids, family.value, version)
     gpus = node_gpu_ids()
     layout = choose_layout(cfg.infer.workers, cfg.dask, cfg.train.device, gpus, len(todo),
-                           cluster_gpu_workers(cfg.dask) if cfg.dask.address and gpus else None)
+                           cluster_gpu_workers(cfg.dask) if cfg.dask.address and gpus else None, machine_cores())
     events = event_progress(progress, family.value)
     with infer_client(cfg, layout) as client:
         if client is None:

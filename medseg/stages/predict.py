@@ -22,7 +22,7 @@ from pathlib import Path
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.deid_key import workspace_key_file
 from medseg.inference.input_cases import inventory, name_outputs
-from medseg.inference.layout import choose_layout, cluster_gpu_workers, infer_client
+from medseg.inference.layout import choose_layout, cluster_gpu_workers, infer_client, machine_cores
 from medseg.inference.model_cache import BundleRef
 from medseg.inference.predict_inputs import parse_formats, predict_inventory
 from medseg.io.catalog import Catalog
@@ -127,7 +127,7 @@ def run_predict_stage(
         cases = name_outputs(inv, keep_names)
         gpus = node_gpu_ids()
         layout = choose_layout(cfg.infer.workers, cfg.dask, cfg.train.device, gpus, len(cases),
-                               cluster_gpu_workers(cfg.dask) if cfg.dask.address and gpus else None)
+                               cluster_gpu_workers(cfg.dask) if cfg.dask.address and gpus else None, machine_cores())
         bundle: ModelBundle | BundleRef = BundleRef.read(bundle_path)
         with infer_client(cfg, layout) as client:
             device = None

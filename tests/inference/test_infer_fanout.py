@@ -1,7 +1,8 @@
 """Inference fanned out over Dask workers (``infer.workers``, ``dask.address``) against in-process inference.
 
 * the stage's own LocalCluster of 2 workers predicts the cases on both workers, and every output
-  file equals, byte for byte, that of the one-process run; a broken case fails alone, by its id;
+  file equals, byte for byte, that of the one-process run (one case at a time on one torch thread,
+  as on each worker); a broken case fails alone, by its id;
 * on a standing cluster (``dask.address``) every worker loads the model once for all its cases and
   all runs, and a rerun predicts only what is missing;
 * a worker killed (SIGKILL) mid-run: its cases run on the other worker, no half-written output is
@@ -54,9 +55,11 @@ def _workspace(root: Path, shape: tuple[int, int, int] = (24, 60, 70), n: int = 
 
 
 def _cfg(ws: Workspace, **infer: object) -> MedsegConfig:
+    """CPU inference; in-process on one torch thread, as each case runs on a worker (several threads may
+    round convolution sums differently: docs in deploy/dask/README.md, "Same outputs")."""
     return MedsegConfig.model_validate({
         "workspace": str(ws.root),
-        "train": {"device": "cpu", "num_threads": 2},
+        "train": {"device": "cpu", "num_threads": 1},
         "infer": {"overlap": 0.25, "dicom_seg": False, **infer},
         "dask": {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "2GiB"},
     })

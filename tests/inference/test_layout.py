@@ -35,11 +35,16 @@ def test_a_multi_gpu_node_starts_one_pinned_worker_per_gpu() -> None:
     assert (cpu.kind, cpu.gpus, cpu.workers) == ("local", (), 2)
 
 
-def test_auto_on_a_cpu_node_fans_out_once_there_are_enough_cases_per_worker() -> None:
+def test_auto_on_a_cpu_node_fans_out_when_the_workers_cover_the_cores_and_have_cases_enough() -> None:
     enough = AUTO_MIN_CASES_PER_WORKER * LOCAL.n_workers
-    few = choose_layout("auto", LOCAL, "auto", [], enough - 1)
+    few = choose_layout("auto", LOCAL, "auto", [], enough - 1, cores=2)
     assert few.kind == "in-process" and "dask.n_workers=2" in few.reason
-    many = choose_layout("auto", LOCAL, "auto", [], enough)
+    many = choose_layout("auto", LOCAL, "auto", [], enough, cores=2)
     assert (many.kind, many.workers, many.describe()) == ("local", 2, "LocalCluster 2 workers")
-    assert choose_layout("auto", DaskConfig(n_workers=1), "cpu", [], 100).kind == "in-process"
-    assert choose_layout(3, LOCAL, "cpu", [], 2).workers == 2  # never more workers than cases
+    # 2 single-threaded workers on 16 cores: one process on all cores is faster
+    wide = choose_layout("auto", LOCAL, "auto", [], 100, cores=16)
+    assert wide.kind == "in-process" and "2 thread(s) for 16 cores" in wide.reason
+    sixteen = DaskConfig(n_workers=8, threads_per_worker=2)
+    assert choose_layout("auto", sixteen, "auto", [], 100, cores=16).workers == 8
+    assert choose_layout("auto", DaskConfig(n_workers=1), "cpu", [], 100, cores=1).kind == "in-process"
+    assert choose_layout(3, LOCAL, "cpu", [], 2, cores=16).workers == 2  # explicit n: never more than the cases
