@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, field_validator, model_validator
 
@@ -237,6 +237,15 @@ class InferConfig(_Strict):
         256, ge=0, description="preprocessed images larger than this (MiB, float32) wait on disk (temporary Zarr)"
     )
     nsd_tolerance_mm: float = Field(2.0, ge=0, description="tolerance of the normalised surface Dice in reports")
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Dask workers the cases fan out over (one task per case, one model load per worker): 1 = one "
+        "after the other in this process; n > 1 = a LocalCluster of n workers x dask.threads_per_worker threads "
+        "(one case per thread, one torch thread each), or on a GPU node one worker per GPU (at most n), each "
+        "pinned to its GPU; auto = the cluster at dask.address if set, else one worker per GPU on a node with "
+        "several, else on CPU dask.n_workers when they cover every core and have 2 cases each, else in this "
+        "process. Outputs are the same files whatever the number of workers (medseg.inference.layout)",
+    )
 
 
 #: bin width of the per-case confidence histogram (:mod:`medseg.qa.confidence`); QA thresholds on it are multiples

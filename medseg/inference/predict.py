@@ -49,6 +49,9 @@ from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
+#: ``infer`` settings that place the work, not shape the prediction: left out of a store's ``source.infer``,
+#: so the outputs are the same files whatever the layout (medseg.inference.layout)
+LAYOUT_SETTINGS: set[str] = {"workers"}
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -66,6 +69,9 @@ class InferSummary:
     case_seconds: dict[str, float] = field(default_factory=dict)
     dicom_seg: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    layout: str = "in-process"  # or "LocalCluster 2 workers", "cluster" (medseg.inference.layout)
+    workers: dict[str, str] = field(default_factory=dict)  # case id -> Dask worker that predicted it
+    worker_peak_rss_mib: dict[str, float] = field(default_factory=dict)  # Dask worker -> its peak RSS
 
 
 @contextmanager
@@ -202,7 +208,8 @@ def _write_prediction_store(
         writer.labels[PRED_LABEL][...] = label
 
 
-def _already_done(out_dir: Path, case_id: str, family: str, version: str) -> bool:
+def already_predicted(out_dir: Path, case_id: str, family: str, version: str) -> bool:
+    """The case's NIfTI and its complete prediction store of ``family``/``version`` are in ``out_dir``."""
     return (out_dir / f"{case_id}.nii.gz").is_file() and has_prediction(out_dir, case_id, family, version)
 
 
@@ -276,7 +283,7 @@ def write_case_prediction(
             "plan_hash": bundle.plan.plan_hash(),
             "input_volume": str(volume),
             **({"channel_names": bundle.plan.channel_names} if bundle.plan.channel_names else {}),
-            "infer": cfg.infer.model_dump(mode="json"),
+            "infer": cfg.infer.model_dump(mode="json", exclude=LAYOUT_SETTINGS),
             "dicom_seg": seg_note,
             **confidence_source(confidence),
         }
@@ -331,7 +338,7 @@ def run_inference(
     for n, case_id in enumerate(case_ids, start=1):
         t0 = time.perf_counter()
         status = "predicted"
-        if _already_done(out_dir, case_id, family, bundle.version):
+        if already_predicted(out_dir, case_id, family, bundle.version):
             summary.skipped.append(case_id)
             status = "skipped"
         else:

@@ -11,10 +11,12 @@ outputs named after the study (:func:`medseg.inference.input_cases.name_outputs`
     OUT/predict.json      what was predicted, skipped and why, and each case's QA flags (:class:`PredictSummary`)
 
 A case is skipped when it lacks an input channel of the model; a case that fails is reported and the
-others still run. Each predicted case is scored for QA as it is written (:func:`medseg.qa.assess.assess_measured`:
-its volumes against the label volumes of ``cfg.workspace``'s fingerprint, and the model's confidence); a
-flagged case is still a prediction, not a problem. :attr:`PredictSummary.problems` lists why the command
-should exit non-zero: an input that yields no prediction, or a failed case.
+others still run. With a Dask client the cases fan out over its workers (:func:`predict_input_task`
+per case, the model loaded once per worker; :mod:`medseg.inference.layout` says when). Each predicted case
+is scored for QA as it is written (:func:`medseg.qa.assess.assess_measured`: its volumes against the label
+volumes of ``cfg.workspace``'s fingerprint, and the model's confidence); a flagged case is still a
+prediction, not a problem. :attr:`PredictSummary.problems` lists why the command should exit non-zero: an
+input that yields no prediction, or a failed case.
 """
 
 from __future__ import annotations
@@ -27,17 +29,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from distributed import Client
 from pydantic import BaseModel, Field
 
 from medseg.config import MedsegConfig
+from medseg.inference.case_tasks import CaseRun, fan_out_cases, on_worker, peak_rss_mib
 from medseg.inference.input_cases import InputCase, InputInventory
+from medseg.inference.model_cache import BundleRef, cached_bundle
 from medseg.inference.outputs import CaseOutputs
 from medseg.inference.predict import write_case_prediction
 from medseg.io.json_file import write_json
 from medseg.preprocess.case import MissingChannelError
+from medseg.preprocess.fanout import Outcome
 from medseg.qa.assess import assess_measured, workspace_training_volumes
 from medseg.qa.volumes import VolumeRange
-from medseg.training.bundle import ModelBundle
+from medseg.training.bundle import ModelBundle, load_bundle
 from medseg.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -128,38 +134,46 @@ def case_outputs(out_dir: Path, case: InputCase, formats: Sequence[OutputFormat]
 def predict_inventory(
     ws: Workspace,
     cfg: MedsegConfig,
-    bundle: ModelBundle,
+    bundle: ModelBundle | BundleRef,
     inv: InputInventory,
     cases: list[InputCase],
     out_dir: Path,
     formats: Sequence[OutputFormat],
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
+    client: Client | None = None,
 ) -> PredictSummary:
     """Predict ``cases`` (named, from ``inv``) into ``out_dir``; report the skips of ``inv``; write ``predict.json``.
 
     Args:
         ws: the workspace the inputs were ingested into.
         cfg: ``cfg.infer`` (sliding window, postprocessing, spill) as for ``medseg infer``.
-        bundle: the loaded model bundle.
+        bundle: the loaded model bundle (in this process), or the bundle's folder (with ``client``).
         inv: the inputs' inventory (:func:`medseg.inference.input_cases.inventory`).
         cases: its cases with their output names (:func:`medseg.inference.input_cases.name_outputs`).
         out_dir: output folder (created).
         formats: outputs to write.
-        device: where the network runs.
+        device: where the network runs (in this process; workers resolve ``cfg.train.device``).
         progress: called with ``{"event": "case", "case_id", "status", "done", "total"}`` per case.
+        client: fan the cases out over this Dask client's workers (None: one after the other here).
     """
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = PredictSummary(model={"family": bundle.family, "version": bundle.version, "bundle": str(bundle.path)},
                              output_dir=str(out_dir), formats=[f.value for f in formats], inputs=list(inv.sources))
-    dev = torch.device(device)
     training, summary.qa_notes = workspace_training_volumes(Workspace.at(cfg.workspace))
-    for n, case in enumerate(cases, start=1):
-        row = _predict_one(ws, cfg, bundle, case, out_dir, formats, dev, training)
-        summary.rows.append(row)
-        if progress is not None:
-            progress({"event": "case", "case_id": case.case_id, "status": row.status, "done": n, "total": len(cases)})
+    if client is not None:
+        summary.rows.extend(_predict_on_cluster(ws, cfg, bundle, cases, out_dir, formats, client, progress, training))
+    else:
+        dev = torch.device(device)
+        if isinstance(bundle, BundleRef):
+            bundle = load_bundle(bundle.path, device=dev)
+        for n, case in enumerate(cases, start=1):
+            row = _predict_one(ws, cfg, bundle, case, out_dir, formats, dev, training)
+            summary.rows.append(row)
+            if progress is not None:
+                progress({"event": "case", "case_id": case.case_id, "status": row.status, "done": n,
+                          "total": len(cases)})
     summary.rows.extend(PredictRow(input=s.source, status="skipped", reason=s.reason, count=s.count,
                                    detail=s.message + (f" (and {s.count - 1} more like it)" if s.count > 1 else ""))
                         for s in inv.skips)
@@ -188,6 +202,43 @@ def _predict_one(ws: Workspace, cfg: MedsegConfig, bundle: ModelBundle, case: In
     qa = assess_measured(case.case_id, bundle.family, written.volumes_ml, written.confidence, training, cfg.qa)
     return row.model_copy(update={"detail": ", ".join(notes), "files": [str(p) for p in written.files],
                                   "qa_score": qa.score, "qa_flagged": qa.flagged, "qa_reasons": qa.reasons})
+
+
+def predict_input_task(case: InputCase, *, workspace: str, cfg: MedsegConfig, bundle_path: str, out_dir: str,
+                       formats: list[str], holds_gpu: bool, training: Mapping[str, VolumeRange]) -> CaseRun:
+    """Predict one input case on this Dask worker (:func:`_predict_one`; its row is ``detail``)."""
+    t0 = time.perf_counter()
+    place = on_worker(cfg.train.device, holds_gpu)
+    bundle = cached_bundle(bundle_path, place.device)
+    row = _predict_one(Workspace.at(workspace), cfg, bundle, case, Path(out_dir), parse_formats(formats), place.device,
+                       training)
+    return CaseRun(case.case_id, row.status, time.perf_counter() - t0, place.worker, str(place.device),
+                   peak_rss_mib(), detail=row)
+
+
+def _predict_on_cluster(ws: Workspace, cfg: MedsegConfig, bundle: ModelBundle | BundleRef, cases: list[InputCase],
+                        out_dir: Path, formats: Sequence[OutputFormat], client: Client,
+                        progress: Progress | None, training: Mapping[str, VolumeRange]) -> list[PredictRow]:
+    """The rows of ``cases``, each predicted by a task on ``client``'s workers (completion order)."""
+    rows: list[PredictRow] = []
+
+    def _report(o: Outcome[InputCase, CaseRun], done: int, total: int) -> None:
+        case = o.item
+        if o.value is not None and isinstance(o.value.detail, PredictRow):
+            row = o.value.detail
+        else:  # the task itself failed (e.g. the model does not load on the worker)
+            reason = (o.error or "error").split(":", 1)[0]
+            row = PredictRow(input=case.source, status="failed", name=case.name, case_id=case.case_id,
+                             reason=reason, detail=str(o.error))
+            log.error("prediction failed for %s (case %s): %s", case.name, case.case_id, o.error)
+        rows.append(row)
+        if progress is not None:
+            progress({"event": "case", "case_id": case.case_id, "status": row.status, "done": done, "total": total})
+
+    fan_out_cases(predict_input_task, cases, client, cfg.train.device, on_outcome=_report, workspace=str(ws.root),
+                  cfg=cfg, bundle_path=str(Path(bundle.path).resolve()), out_dir=str(out_dir),
+                  formats=[f.value for f in formats], training=dict(training))
+    return rows
 
 
 def _problems(summary: PredictSummary) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -32,14 +32,17 @@ def fan_out(
     progress: Callable[[int, int], None] | None = None,
     retries: int = 2,
     on_outcome: Callable[[Outcome[T, R], int, int], None] | None = None,
+    resources: Mapping[str, float] | None = None,
     **kwargs: Any,
 ) -> list[Outcome[T, R]]:
     """Apply ``fn(item, **kwargs)`` to every item; one failing item never stops the others.
 
     With a client the calls are submitted with ``client.map(..., pure=True, retries=retries)`` (so
-    ``fn`` and ``kwargs`` must be picklable and ``fn`` importable on the workers); without one they
-    run in this process. ``progress(done, total)`` is called after each item, and
-    ``on_outcome(outcome, done, total)`` (if given) with that item's outcome, in completion order.
+    ``fn`` and ``kwargs`` must be picklable and ``fn`` importable on the workers), each asking for
+    the worker ``resources`` when given (e.g. ``{"GPU": 1}``); without a client they run in this
+    process. A worker that dies mid-task is not a retry: the scheduler runs its tasks elsewhere.
+    ``progress(done, total)`` is called after each item, and ``on_outcome(outcome, done, total)``
+    (if given) with that item's outcome, in completion order.
 
     Returns:
         One :class:`Outcome` per item, in the order of ``items``.
@@ -59,7 +62,8 @@ def fan_out(
         return [outcomes[i] for i in range(total)]
     if total == 0:
         return []
-    futures = client.map(fn, list(items), pure=True, retries=retries, **kwargs)
+    futures = client.map(fn, list(items), pure=True, retries=retries,
+                         resources=dict(resources) if resources else None, **kwargs)
     index = {f.key: i for i, f in enumerate(futures)}
     for done, future in enumerate(as_completed(futures), start=1):
         i = index[future.key]

@@ -28,6 +28,7 @@ from medseg.runtime.fork_server import (
     running_fork_server,
     start_method,
 )
+from medseg.runtime.gpu_workers import GpuPinnedCluster
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ def _preloaded(cfg: DaskConfig, preload: Sequence[str]) -> bool:
 
 
 @contextmanager
-def dask_client(cfg: DaskConfig, *, preload: Sequence[str] = (), workers_in_background: bool = False
-                ) -> Iterator[Client]:
+def dask_client(cfg: DaskConfig, *, preload: Sequence[str] = (), workers_in_background: bool = False,
+                gpus: Sequence[str] = (), n_workers: int | None = None) -> Iterator[Client]:
     """Yield a connected client; a LocalCluster is started (and closed) only when no address is set.
 
     Local workers are processes with one BLAS thread per Dask thread, so N workers never
@@ -96,6 +97,10 @@ def dask_client(cfg: DaskConfig, *, preload: Sequence[str] = (), workers_in_back
             error if they do not come up). For callers that call :func:`worker_threads` before
             they submit work, e.g. :func:`medseg.ingest.run.ingest`, which scans the sources
             meanwhile. Otherwise the LocalCluster is up, or has failed, when the client is yielded.
+        gpus: a LocalCluster of one worker per entry, each pinned to that GPU (its
+            ``CUDA_VISIBLE_DEVICES``) and advertising the resource ``GPU=1``
+            (:class:`~medseg.runtime.gpu_workers.GpuPinnedCluster`); ``cfg.n_workers`` is then unused.
+        n_workers: LocalCluster workers instead of ``cfg.n_workers`` (e.g. no more than the cases).
     """
     # Dask keeps the last `low-level-log-length` messages of every comm (default 1000), task
     # arguments included: ~20 MB per worker for ingest jobs, in the process running the local
@@ -106,14 +111,16 @@ def dask_client(cfg: DaskConfig, *, preload: Sequence[str] = (), workers_in_back
     settings["distributed.worker.profile.enabled"] = cfg.worker_profile
     settings.update({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()})
     with _quiet_distributed(), dask.config.set(settings):
-        with _client(cfg, workers_in_background) as client:
+        if n_workers is not None:
+            cfg = cfg.model_copy(update={"n_workers": n_workers})
+        with _client(cfg, workers_in_background, tuple(gpus)) as client:
             if preload and not _preloaded(cfg, preload):
                 client.register_plugin(ImportModules(preload))
             yield client
 
 
 @contextmanager
-def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
+def _client(cfg: DaskConfig, workers_in_background: bool, gpus: tuple[str, ...] = ()) -> Iterator[Client]:
     if cfg.address:
         client = Client(cfg.address, timeout="30s")
         announce(ClusterStarted(cfg.address, _dashboard(client), local=False,
@@ -132,6 +139,10 @@ def _client(cfg: DaskConfig, workers_in_background: bool) -> Iterator[Client]:
     # ``environ`` reaches it, and the Nanny's ``pre-spawn-environ`` gives way to this process's own
     # variables: a spawned worker's BLAS threads can only be set in the environment it is spawned from.
     with environ_for_children(blas_environ(cfg.threads_per_worker)), dask.config.set(local):
+        if gpus:
+            with _gpu_cluster(cfg, gpus) as client:
+                yield client
+            return
         cluster = LocalCluster(
             n_workers=0 if workers_in_background else cfg.n_workers,
             threads_per_worker=cfg.threads_per_worker,
@@ -166,6 +177,30 @@ def _dashboard(client: Client, served: bool = True) -> str | None:
         return str(client.dashboard_link)
     except Exception:  # noqa: BLE001 - a link for humans; never fail the stage over it
         return None
+
+
+@contextmanager
+def _gpu_cluster(cfg: DaskConfig, gpus: tuple[str, ...]) -> Iterator[Client]:
+    """A LocalCluster of one worker per GPU of ``gpus`` (each sees only its own), up when yielded."""
+    cluster = GpuPinnedCluster(
+        gpus,
+        threads_per_worker=cfg.threads_per_worker,
+        processes=True,
+        memory_limit=cfg.memory_limit,
+        dashboard_address=cfg.dashboard_address,
+        silence_logs=logging.WARNING,
+    )
+    client = Client(cluster)
+    try:
+        client.wait_for_workers(len(gpus), timeout=WORKER_START_TIMEOUT_S)
+        log.info("one LocalCluster worker per GPU: %s", ", ".join(gpus))
+        served = cfg.dashboard_address is not None and importlib.util.find_spec("bokeh") is not None
+        announce(ClusterStarted(str(cluster.scheduler_address), _dashboard(client, served), local=True,
+                                n_workers=len(gpus)))
+        yield client
+    finally:
+        client.close()
+        cluster.close()
 
 
 #: How long :func:`worker_threads` waits for the workers of a LocalCluster that is still starting.

@@ -1,4 +1,4 @@
-"""Stage 4: batch inference of one model bundle over a selection of cases."""
+"""Stage 4: batch inference of one model bundle over a selection of cases (in this process or over Dask workers)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import time
 from pathlib import Path
 
 from medseg.config import MedsegConfig, ModelFamily
+from medseg.inference.cluster_infer import bundle_version, pending_cases, run_inference_on_cluster
+from medseg.inference.layout import choose_layout, cluster_gpu_workers, infer_client, machine_cores
 from medseg.inference.predict import run_inference
 from medseg.inference.selection import CaseSelection, select_cases
+from medseg.runtime.gpu_workers import node_gpu_ids
 from medseg.stages.outcome import ProgressFn, StageOutcome, event_progress
 from medseg.training.bundle import champion
 from medseg.workspace import Workspace
@@ -36,7 +39,10 @@ def run_infer_stage(
         cases: ``"test"`` (held-out split, default), ``"pending"`` (every ingested case without a
             prediction from this bundle version: nightly runs) or a list of case ids.
 
-    Cases already predicted by the same model version are skipped inside :func:`run_inference`.
+    Cases already predicted by the same model version are skipped. The others are predicted in this
+    process or fan out over Dask workers, one task per case (``infer.workers``, ``dask``; the rule is
+    :func:`medseg.inference.layout.choose_layout`); ``stats["layout"]`` says which, and
+    ``stats["cases_per_worker"]`` how many cases each worker predicted.
     """
     started = time.time()
     stage = f"infer-{family.value}"
@@ -47,8 +53,18 @@ def run_infer_stage(
     selection = "explicit" if case_ids is not None else cases if isinstance(cases, str) else "list"
     if case_ids is None:
         case_ids = select_cases(ws, cases, family.value, Path(bundle).name)
-    summary = run_inference(ws, cfg, family, case_ids, bundle_path=Path(bundle),
-                            progress=event_progress(progress, family.value))
+    version = bundle_version(Path(bundle))
+    todo = pending_cases(ws.prediction_dir(family.value, version), case_ids, family.value, version)
+    gpus = node_gpu_ids()
+    layout = choose_layout(cfg.infer.workers, cfg.dask, cfg.train.device, gpus, len(todo),
+                           cluster_gpu_workers(cfg.dask) if cfg.dask.address and gpus else None, machine_cores())
+    events = event_progress(progress, family.value)
+    with infer_client(cfg, layout) as client:
+        if client is None:
+            summary = run_inference(ws, cfg, family, case_ids, bundle_path=Path(bundle), progress=events)
+        else:
+            summary = run_inference_on_cluster(ws, cfg, family, case_ids, Path(bundle), client, progress=events,
+                                               layout=layout.describe())
     if summary.failed and not summary.predicted and not summary.skipped:
         raise RuntimeError(f"inference failed for every case: {summary.failed}")
     stats = {
@@ -61,5 +77,17 @@ def run_infer_stage(
         "dicom_seg": len(summary.dicom_seg),
         "selection": selection,
         "cases": len(case_ids),
+        "layout": summary.layout,
+        "layout_reason": layout.reason,
+        "cases_per_worker": cases_per_worker(summary.workers),
+        "worker_peak_rss_mib": {w: round(v, 1) for w, v in sorted(summary.worker_peak_rss_mib.items())},
     }
     return StageOutcome(stage=stage, seconds=time.time() - started, stats=stats, outputs=[str(summary.output_dir)])
+
+
+def cases_per_worker(workers: dict[str, str]) -> dict[str, int]:
+    """Cases each Dask worker predicted (``{}`` in-process), by worker name."""
+    counts: dict[str, int] = {}
+    for worker in workers.values():
+        counts[worker] = counts.get(worker, 0) + 1
+    return dict(sorted(counts.items()))

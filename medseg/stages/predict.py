@@ -3,10 +3,11 @@
 The inputs go through the normal ingest stage (:func:`medseg.stages.ingest.run_ingest_stage`: header
 reading and study assembly fan out over Dask, quarantine reasons and all) into a temporary workspace
 under the output folder (removed at the end) or, with ``temporary_workspace=False``, into
-``cfg.workspace``. Each ingested image case of the inputs is then predicted in this process, one
-after the other, as ``medseg infer`` does (the network is loaded once and uses every core, or the
-GPU), and written to the output folder named after its study
-(:mod:`medseg.inference.predict_inputs`).
+``cfg.workspace``. Each ingested image case of the inputs is then predicted as ``medseg infer`` does:
+in this process, one after the other (the network loaded once, on every core or the GPU), or over
+Dask workers, one task per case and one model load per worker (``infer.workers``; the rule is
+:func:`medseg.inference.layout.choose_layout`), and written to the output folder named after its
+study (:mod:`medseg.inference.predict_inputs`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from pathlib import Path
 from medseg.config import MedsegConfig, ModelFamily
 from medseg.deid_key import workspace_key_file
 from medseg.inference.input_cases import inventory, name_outputs
+from medseg.inference.layout import choose_layout, cluster_gpu_workers, infer_client, machine_cores
+from medseg.inference.model_cache import BundleRef
 from medseg.inference.predict_inputs import parse_formats, predict_inventory
 from medseg.io.catalog import Catalog
+from medseg.runtime.gpu_workers import node_gpu_ids
 from medseg.stages.infer import NoModelError
 from medseg.stages.ingest import check_sources, run_ingest_stage
 from medseg.stages.outcome import ProgressFn, StageOutcome, event_progress
-from medseg.training.bundle import champion, load_bundle
+from medseg.training.bundle import ModelBundle, champion, load_bundle
 from medseg.training.device import configure_threads, resolve_device
 from medseg.workspace import Workspace
 
@@ -121,13 +125,21 @@ def run_predict_stage(
         ws = Workspace.at(root)
         inv = inventory(Catalog(ws.catalog_path, create=False), sources)
         cases = name_outputs(inv, keep_names)
-        configure_threads(cfg.train)
-        device = resolve_device(cfg.train.device)
-        bundle = load_bundle(bundle_path, device=device)
-        summary = predict_inventory(ws, cfg, bundle, inv, cases, out, fmts, device,
-                                    progress=event_progress(progress, STAGE))
+        gpus = node_gpu_ids()
+        layout = choose_layout(cfg.infer.workers, cfg.dask, cfg.train.device, gpus, len(cases),
+                               cluster_gpu_workers(cfg.dask) if cfg.dask.address and gpus else None, machine_cores())
+        bundle: ModelBundle | BundleRef = BundleRef.read(bundle_path)
+        with infer_client(cfg, layout) as client:
+            device = None
+            if client is None:
+                configure_threads(cfg.train)
+                device = resolve_device(cfg.train.device)
+                bundle = load_bundle(bundle_path, device=device)
+            summary = predict_inventory(ws, cfg, bundle, inv, cases, out, fmts, device or "cpu",
+                                        progress=event_progress(progress, STAGE), client=client)
     stats = {
         "model": f"{bundle.family} {bundle.version}",
+        "layout": layout.describe(),
         "predicted": summary.count("predicted"),
         "skipped": summary.count("skipped"),
         "failed": summary.count("failed"),

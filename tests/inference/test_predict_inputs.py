@@ -231,3 +231,31 @@ def test_the_cli_prints_the_table_and_exits_1_for_an_input_without_images(
     assert (out / f"{keyed_hash(SECRET, f'file:{NIFTI_NAME}', prefix='study_')}.nii.gz").is_file()
     ok = CliRunner().invoke(app, ["predict", "-i", str(inputs["nifti"]), *common], env={"COLUMNS": "300"})
     assert ok.exit_code == 0, ok.output
+
+
+def test_cases_fanned_out_over_two_workers_give_the_one_process_outputs(
+    inputs: dict[str, Any], no_cluster: None
+) -> None:
+    """``infer.workers=2``: the three cases go to a LocalCluster of two workers (ingest stays in this process)."""
+    args = [str(inputs["archive"]), str(inputs["nifti"])]
+    runs = {}
+    for workers in (1, 2):
+        cfg = _cfg(inputs["root"] / "site")
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"num_threads": 1}),
+                                     "infer": cfg.infer.model_copy(update={"workers": workers})})
+        out = inputs["root"] / f"out-{workers}"
+        runs[workers] = (out, predict_task.fn(cfg, args, str(out), str(inputs["bundle"]), "nifti,zarr").stats)
+    (one, single), (two, fanned) = runs[1], runs[2]
+    assert (single["layout"], fanned["layout"]) == ("in-process", "LocalCluster 2 workers")
+    assert (fanned["predicted"], fanned["failed"], fanned["problems"]) == (3, 0, [])
+
+    def rows(stats: dict[str, Any], out: Path) -> list[tuple[str, str, str, list[str]]]:
+        return [(r["name"], r["status"], r["detail"], [Path(f).relative_to(out).as_posix() for f in r["files"]])
+                for r in stats["rows"]]
+
+    assert rows(fanned, two) == rows(single, one)
+    names = [r["name"] for r in single["rows"] if r["status"] == "predicted"]
+    for name in names:  # the same label maps, and NIfTI files equal byte for byte
+        assert (two / f"{name}.nii.gz").read_bytes() == (one / f"{name}.nii.gz").read_bytes()
+        np.testing.assert_array_equal(read_case(two / f"{name}.zarr").labels["pred"],
+                                      read_case(one / f"{name}.zarr").labels["pred"])
