@@ -9,6 +9,7 @@ from medseg.config import MedsegConfig, ModelFamily
 from medseg.stages.infer import run_infer_stage
 from medseg.stages.outcome import StageOutcome
 from medseg.tasks.common import RETRY_DELAYS, RETRY_JITTER, log_outcome, retry_on_transient
+from medseg.tasks.dashboard import dashboard_artifact
 from medseg.tasks.progress import TaskProgress
 
 
@@ -25,5 +26,6 @@ def infer_task(cfg: MedsegConfig, family: ModelFamily, bundle_path: str | None =
     from pathlib import Path
 
     bundle = Path(bundle_path) if bundle_path else None
-    return log_outcome(run_infer_stage(cfg, family, bundle, case_ids, progress=TaskProgress(f"infer-{family.value}"),
-                                       cases=cases))
+    with dashboard_artifact(f"infer-{family.value}"):  # when the cases fan out over Dask workers
+        return log_outcome(run_infer_stage(cfg, family, bundle, case_ids,
+                                           progress=TaskProgress(f"infer-{family.value}"), cases=cases))
