@@ -55,7 +55,7 @@ def test_a_failing_listener_does_not_fail_the_stage(caplog: pytest.LogCaptureFix
 def test_the_ingest_task_links_the_dashboard_that_answers_while_it_runs(tmp_path: Path, prefect_harness: None) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     from medseg.config_loader import load_config
     from medseg.demo.archive import generate_demo_archive
@@ -73,8 +73,9 @@ def test_the_ingest_task_links_the_dashboard_that_answers_while_it_runs(tmp_path
     with on_cluster_start(lambda event: codes.append(_status(str(event.dashboard))[0])):
         state = probe(return_state=True)
     assert state.is_completed() and codes == [200]
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dask-dashboard-ingest"])))
+    with get_client(sync_client=True) as client:  # this run's (the session's server holds other tests' runs)
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["dask-dashboard-ingest"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
     assert len(artifacts) == 1 and artifacts[0].type == "markdown"  # Prefect stores a link artifact as markdown
     assert "/status" in str(artifacts[0].data) and "Dask dashboard: ingest" in str(artifacts[0].data)
