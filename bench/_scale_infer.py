@@ -42,6 +42,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from _synthetic_ct import synthetic_ct  # noqa: E402
+
 NATIVE_SPACING = (2.0, 0.8, 0.8)
 TARGET_SPACING = (2.0, 1.0, 1.0)
 PATCH = (32, 96, 96)
@@ -66,14 +68,7 @@ def write_infer_workspace(root: Path, cases: int, slices: int, size: int) -> tup
     ws = Workspace.at(root).ensure()
     geometry = Geometry.create(NATIVE_SPACING, (0.0, 0.0, 0.0))
     for i in range(cases):
-        rng = np.random.default_rng(i)
-        z, y, x = np.ogrid[:slices, :size, :size]
-        body = ((y - size / 2) / (0.45 * size)) ** 2 + ((x - size / 2) / (0.4 * size)) ** 2 <= 1
-        organ = ((z - slices / 2) / (0.3 * slices)) ** 2 + ((y - 0.45 * size) / (0.15 * size)) ** 2 + (
-            (x - 0.6 * size) / (0.13 * size)) ** 2 <= 1
-        hu = np.broadcast_to(np.where(body, 40, -1000), (slices, size, size)).astype(np.int16)
-        hu[organ] = 120
-        hu += rng.normal(0, 15, hu.shape).astype(np.int16)
+        hu, organ = synthetic_ct(i, slices, size)
         label = organ.astype(np.uint8)
         write_case(ws.volume_path(f"case{i:03d}"), CaseVolume(f"case{i:03d}", hu, geometry, {"gt": label}, LABELS))
     plan = Plan(

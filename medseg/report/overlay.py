@@ -93,6 +93,16 @@ def _error_rgb(gt_2d: NDArray[Any], pred_2d: NDArray[Any], base: NDArray[np.floa
     return rgb
 
 
+def save_overlay(fig: Figure, out: Path | str, title: str, fontsize: int, top: float) -> Path:
+    """Title ``fig``, lay its panels side by side (``top``: where they end) and write it to ``out`` as PNG."""
+    fig.suptitle(title, fontsize=fontsize)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top, wspace=0.03)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=_DPI)
+    return path
+
+
 def overlay_png(
     image_zyx: NDArray[Any],
     gt_zyx: NDArray[Any],
@@ -165,12 +175,7 @@ def overlay_png(
     )
     for ax in axes:
         ax.set_axis_off()
-    fig.suptitle(f"{title} (slice {z}/{image.shape[0] - 1})", fontsize=11)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.88, wspace=0.03)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=_DPI)
-    return out
+    return save_overlay(fig, out, f"{title} (slice {z}/{image.shape[0] - 1})", fontsize=11, top=0.88)
 
 
 def overlay_case_png(

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from medseg.io.volume_store import label_color
 from medseg.preprocess.stream import ArraySource
-from medseg.report.overlay import OVERLAY_SIZE_PX, pick_slice, window_image
+from medseg.report.overlay import OVERLAY_SIZE_PX, pick_slice, save_overlay, window_image
 
 _DPI = 100
 _ALPHA = 0.45
@@ -80,9 +80,4 @@ def prediction_overlay_png(
         voxels = int(np.count_nonzero(lab))
         ax.set_title(f"{model}" + ("" if voxels else " (empty)"), fontsize=9)
         ax.set_axis_off()
-    fig.suptitle(f"{title} (slice {z}/{shape[0] - 1})", fontsize=10)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.86, wspace=0.03)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=_DPI)
-    return out
+    return save_overlay(fig, out, f"{title} (slice {z}/{shape[0] - 1})", fontsize=10, top=0.86)
