@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from medseg.config import MedsegConfig
 from medseg.stages.drift import run_drift_stage
 from medseg.stages.outcome import StageOutcome
-from medseg.tasks.common import in_prefect_run, log_outcome, retry_on_transient, run_logger
+from medseg.tasks.common import log_outcome, retry_on_transient, run_logger
 from medseg.tasks.ops import artifact_key, publish_table
 
 
@@ -29,7 +29,6 @@ def drift_task(cfg: MedsegConfig, run_id: str, ingest_run: str | None = None,
         if flagged:
             run_logger().warning("drift: %d of %d new case(s) out of distribution: %s", len(flagged),
                                  outcome.stats["cases"], ", ".join(flagged))
-        if in_prefect_run():  # task.fn() in tests and scripts: no API to publish to
-            publish_table(artifact_key(cfg.name, "drift"), outcome.stats["table"],
-                          f"Drift: new cases vs the training cases ({run_id})", markdown=outcome.stats["markdown"])
+        publish_table(artifact_key(cfg.name, "drift"), outcome.stats["table"],
+                      f"Drift: new cases vs the training cases ({run_id})", markdown=outcome.stats["markdown"])
     return log_outcome(outcome)

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from medseg.config import MedsegConfig
-from medseg.tasks.common import run_logger
+from medseg.tasks.common import in_prefect_run, run_logger
 from medseg.workspace import Workspace
 
 
@@ -31,7 +31,10 @@ def check_champions_task(cfg: MedsegConfig) -> dict[str, str | None]:
 
 
 def publish_table(key: str, rows: Sequence[dict[str, Any]], description: str, markdown: str | None = None) -> None:
-    """Table artifact ``key`` (and markdown artifact ``key-summary``); best effort outside a run."""
+    """Table artifact ``key`` (and markdown artifact ``key-summary``); best effort. Outside a flow or task run
+    (``task.fn()``, scripts) nothing is published: creating an artifact there would start a temporary server."""
+    if not in_prefect_run():
+        return
     try:
         create_table_artifact(table=[dict(r) for r in rows], key=key, description=description)
         if markdown is not None:

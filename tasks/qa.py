@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from medseg.config import MedsegConfig
 from medseg.stages.outcome import StageOutcome
 from medseg.stages.qa import run_qa_stage
-from medseg.tasks.common import in_prefect_run, log_outcome, retry_on_transient, run_logger
+from medseg.tasks.common import log_outcome, retry_on_transient, run_logger
 from medseg.tasks.ops import artifact_key, publish_table
 
 
@@ -22,8 +22,7 @@ def qa_task(cfg: MedsegConfig, predictions: dict[str, str], run_id: str,
     if flagged:
         run_logger().warning("prediction QA: %d of %d cases flagged (top: %s); see %s", flagged,
                              outcome.stats["cases"], outcome.stats["top"], outcome.outputs[0])
-    if in_prefect_run():  # task.fn() in unit tests: no API to publish to (the files are the record)
-        publish_table(artifact_key(cfg.name, "qa"), outcome.stats["table"],
-                      f"Prediction QA ({run_id}): {flagged} of {outcome.stats['cases']} cases flagged, flagged first",
-                      markdown=outcome.stats["markdown"])
+    publish_table(artifact_key(cfg.name, "qa"), outcome.stats["table"],
+                  f"Prediction QA ({run_id}): {flagged} of {outcome.stats['cases']} cases flagged, flagged first",
+                  markdown=outcome.stats["markdown"])
     return log_outcome(outcome)

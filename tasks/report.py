@@ -10,10 +10,7 @@ from medseg.config import MedsegConfig
 from medseg.stages.outcome import StageOutcome
 from medseg.stages.report import run_report_stage
 from medseg.tasks.common import log_outcome, retry_on_transient
-
-
-def _artifact_key(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "medseg"
+from medseg.tasks.ops import artifact_key
 
 
 @task(name="report", tags=["medseg", "report"], retries=1, retry_condition_fn=retry_on_transient, cache_policy=NO_CACHE)
@@ -21,7 +18,7 @@ def report_task(cfg: MedsegConfig, predictions: dict[str, str], run_id: str,
                 cases: list[str] | None = None) -> StageOutcome:
     """Evaluate predictions (of ``cases`` only, when given), write summary.json/report.md/report.html and artifacts."""
     outcome = run_report_stage(cfg, predictions, run_id, cases)
-    key = _artifact_key(f"{cfg.name}-report")
+    key = artifact_key(cfg.name, "report")
     try:
         create_table_artifact(table=outcome.stats["table"], key=key,
                               description=f"Per-model metrics on held-out cases ({run_id})")
