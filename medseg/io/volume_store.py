@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,6 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medseg.geometry import Geometry
+from medseg.io.folder_write import replace_dir
 from medseg.io.json_file import SCHEMA_FIELD
 from medseg.io.zarr_direct import (
     BLOSC_CLEVEL,
@@ -222,21 +222,11 @@ def write_case(
         # the root group (with the completion marker) is written last
         write_group(tmp, {"ome": {"version": "0.5", "multiscales": _multiscales(case.case_id, case.geometry)},
                           "medseg": meta})
-        _replace_dir(tmp, path)
+        replace_dir(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)
 
 
 def _root_attributes(path: Path) -> dict[str, Any] | None:
@@ -422,7 +412,7 @@ def case_writer(
         }
         # the root group (with the completion marker) is written last
         write_group(tmp, {"ome": {"version": "0.5", "multiscales": _multiscales(case_id, geometry)}, "medseg": meta})
-        _replace_dir(tmp, path)
+        replace_dir(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -56,7 +56,7 @@ def test_interrupted_write_is_invisible_and_previous_store_survives(tmp_path: Pa
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError("disk full")
 
-    monkeypatch.setattr(vs, "_replace_dir", boom)
+    monkeypatch.setattr(vs, "replace_dir", boom)
     with pytest.raises(OSError, match="disk full"):
         write_case(path, _case(1))
     assert is_complete(path)
