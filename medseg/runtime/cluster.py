@@ -157,14 +157,18 @@ def _client(cfg: DaskConfig, workers_in_background: bool, gpus: tuple[str, ...] 
             _STARTING[client] = _Starting(cfg.n_workers, cast(Scheduler, cluster.scheduler))
         else:
             client = Client(cluster)
-        served = cfg.dashboard_address is not None and importlib.util.find_spec("bokeh") is not None
-        announce(ClusterStarted(str(cluster.scheduler_address), _dashboard(client, served), local=True,
+        announce(ClusterStarted(str(cluster.scheduler_address), _dashboard(client, _serves_dashboard(cfg)), local=True,
                                 n_workers=cfg.n_workers))
         try:
             yield client
         finally:
             client.close()
             cluster.close()
+
+
+def _serves_dashboard(cfg: DaskConfig) -> bool:
+    """Whether a LocalCluster started with ``cfg`` serves the dashboard (an address, and bokeh installed)."""
+    return cfg.dashboard_address is not None and importlib.util.find_spec("bokeh") is not None
 
 
 def _dashboard(client: Client, served: bool = True) -> str | None:
@@ -194,8 +198,7 @@ def _gpu_cluster(cfg: DaskConfig, gpus: tuple[str, ...]) -> Iterator[Client]:
     try:
         client.wait_for_workers(len(gpus), timeout=WORKER_START_TIMEOUT_S)
         log.info("one LocalCluster worker per GPU: %s", ", ".join(gpus))
-        served = cfg.dashboard_address is not None and importlib.util.find_spec("bokeh") is not None
-        announce(ClusterStarted(str(cluster.scheduler_address), _dashboard(client, served), local=True,
+        announce(ClusterStarted(str(cluster.scheduler_address), _dashboard(client, _serves_dashboard(cfg)), local=True,
                                 n_workers=len(gpus)))
         yield client
     finally:
